@@ -1,0 +1,62 @@
+//! Event and batch ids: UUIDv7 (RFC 9562), time-ordered, with randomness passed in.
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes.
+pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
+    let mut bytes = [0u8; 16];
+    let ts = now_ms.to_be_bytes();
+    bytes[..6].copy_from_slice(&ts[2..8]);
+    bytes[6..].copy_from_slice(&random);
+    bytes[6] = 0x70 | (bytes[6] & 0x0f); // version 7
+    bytes[8] = 0x80 | (bytes[8] & 0x3f); // RFC 9562 variant
+    let mut out = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// True for the canonical 8-4-4-4-12 hex form of any UUID version.
+pub fn is_uuid(text: &str) -> bool {
+    let s = text.as_bytes();
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_v7_layout() {
+        let id = uuid_v7(0x0190_f3b2_7c4e, [0xff; 10]);
+        assert_eq!(id, "0190f3b2-7c4e-7fff-bfff-ffffffffffff");
+        assert!(is_uuid(&id));
+    }
+
+    #[test]
+    fn orders_by_time() {
+        let a = uuid_v7(1_000, [0xff; 10]);
+        let b = uuid_v7(1_001, [0x00; 10]);
+        assert!(a < b);
+    }
+
+    #[test]
+    fn checks_format() {
+        assert!(is_uuid("0190F3B2-7C4E-7A41-9C2D-3F5E8A1B2C3D"));
+        assert!(!is_uuid("0190f3b2-7c4e-7a41-9c2d-3f5e8a1b2c3"));
+        assert!(!is_uuid("0190f3b2x7c4e-7a41-9c2d-3f5e8a1b2c3d"));
+        assert!(!is_uuid("0190f3b2-7c4e-7a41-9c2d-3f5e8a1b2c3g"));
+    }
+}
