@@ -19,6 +19,7 @@
 //! assert_eq!(batch.accepted[0].ts, 1_767_225_599_000);
 //! ```
 
+pub mod apps;
 pub mod auth;
 pub mod error;
 pub mod ids;

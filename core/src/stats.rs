@@ -67,6 +67,11 @@ pub struct StatsQuery {
 }
 
 impl StatsQuery {
+    /// End (exclusive) of the last bucket the answer covers: buckets are counted whole.
+    pub fn covered_end_ms(&self) -> i64 {
+        bucket_start(self.to_ms - 1, self.interval) + self.interval.ms()
+    }
+
     /// Start times of every bucket the answer covers.
     pub fn buckets(&self) -> impl Iterator<Item = i64> {
         let (from, to, step) = (self.from_ms, self.to_ms, self.interval.ms());

@@ -1,1 +1,111 @@
+//! # telltale-worker
+//!
+//! The Telltale edge collector, a Cloudflare Worker in Rust. It authenticates and
+//! validates events (`POST /v1/events`), queues them, writes them with their aggregates
+//! to D1, and answers stats queries (`GET /v1/stats`). The logic lives in
+//! `telltale-core`; this crate adapts HTTP, D1, KV, Queues and cron to it.
+//!
+//! Modules, one per concern: [`ingest`], [`pipeline`] (queue, D1, spool), [`stats`],
+//! [`apps`] (keys and auth), [`admin`], and [`http`] (errors and answers).
 
+pub mod admin;
+pub mod apps;
+pub mod http;
+pub mod ingest;
+pub mod pipeline;
+pub mod stats;
+
+use http::{json, ApiError, ApiResult};
+use serde::Serialize;
+use worker::{event, Context, Env, MessageBatch, Method, Request, Response, ScheduleContext, ScheduledEvent};
+
+/// Spool parts drained per cron run: bounded so a run finishes well within its limits.
+const SPOOL_PARTS_PER_CRON: u64 = 200;
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let path = req.path();
+    if path == "/v1/events" {
+        return match req.method() {
+            Method::Post => ingest::handle(req, &env).await,
+            Method::Options => ingest::preflight(&req),
+            _ => method_not_allowed("POST, OPTIONS").into_response(),
+        };
+    }
+    match route(req, &env, &path).await {
+        Ok(response) => Ok(response),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(405, "method_not_allowed", format!("use {allowed}"))
+}
+
+async fn route(req: Request, env: &Env, path: &str) -> ApiResult {
+    let method = req.method();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (Method::Get, ["healthz"]) => health(),
+        (Method::Get, ["demo-config.json"]) => demo_config(&req, env),
+        (Method::Get, ["v1", "stats"]) => stats::stats(req, env).await,
+        (Method::Get, ["v1", "catalog"]) => stats::catalog(req, env).await,
+        (Method::Get, ["v1", "admin", "apps"]) => apps::list(req, env).await,
+        (Method::Post, ["v1", "admin", "apps"]) => apps::create(req, env).await,
+        (Method::Get, ["v1", "admin", "apps", id]) => apps::get(req, env, id).await,
+        (Method::Get, ["v1", "admin", "faults"]) => admin::get_faults(req, env).await,
+        (Method::Put, ["v1", "admin", "faults"]) => admin::put_faults(req, env).await,
+        (Method::Get, ["v1", "admin", "pipeline"]) => admin::pipeline(req, env).await,
+        (Method::Post, ["v1", "admin", "pipeline", "drain"]) => admin::drain(req, env).await,
+        (_, ["healthz" | "demo-config.json"]) | (_, ["v1", "stats" | "catalog"]) => Err(method_not_allowed("GET")),
+        _ => Err(ApiError::not_found("not_found", "path", format!("no route `{path}`"))),
+    }
+}
+
+fn health() -> ApiResult {
+    #[derive(Serialize)]
+    struct Health {
+        ok: bool,
+        version: &'static str,
+    }
+    json(200, &Health { ok: true, version: env!("CARGO_PKG_VERSION") })
+}
+
+/// The demo page's settings. Ingest keys are public by design (they ship in pages, are
+/// write-only, and are bound to origins), so serving the demo key is safe.
+fn demo_config(req: &Request, env: &Env) -> ApiResult {
+    let Some(key) = http::env_string(env, "DEMO_INGEST_KEY") else {
+        return Err(ApiError::not_found("not_found", "path", "no demo app is configured"));
+    };
+    let url = req.url()?;
+    #[derive(Serialize)]
+    struct DemoConfig {
+        app: &'static str,
+        key: String,
+        endpoint: String,
+    }
+    json(
+        200,
+        &DemoConfig {
+            app: apps::DEMO_APP_ID,
+            key,
+            endpoint: url.origin().ascii_serialization(),
+        },
+    )
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
+    pipeline::consume(batch, &env).await
+}
+
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    match pipeline::drain_spool(&env, SPOOL_PARTS_PER_CRON).await {
+        Ok(report) if report.stored > 0 || report.remaining > 0 => {
+            worker::console_log!("spool drain: stored {} parts, {} remain", report.stored, report.remaining);
+        }
+        Ok(_) => {}
+        Err(e) => worker::console_error!("spool drain failed: {}", e.message),
+    }
+}

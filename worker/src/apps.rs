@@ -1,0 +1,200 @@
+//! Registered apps and their keys. Apps live in KV (`app:<id>`, `ingest-key:<key>`), so
+//! authenticating an ingest request never needs D1: ingest keeps working when D1 does not.
+
+use crate::http::{env_string, json, now_ms, read_json, ApiError, ApiResult};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use telltale_core::apps::{validate_app_id, validate_origin};
+use telltale_core::auth::{bearer_token, secrets_match};
+use telltale_core::time::format_rfc3339;
+use worker::{Env, Request};
+
+pub const DEMO_APP_ID: &str = "demo";
+/// How long an isolate trusts its cached key lookup.
+const KEY_CACHE_TTL_MS: i64 = 60_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub ingest_key: String,
+    pub allowed_origins: Vec<String>,
+    pub created_at: String,
+}
+
+thread_local! {
+    // Per-isolate cache: ingest key -> (app, fetched at ms).
+    static KEY_CACHE: RefCell<HashMap<String, (App, i64)>> = RefCell::new(HashMap::new());
+}
+
+pub fn kv(env: &Env) -> Result<worker::KvStore, ApiError> {
+    env.kv("KV").map_err(|e| ApiError::storage("opening KV", e))
+}
+
+/// Checks `Authorization: Bearer <ADMIN_KEY>` in constant time. The key is never logged.
+pub fn require_admin(req: &Request, env: &Env) -> Result<(), ApiError> {
+    let Some(expected) = env.secret("ADMIN_KEY").ok().map(|s| s.to_string()).filter(|s| !s.is_empty()) else {
+        return Err(ApiError::new(503, "admin_disabled", "the ADMIN_KEY secret is not configured"));
+    };
+    let header = req.headers().get("Authorization")?.unwrap_or_default();
+    match bearer_token(&header) {
+        Some(token) if secrets_match(token, &expected) => Ok(()),
+        Some(_) => Err(ApiError::new(401, "invalid_admin_key", "the admin key is wrong")),
+        None => Err(ApiError::new(401, "missing_admin_key", "send the admin key as `Authorization: Bearer <key>`")),
+    }
+}
+
+pub async fn app_by_id(env: &Env, id: &str) -> Result<Option<App>, ApiError> {
+    if id == DEMO_APP_ID {
+        ensure_demo_app(env).await?;
+    }
+    Ok(kv(env)?.get(&format!("app:{id}")).json::<App>().await?)
+}
+
+/// Resolves an ingest key to its app, through the isolate cache.
+pub async fn app_by_ingest_key(env: &Env, key: &str) -> Result<Option<App>, ApiError> {
+    let now = now_ms();
+    let cached = KEY_CACHE.with(|c| {
+        c.borrow()
+            .get(key)
+            .filter(|(_, at)| now - at < KEY_CACHE_TTL_MS)
+            .map(|(app, _)| app.clone())
+    });
+    if cached.is_some() {
+        return Ok(cached);
+    }
+    if env_string(env, "DEMO_INGEST_KEY").is_some_and(|demo| secrets_match(key, &demo)) {
+        ensure_demo_app(env).await?;
+    }
+    let store = kv(env)?;
+    let Some(app_id) = store.get(&format!("ingest-key:{key}")).text().await? else {
+        return Ok(None);
+    };
+    let app = store.get(&format!("app:{app_id}")).json::<App>().await?;
+    if let Some(app) = &app {
+        KEY_CACHE.with(|c| c.borrow_mut().insert(key.to_string(), (app.clone(), now)));
+    }
+    Ok(app)
+}
+
+async fn put_app(env: &Env, app: &App) -> Result<(), ApiError> {
+    let store = kv(env)?;
+    let body = serde_json::to_string(app).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    // The key mapping first: an app record is only visible once its key resolves.
+    store.put(&format!("ingest-key:{}", app.ingest_key), app.id.as_str())?.execute().await?;
+    store.put(&format!("app:{}", app.id), body)?.execute().await?;
+    Ok(())
+}
+
+/// Seeds the local demo app from the `DEMO_INGEST_KEY` and `DEMO_ALLOWED_ORIGINS` vars
+/// that `npm start` writes. Idempotent; does nothing where those vars are unset.
+pub async fn ensure_demo_app(env: &Env) -> Result<(), ApiError> {
+    let Some(key) = env_string(env, "DEMO_INGEST_KEY") else {
+        return Ok(());
+    };
+    let store = kv(env)?;
+    if let Some(existing) = store.get(&format!("app:{DEMO_APP_ID}")).json::<App>().await? {
+        if existing.ingest_key == key {
+            return Ok(());
+        }
+    }
+    let allowed_origins = env_string(env, "DEMO_ALLOWED_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|o| o.trim().to_string())
+        .filter(|o| validate_origin(o))
+        .collect();
+    put_app(
+        env,
+        &App {
+            id: DEMO_APP_ID.into(),
+            name: "Demo course catalogue".into(),
+            ingest_key: key,
+            allowed_origins,
+            created_at: format_rfc3339(now_ms()),
+        },
+    )
+    .await
+}
+
+fn new_ingest_key() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::new(500, "internal", format!("no randomness: {e}")))?;
+    Ok(format!("tt_ik_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApp {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+}
+
+/// `POST /v1/admin/apps {id, name?, allowed_origins: [...]}` -> 201 with the new ingest key.
+pub async fn create(mut req: Request, env: &Env) -> ApiResult {
+    require_admin(&req, env)?;
+    let input: CreateApp = read_json(&mut req).await?;
+    validate_app_id(&input.id).map_err(|e| ApiError::from_field(400, e))?;
+    if let Some((i, bad)) = input.allowed_origins.iter().enumerate().find(|(_, o)| !validate_origin(o)) {
+        return Err(ApiError::new(
+            400,
+            "invalid_value",
+            format!("`{bad}` is not an origin: use `*` or scheme://host[:port] with no path"),
+        )
+        .with_field(format!("allowed_origins[{i}]")));
+    }
+    if app_by_id(env, &input.id).await?.is_some() {
+        return Err(ApiError::new(409, "app_exists", format!("app `{}` already exists", input.id)).with_field("id"));
+    }
+    let app = App {
+        name: input.name.unwrap_or_else(|| input.id.clone()),
+        id: input.id,
+        ingest_key: new_ingest_key()?,
+        allowed_origins: input.allowed_origins,
+        created_at: format_rfc3339(now_ms()),
+    };
+    put_app(env, &app).await?;
+    json(201, &app)
+}
+
+/// `GET /v1/admin/apps`
+pub async fn list(req: Request, env: &Env) -> ApiResult {
+    require_admin(&req, env)?;
+    ensure_demo_app(env).await?;
+    let store = kv(env)?;
+    let mut apps = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut listing = store.list().prefix("app:".into());
+        if let Some(c) = cursor.take() {
+            listing = listing.cursor(c);
+        }
+        let page = listing.execute().await?;
+        for key in page.keys {
+            if let Some(app) = store.get(&key.name).json::<App>().await? {
+                apps.push(app);
+            }
+        }
+        match page.cursor {
+            Some(c) if !page.list_complete && !c.is_empty() => cursor = Some(c),
+            _ => break,
+        }
+    }
+    #[derive(Serialize)]
+    struct Listing {
+        apps: Vec<App>,
+    }
+    json(200, &Listing { apps })
+}
+
+/// `GET /v1/admin/apps/{id}`
+pub async fn get(req: Request, env: &Env, id: &str) -> ApiResult {
+    require_admin(&req, env)?;
+    match app_by_id(env, id).await? {
+        Some(app) => json(200, &app),
+        None => Err(ApiError::not_found("unknown_app", "id", format!("no app `{id}`"))),
+    }
+}

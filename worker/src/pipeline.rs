@@ -1,0 +1,298 @@
+//! The write path after ingest: Queue -> D1, with a KV spool as the last resort.
+//!
+//! Nothing that got a 202 is lost:
+//! 1. ingest sends accepted events to the `EVENTS` queue; if that send fails, it writes
+//!    them to the KV spool instead (and answers 503 only if the spool fails too);
+//! 2. the consumer writes each message to D1 in one atomic batch; on failure the message
+//!    is retried, then dead-lettered;
+//! 3. the dead-letter consumer tries D1 once more, then spools to KV;
+//! 4. the cron trigger drains the spool into D1 once D1 is back.
+//!
+//! Every write is idempotent (`ON CONFLICT DO NOTHING` on the event id), so retries and
+//! redeliveries never double count; the aggregates are folded in by a D1 trigger in the
+//! same transaction as the raw insert.
+
+use crate::apps::kv;
+use crate::http::{fault_injection_enabled, ApiError};
+use serde::{Deserialize, Serialize};
+use telltale_core::ingest::Event;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, Env, MessageBatch, MessageExt};
+
+/// Queue messages stay well under the 128 KB message limit.
+pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
+/// Statements per D1 batch (one transaction).
+const MAX_STATEMENTS_PER_TRANSACTION: usize = 1_000;
+const SPOOL_PREFIX: &str = "spool:";
+
+/// One unit of work on the queue and in the spool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventBatchMessage {
+    pub batch_id: String,
+    /// Which part of the batch this is, when a batch was split to fit the queue.
+    pub part: usize,
+    pub app: String,
+    pub received_at: i64,
+    /// Events the client reported dropping, carried by part 0 only.
+    pub dropped: u64,
+    pub events: Vec<Event>,
+}
+
+impl EventBatchMessage {
+    fn spool_key(&self) -> String {
+        format!("{SPOOL_PREFIX}{}:{}:{}", self.app, self.batch_id, self.part)
+    }
+}
+
+fn to_json(message: &EventBatchMessage) -> Result<String, ApiError> {
+    serde_json::to_string(message).map_err(|e| ApiError::new(500, "internal", e.to_string()))
+}
+
+/// Whether a fault has been injected for tests (`FAULT_INJECTION=on` only).
+pub async fn fault_active(env: &Env, which: &str) -> bool {
+    if !fault_injection_enabled(env) {
+        return false;
+    }
+    match kv(env) {
+        Ok(store) => matches!(store.get(&format!("fault:{which}")).text().await, Ok(Some(v)) if v == "on"),
+        Err(_) => false,
+    }
+}
+
+/// Hands accepted messages to the queue, spooling whatever the queue refuses.
+/// Returns how many parts had to be spooled.
+pub async fn enqueue(env: &Env, messages: Vec<EventBatchMessage>) -> Result<usize, ApiError> {
+    let queue = if fault_active(env, "queue").await {
+        Err(worker::Error::RustError("injected queue fault".into()))
+    } else {
+        env.queue("EVENTS")
+    };
+    let mut spooled = 0;
+    for message in messages {
+        let body = to_json(&message)?;
+        let sent = match &queue {
+            Ok(q) => q.send(body.clone()).await,
+            Err(e) => Err(worker::Error::RustError(e.to_string())),
+        };
+        if let Err(e) = sent {
+            worker::console_warn!("queue send failed for batch {} part {}: {e}; spooling", message.batch_id, message.part);
+            spool(env, &message).await?;
+            spooled += 1;
+        }
+    }
+    Ok(spooled)
+}
+
+/// Writes a message to the KV spool. The cron trigger drains it.
+pub async fn spool(env: &Env, message: &EventBatchMessage) -> Result<(), ApiError> {
+    kv(env)?.put(&message.spool_key(), to_json(message)?)?.execute().await?;
+    Ok(())
+}
+
+fn bind(stmt: D1PreparedStatement, values: &[JsValue]) -> worker::Result<D1PreparedStatement> {
+    stmt.bind(values)
+}
+
+fn opt(value: &Option<String>) -> JsValue {
+    value.as_deref().map_or(JsValue::NULL, JsValue::from_str)
+}
+
+fn statements(db: &D1Database, message: &EventBatchMessage) -> worker::Result<Vec<D1PreparedStatement>> {
+    let mut stmts = Vec::with_capacity(message.events.len() + 1);
+    for e in &message.events {
+        let props = serde_json::to_string(&e.props)?;
+        stmts.push(bind(
+            db.prepare(
+                "INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (app, id) DO NOTHING",
+            ),
+            &[
+                JsValue::from_str(&message.app),
+                JsValue::from_str(&e.id),
+                JsValue::from_str(&e.kind),
+                JsValue::from_str(&e.name),
+                JsValue::from_f64(e.ts as f64),
+                JsValue::from_f64(e.client_ts as f64),
+                JsValue::from_f64(message.received_at as f64),
+                JsValue::from_str(&e.anonymous_id),
+                opt(&e.user_id),
+                JsValue::from_str(e.user_key()),
+                JsValue::from_str(&props),
+                opt(&e.url),
+                JsValue::from_str(&message.batch_id),
+            ],
+        )?);
+    }
+    if message.dropped > 0 {
+        stmts.push(bind(
+            db.prepare(
+                "INSERT INTO client_drops (app, batch_id, dropped, received_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            ),
+            &[
+                JsValue::from_str(&message.app),
+                JsValue::from_str(&message.batch_id),
+                JsValue::from_f64(message.dropped as f64),
+                JsValue::from_f64(message.received_at as f64),
+            ],
+        )?);
+    }
+    Ok(stmts)
+}
+
+/// Writes messages to D1, each group in one transaction. Returns, per message, whether
+/// it is durably stored.
+async fn write_messages(env: &Env, messages: &[EventBatchMessage]) -> Vec<bool> {
+    let mut stored = vec![false; messages.len()];
+    if fault_active(env, "d1").await {
+        for m in messages {
+            worker::console_error!("D1 write failed for batch {} part {}: injected D1 fault", m.batch_id, m.part);
+        }
+        return stored;
+    }
+    let db = match env.d1("DB") {
+        Ok(db) => db,
+        Err(e) => {
+            worker::console_error!("D1 binding unavailable: {e}");
+            return stored;
+        }
+    };
+    let mut start = 0;
+    while start < messages.len() {
+        // Group whole messages up to the statement budget.
+        let mut end = start;
+        let mut group: Vec<D1PreparedStatement> = Vec::new();
+        while end < messages.len() {
+            match statements(&db, &messages[end]) {
+                Ok(stmts) => {
+                    if !group.is_empty() && group.len() + stmts.len() > MAX_STATEMENTS_PER_TRANSACTION {
+                        break;
+                    }
+                    group.extend(stmts);
+                }
+                Err(e) => worker::console_error!("cannot bind batch {}: {e}", messages[end].batch_id),
+            }
+            end += 1;
+        }
+        let outcome = if group.is_empty() { Ok(Vec::new()) } else { db.batch(group).await };
+        match outcome {
+            Ok(_) => {
+                for (i, m) in messages.iter().enumerate().take(end).skip(start) {
+                    stored[i] = true;
+                    worker::console_log!("stored batch {} part {}: {} events", m.batch_id, m.part, m.events.len());
+                }
+            }
+            Err(e) => {
+                for m in &messages[start..end] {
+                    worker::console_error!("D1 write failed for batch {} part {}: {e}", m.batch_id, m.part);
+                }
+            }
+        }
+        start = end;
+    }
+    stored
+}
+
+/// The queue consumer for both the main queue and its dead-letter queue.
+pub async fn consume(batch: MessageBatch<String>, env: &Env) -> worker::Result<()> {
+    let dead_letter = batch.queue().ends_with("-dlq");
+    let raw: Vec<worker::RawMessage> = batch.raw_iter().collect();
+    let mut parsed = Vec::with_capacity(raw.len());
+    let mut handles = Vec::with_capacity(raw.len());
+    for message in raw {
+        let text = message.body().as_string().unwrap_or_default();
+        match serde_json::from_str::<EventBatchMessage>(&text) {
+            Ok(m) => {
+                parsed.push(m);
+                handles.push(message);
+            }
+            Err(e) => {
+                // Not ours to interpret; keep it for inspection rather than drop it.
+                worker::console_error!("unreadable queue message {}: {e}", message.id());
+                let key = format!("poison:{}", message.id());
+                let kept = match kv(env).map(|s| s.put(&key, text)) {
+                    Ok(Ok(put)) => put.execute().await.is_ok(),
+                    _ => false,
+                };
+                if kept {
+                    message.ack();
+                } else {
+                    message.retry();
+                }
+            }
+        }
+    }
+    let stored = write_messages(env, &parsed).await;
+    for ((message, handle), ok) in parsed.iter().zip(&handles).zip(stored) {
+        if ok {
+            handle.ack();
+        } else if dead_letter {
+            match spool(env, message).await {
+                Ok(()) => {
+                    worker::console_warn!("spooled dead-lettered batch {} part {}", message.batch_id, message.part);
+                    handle.ack();
+                }
+                Err(e) => {
+                    worker::console_error!("cannot spool batch {}: {}", message.batch_id, e.message);
+                    handle.retry();
+                }
+            }
+        } else {
+            handle.retry();
+        }
+    }
+    Ok(())
+}
+
+/// What one spool drain did.
+#[derive(Debug, Default, Serialize)]
+pub struct DrainReport {
+    pub stored: usize,
+    pub remaining: usize,
+}
+
+/// Moves spooled messages into D1 (run by the cron trigger). Bounded per run.
+pub async fn drain_spool(env: &Env, max_parts: u64) -> Result<DrainReport, ApiError> {
+    let store = kv(env)?;
+    let listing = store.list().prefix(SPOOL_PREFIX.into()).limit(max_parts).execute().await?;
+    let mut messages = Vec::new();
+    let mut keys = Vec::new();
+    for key in &listing.keys {
+        if let Some(m) = store.get(&key.name).json::<EventBatchMessage>().await? {
+            messages.push(m);
+            keys.push(key.name.clone());
+        }
+    }
+    let stored = write_messages(env, &messages).await;
+    let mut report = DrainReport::default();
+    for (key, ok) in keys.iter().zip(stored) {
+        if ok {
+            store.delete(key).await?;
+            report.stored += 1;
+        } else {
+            report.remaining += 1;
+        }
+    }
+    if !listing.list_complete {
+        report.remaining += 1;
+    }
+    Ok(report)
+}
+
+/// Counts of what waits in the spool, for `GET /v1/admin/pipeline`.
+pub async fn spool_depth(env: &Env) -> Result<usize, ApiError> {
+    let store = kv(env)?;
+    let mut depth = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut listing = store.list().prefix(SPOOL_PREFIX.into());
+        if let Some(c) = cursor.take() {
+            listing = listing.cursor(c);
+        }
+        let page = listing.execute().await?;
+        depth += page.keys.len();
+        match page.cursor {
+            Some(c) if !page.list_complete && !c.is_empty() => cursor = Some(c),
+            _ => return Ok(depth),
+        }
+    }
+}
