@@ -52,14 +52,15 @@ impl EventQueue {
         self.pending.is_empty()
     }
 
-    /// Events evicted since the last [`EventQueue::take_dropped`].
+    /// Events evicted and not yet reported to the collector.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    /// Returns and resets the eviction count (call once a send carrying it succeeded).
-    pub fn take_dropped(&mut self) -> u64 {
-        std::mem::take(&mut self.dropped)
+    /// A send that reported `reported` drops succeeded: those are no longer owed. Drops
+    /// that happened while the send was in flight stay counted.
+    pub fn acknowledge_dropped(&mut self, reported: u64) {
+        self.dropped = self.dropped.saturating_sub(reported);
     }
 
     /// Takes the oldest events for one batch: at most `max_events`, and at most
@@ -174,7 +175,9 @@ mod tests {
         }
         assert_eq!(q.dropped(), 2);
         assert_eq!(q.take_batch(10, 10_000)[0].id, "2");
-        assert_eq!(q.take_dropped(), 2);
+        q.acknowledge_dropped(1);
+        assert_eq!(q.dropped(), 1);
+        q.acknowledge_dropped(5);
         assert_eq!(q.dropped(), 0);
     }
 

@@ -1,1 +1,289 @@
+//! # telltale (browser SDK)
+//!
+//! Batched product analytics for web apps and mobile webviews, compiled to WebAssembly.
+//! The queue, batch assembly and ids come from `telltale-core`; this crate adapts them to
+//! the browser: `fetch`, `sendBeacon`, timers, DOM events and `localStorage`.
+//!
+//! ```js
+//! import init, { Telltale } from 'telltale';
+//! await init();
+//! const tt = new Telltale({ endpoint: 'https://collect.example.com', key: 'tt_ik_...' });
+//! tt.track('search', { query: 'rust' });
+//! await tt.flush();
+//! ```
 
+mod browser;
+mod config;
+
+use crate::browser::{now_ms, random_uuid, Browser};
+use crate::config::Config;
+use gloo_timers::callback::Interval;
+use js_sys::{Object, Reflect, JSON};
+use std::cell::RefCell;
+use std::rc::Rc;
+use telltale_core::queue::{batch_body, EventQueue, QueuedEvent};
+use wasm_bindgen::prelude::*;
+
+/// Largest body sent with `sendBeacon` / keepalive fetch: browsers cap in-flight
+/// keepalive bodies at 64 KiB.
+const PAGE_HIDE_MAX_BYTES: usize = 60 * 1024;
+/// Largest body of a regular batch (the collector accepts 512 KiB).
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Largest batch (the collector accepts 500 events).
+const MAX_BATCH_EVENTS: usize = 500;
+
+struct State {
+    queue: EventQueue,
+    anonymous_id: String,
+    user_id: Option<String>,
+    timer: Option<Interval>,
+    closed: bool,
+}
+
+struct Inner {
+    config: Config,
+    browser: Browser,
+    state: RefCell<State>,
+}
+
+/// The Telltale client. One per page is typical.
+#[wasm_bindgen]
+pub struct Telltale {
+    inner: Rc<Inner>,
+}
+
+#[wasm_bindgen]
+impl Telltale {
+    /// Creates a client. Options: `endpoint` and `key` (required), `flushAt` (events per
+    /// batch, default 20), `flushIntervalMs` (default 5000), `maxQueue` (default 1000),
+    /// `autocapture` (clicks on `[data-track]` elements, default false), `capturePageviews`
+    /// (initial view and SPA route changes, default false), `onError` (a callback).
+    /// Throws only for invalid options.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> Result<Telltale, JsError> {
+        let config = Config::parse(&options).map_err(|e| JsError::new(&e))?;
+        let browser = Browser::new();
+        let anonymous_id = browser.load_or_create_anonymous_id();
+        let user_id = browser.load_user_id();
+        let inner = Rc::new(Inner {
+            state: RefCell::new(State {
+                queue: EventQueue::new(config.max_queue),
+                anonymous_id,
+                user_id,
+                timer: None,
+                closed: false,
+            }),
+            config,
+            browser,
+        });
+        let client = Telltale { inner };
+        client.start_timer();
+        client.inner.browser.on_page_hide(Rc::downgrade(&client.inner), |inner| inner.flush_on_page_hide());
+        if client.inner.config.autocapture {
+            client.inner.browser.on_tracked_click(Rc::downgrade(&client.inner), |inner, name, props| {
+                inner.enqueue("click", &name, &props);
+            });
+        }
+        if client.inner.config.capture_pageviews {
+            client.inner.browser.on_route_change(Rc::downgrade(&client.inner), |inner| inner.page_view());
+            client.inner.page_view();
+        }
+        Ok(client)
+    }
+
+    /// Records a custom event. `props` is a flat object of strings, numbers, booleans.
+    pub fn track(&self, name: &str, props: JsValue) {
+        self.inner.enqueue("track", name, &props);
+    }
+
+    /// Records a page view of the current URL (call it on SPA route changes, or set
+    /// `capturePageviews`).
+    pub fn page(&self) {
+        self.inner.page_view();
+    }
+
+    /// Links later events to a known user and records their traits.
+    pub fn identify(&self, user_id: &str, traits: JsValue) {
+        if user_id.is_empty() {
+            self.inner.report("identify() needs a non-empty user id");
+            return;
+        }
+        self.inner.state.borrow_mut().user_id = Some(user_id.to_string());
+        self.inner.browser.save_user_id(Some(user_id));
+        self.inner.enqueue("identify", "$identify", &traits);
+    }
+
+    /// Forgets the user (on logout): later events are anonymous again.
+    pub fn reset(&self) {
+        let mut state = self.inner.state.borrow_mut();
+        state.user_id = None;
+        state.anonymous_id = random_uuid();
+        self.inner.browser.save_user_id(None);
+        self.inner.browser.save_anonymous_id(&state.anonymous_id);
+    }
+
+    /// The id that groups this browser's events while the user is unknown.
+    #[wasm_bindgen(getter, js_name = anonymousId)]
+    pub fn anonymous_id(&self) -> String {
+        self.inner.state.borrow().anonymous_id.clone()
+    }
+
+    /// Events waiting to be sent.
+    #[wasm_bindgen(getter, js_name = queueLength)]
+    pub fn queue_length(&self) -> usize {
+        self.inner.state.borrow().queue.len()
+    }
+
+    /// Sends everything queued now. Resolves to the number of events the collector
+    /// acknowledged; never rejects (failures go to `onError` and stay queued).
+    pub fn flush(&self) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move { Ok(JsValue::from(inner.flush_all().await as u32)) })
+    }
+
+    /// Stops timers and listeners' effects and sends what is queued.
+    pub fn shutdown(&self) -> js_sys::Promise {
+        {
+            let mut state = self.inner.state.borrow_mut();
+            state.closed = true;
+            state.timer = None; // dropping the Interval cancels it
+        }
+        self.flush()
+    }
+}
+
+impl Telltale {
+    fn start_timer(&self) {
+        let weak = Rc::downgrade(&self.inner);
+        let timer = Interval::new(self.inner.config.flush_interval_ms, move || {
+            if let Some(inner) = weak.upgrade() {
+                if !inner.state.borrow().queue.is_empty() {
+                    wasm_bindgen_futures::spawn_local(async move {
+                        inner.flush_all().await;
+                    });
+                }
+            }
+        });
+        self.inner.state.borrow_mut().timer = Some(timer);
+    }
+}
+
+impl Inner {
+    fn report(&self, message: &str) {
+        self.browser.report_error(self.config.on_error.as_ref(), message);
+    }
+
+    fn page_view(self: &Rc<Self>) {
+        let props = self.browser.page_props();
+        self.enqueue("page", "$pageview", &props);
+    }
+
+    /// Builds the event and queues it: no I/O here, only serialization.
+    fn enqueue(self: &Rc<Self>, kind: &str, name: &str, props: &JsValue) {
+        if self.state.borrow().closed {
+            return;
+        }
+        if name.is_empty() {
+            self.report("an event needs a name");
+            return;
+        }
+        let flat_props = match self.browser.flat_props(props) {
+            Ok(p) => p,
+            Err(message) => {
+                self.report(&message);
+                return;
+            }
+        };
+        let id = random_uuid();
+        let event = Object::new();
+        let state = self.state.borrow();
+        let set = |k: &str, v: &JsValue| {
+            let _ = Reflect::set(&event, &JsValue::from_str(k), v);
+        };
+        set("id", &JsValue::from_str(&id));
+        set("type", &JsValue::from_str(kind));
+        set("name", &JsValue::from_str(name));
+        set("ts", &JsValue::from_f64(now_ms()));
+        set("anonymous_id", &JsValue::from_str(&state.anonymous_id));
+        if let Some(user_id) = &state.user_id {
+            set("user_id", &JsValue::from_str(user_id));
+        }
+        set("props", &flat_props);
+        if let Some(url) = self.browser.current_url() {
+            set("url", &JsValue::from_str(&url));
+        }
+        drop(state);
+        let json = match JSON::stringify(&event) {
+            Ok(s) => String::from(s),
+            Err(_) => {
+                self.report("event could not be serialized");
+                return;
+            }
+        };
+        let length = self.state.borrow_mut().queue.push(QueuedEvent { id, json });
+        if length >= self.config.flush_at {
+            let inner = Rc::clone(self);
+            wasm_bindgen_futures::spawn_local(async move {
+                inner.flush_all().await;
+            });
+        }
+    }
+
+    /// Sends batches until the queue is empty or a send fails. Returns events delivered.
+    async fn flush_all(self: Rc<Self>) -> usize {
+        let mut delivered = 0;
+        loop {
+            let (batch, dropped) = {
+                let mut state = self.state.borrow_mut();
+                let batch = state.queue.take_batch(self.config.flush_at.min(MAX_BATCH_EVENTS), MAX_BATCH_BYTES);
+                (batch, state.queue.dropped())
+            };
+            if batch.is_empty() {
+                return delivered;
+            }
+            let body = batch_body(now_ms() as i64, &random_uuid(), dropped, &batch);
+            match self.browser.post(&self.config.events_url(), &self.config.key, &body).await {
+                Ok(status) if (200..300).contains(&status) => {
+                    delivered += batch.len();
+                    self.state.borrow_mut().queue.acknowledge_dropped(dropped);
+                }
+                Ok(status) if status == 408 || status == 429 || status >= 500 => {
+                    self.report(&format!("collector answered {status}; will retry"));
+                    self.state.borrow_mut().queue.requeue_front(batch);
+                    return delivered;
+                }
+                Ok(status) => {
+                    // Retrying cannot fix a 4xx: the batch is dropped, loudly.
+                    self.report(&format!("collector refused a batch of {} events with {status}; dropped", batch.len()));
+                }
+                Err(message) => {
+                    self.report(&format!("network error: {message}; will retry"));
+                    self.state.borrow_mut().queue.requeue_front(batch);
+                    return delivered;
+                }
+            }
+        }
+    }
+
+    /// On page hide: hand everything to `sendBeacon` (or keepalive fetch) in chunks that
+    /// fit the browser's keepalive budget.
+    fn flush_on_page_hide(&self) {
+        loop {
+            let (batch, dropped) = {
+                let mut state = self.state.borrow_mut();
+                let batch = state.queue.take_batch(MAX_BATCH_EVENTS, PAGE_HIDE_MAX_BYTES);
+                (batch, state.queue.dropped())
+            };
+            if batch.is_empty() {
+                return;
+            }
+            let body = batch_body(now_ms() as i64, &random_uuid(), dropped, &batch);
+            if self.browser.beacon(&self.config.beacon_url(), &self.config.key, &body) {
+                self.state.borrow_mut().queue.acknowledge_dropped(dropped);
+            } else {
+                self.state.borrow_mut().queue.requeue_front(batch);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+// `npm start`: install what is missing, build, apply local D1 migrations, and run the
+// collector with the demo page and dashboard on http://127.0.0.1:8787.
+import { spawn } from 'node:child_process';
+import { ensureAll, log, PATHS, readDevVars, toolEnv, wrangler, ROOT } from './toolchain.mjs';
+
+const PORT = Number(process.env.PORT || 8787);
+
+ensureAll();
+const vars = readDevVars();
+log('applying local D1 migrations');
+wrangler(['d1', 'migrations', 'apply', 'DB', '--local'], { stdio: ['ignore', 'ignore', 'inherit'], env: { CI: 'true' } });
+
+const origins = `http://127.0.0.1:${PORT},http://localhost:${PORT}`;
+const child = spawn(PATHS.node22, [PATHS.wrangler, 'dev', '--ip', '127.0.0.1', '--port', String(PORT),
+  '--test-scheduled', '--var', `DEMO_ALLOWED_ORIGINS:${origins}`], {
+  cwd: ROOT, stdio: 'inherit', env: toolEnv(),
+});
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code) => process.exit(code ?? 0));
+
+const base = `http://127.0.0.1:${PORT}`;
+for (let i = 0; i < 240; i++) {
+  try {
+    if ((await fetch(`${base}/healthz`)).ok) break;
+  } catch { /* not up yet */ }
+  await new Promise((r) => setTimeout(r, 500));
+}
+console.log(`
+  Telltale is running (local D1, KV and Queue under .wrangler/state)
+
+  Demo product   ${base}/
+  Dashboard      ${base}/dashboard.html#key=${vars.ADMIN_KEY}
+  Collector      ${base}/v1/events   (POST, Authorization: Bearer <ingest key>)
+  Stats API      ${base}/v1/stats?app=demo&event=search
+
+  Admin key      ${vars.ADMIN_KEY}
+  Demo app       demo
+  Ingest key     ${vars.DEMO_INGEST_KEY}
+  (both in .dev.vars; cron runs by hand: curl '${base}/__scheduled?cron=*+*+*+*+*')
+`);
