@@ -89,9 +89,10 @@ function ensureNpmDeps() {
   const want = hashFiles([join(ROOT, 'package.json'), lock].filter(existsSync));
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want && existsSync(PATHS.node22) && existsSync(PATHS.wrangler)) return;
   log('installing npm dependencies');
-  const args = existsSync(lock) ? ['ci'] : ['install'];
-  run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error']);
-  writeFileSync(stamp, want);
+  // `npm install`, not `npm ci`: npm 11's ci refuses this lockfile over workerd's
+  // optional per-platform packages. The lockfile still pins every version.
+  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error']);
+  writeFileSync(stamp, hashFiles([join(ROOT, 'package.json'), lock].filter(existsSync)));
 }
 
 export function ensureChromium() {
