@@ -173,7 +173,7 @@ export function buildSdk() {
   rmSync(PATHS.sdkPkg, { recursive: true, force: true });
   run(PATHS.wasmBindgen, [
     join(ROOT, 'target/wasm32-unknown-unknown/release/telltale.wasm'),
-    '--out-dir', PATHS.sdkPkg, '--target', 'web', '--typescript', '--omit-default-module-path',
+    '--out-dir', PATHS.sdkPkg, '--target', 'web', '--typescript',
   ]);
   const wasm = join(PATHS.sdkPkg, 'telltale_bg.wasm');
   run(PATHS.wasmOpt, ['-Oz', wasm, '-o', wasm]);

@@ -25,18 +25,21 @@ function renderCourses(filter) {
   for (const c of COURSES.filter((c) => !q || `${c.title} ${c.blurb} ${c.id}`.toLowerCase().includes(q))) {
     const card = document.createElement('article');
     card.className = 'card';
-    card.innerHTML = `<h3></h3><p></p><button type="button">Enroll</button>`;
-    card.querySelector('h3').textContent = c.title;
-    card.querySelector('p').textContent = c.blurb;
+    card.innerHTML = `<h3><a href="#"></a></h3><p></p><button type="button">Enroll</button>`;
+    const link = card.querySelector('a');
+    link.textContent = c.title;
     // Autocapture: clicks inside [data-track] become "click" events; data-track-* become props.
-    card.dataset.track = 'course_click';
-    card.dataset.trackCourse = c.id;
-    card.querySelector('button').addEventListener('click', (e) => {
-      e.stopPropagation();
+    link.dataset.track = 'course_click';
+    link.dataset.trackCourse = c.id;
+    link.addEventListener('click', (e) => {
+      e.preventDefault();
+      note(`click course_click {course: ${c.id}}`);
+    });
+    card.querySelector('p').textContent = c.blurb;
+    card.querySelector('button').addEventListener('click', () => {
       tt.track('enroll', { course: c.id });
       note(`track enroll {course: ${c.id}}`);
     });
-    card.addEventListener('click', () => note(`click course_click {course: ${c.id}}`));
     grid.append(card);
   }
 }

@@ -21,6 +21,35 @@ pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
     out
 }
 
+/// Makes UUIDv7s that sort in creation order even within one millisecond (RFC 9562,
+/// method 1: the 12 `rand_a` bits are a counter seeded randomly each new millisecond).
+#[derive(Debug, Default, Clone)]
+pub struct MonotonicUuidV7 {
+    last_ms: u64,
+    counter: u16,
+}
+
+impl MonotonicUuidV7 {
+    /// The next id for `now_ms` (a clock that went backwards is treated as unchanged).
+    pub fn next(&mut self, now_ms: u64, mut random: [u8; 10]) -> String {
+        if now_ms > self.last_ms {
+            self.last_ms = now_ms;
+            // Seed below half the range so a burst has room to count up.
+            self.counter = u16::from_be_bytes([random[0], random[1]]) & 0x07ff;
+        } else if self.counter >= 0x0fff {
+            // Counter exhausted: borrow the next millisecond.
+            self.last_ms += 1;
+            self.counter = 0;
+        } else {
+            self.counter += 1;
+        }
+        let [hi, lo] = self.counter.to_be_bytes();
+        random[0] = hi & 0x0f;
+        random[1] = lo;
+        uuid_v7(self.last_ms, random)
+    }
+}
+
 /// True for the canonical 8-4-4-4-12 hex form of any UUID version.
 pub fn is_uuid(text: &str) -> bool {
     let s = text.as_bytes();
@@ -50,6 +79,23 @@ mod tests {
         let a = uuid_v7(1_000, [0xff; 10]);
         let b = uuid_v7(1_001, [0x00; 10]);
         assert!(a < b);
+    }
+
+    #[test]
+    fn monotonic_within_a_millisecond() {
+        let mut ids = MonotonicUuidV7::default();
+        let mut previous = String::new();
+        for i in 0..10_000u32 {
+            let random = [(i % 251) as u8, (i % 13) as u8, 9, 9, 9, 9, 9, 9, 9, 9];
+            let id = ids.next(1_700_000_000_000 + u64::from(i / 5_000), random);
+            assert!(is_uuid(&id));
+            assert_eq!(&id[14..15], "7");
+            assert!(id > previous, "{id} after {previous}");
+            previous = id;
+        }
+        // A clock step back keeps the order.
+        let later = ids.next(1_600_000_000_000, [0; 10]);
+        assert!(later > previous);
     }
 
     #[test]

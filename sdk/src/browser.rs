@@ -2,8 +2,9 @@
 //! that can throw in some browser or webview is caught here and turned into a value.
 
 use js_sys::{Array, Function, Object, Reflect};
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
-use telltale_core::ids::uuid_v7;
+use telltale_core::ids::MonotonicUuidV7;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -17,7 +18,11 @@ pub fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// A UUIDv7 from the clock and `crypto.getRandomValues`.
+thread_local! {
+    static IDS: RefCell<MonotonicUuidV7> = RefCell::new(MonotonicUuidV7::default());
+}
+
+/// A UUIDv7 from the clock and `crypto.getRandomValues`, monotonic within this page.
 pub fn random_uuid() -> String {
     let mut random = [0u8; 10];
     if getrandom::fill(&mut random).is_err() {
@@ -26,7 +31,7 @@ pub fn random_uuid() -> String {
             *b = (js_sys::Math::random() * 256.0) as u8;
         }
     }
-    uuid_v7(now_ms() as u64, random)
+    IDS.with(|ids| ids.borrow_mut().next(now_ms() as u64, random))
 }
 
 pub struct Browser {

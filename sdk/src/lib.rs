@@ -32,6 +32,15 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Largest batch (the collector accepts 500 events).
 const MAX_BATCH_EVENTS: usize = 500;
 
+/// What a send drains.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Everything queued (timer, `flush()`, `shutdown()`).
+    All,
+    /// Only full batches (the queue reached `flushAt`); the rest waits for the timer.
+    FullBatches,
+}
+
 struct State {
     queue: EventQueue,
     anonymous_id: String,
@@ -138,7 +147,7 @@ impl Telltale {
     /// acknowledged; never rejects (failures go to `onError` and stay queued).
     pub fn flush(&self) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
-        wasm_bindgen_futures::future_to_promise(async move { Ok(JsValue::from(inner.flush_all().await as u32)) })
+        wasm_bindgen_futures::future_to_promise(async move { Ok(JsValue::from(inner.send(Flush::All).await as u32)) })
     }
 
     /// Stops timers and listeners' effects and sends what is queued.
@@ -159,7 +168,7 @@ impl Telltale {
             if let Some(inner) = weak.upgrade() {
                 if !inner.state.borrow().queue.is_empty() {
                     wasm_bindgen_futures::spawn_local(async move {
-                        inner.flush_all().await;
+                        inner.send(Flush::All).await;
                     });
                 }
             }
@@ -221,21 +230,26 @@ impl Inner {
             }
         };
         let length = self.state.borrow_mut().queue.push(QueuedEvent { id, json });
-        if length >= self.config.flush_at {
+        if length == self.config.flush_at {
             let inner = Rc::clone(self);
             wasm_bindgen_futures::spawn_local(async move {
-                inner.flush_all().await;
+                inner.send(Flush::FullBatches).await;
             });
         }
     }
 
-    /// Sends batches until the queue is empty or a send fails. Returns events delivered.
-    async fn flush_all(self: Rc<Self>) -> usize {
+    /// Sends batches until the queue is empty (or, for a size trigger, until less than a
+    /// full batch is left) or a send fails. Returns events delivered.
+    async fn send(self: Rc<Self>, mode: Flush) -> usize {
         let mut delivered = 0;
+        let batch_size = self.config.flush_at.min(MAX_BATCH_EVENTS);
         loop {
             let (batch, dropped) = {
                 let mut state = self.state.borrow_mut();
-                let batch = state.queue.take_batch(self.config.flush_at.min(MAX_BATCH_EVENTS), MAX_BATCH_BYTES);
+                if mode == Flush::FullBatches && state.queue.len() < batch_size {
+                    return delivered;
+                }
+                let batch = state.queue.take_batch(batch_size, MAX_BATCH_BYTES);
                 (batch, state.queue.dropped())
             };
             if batch.is_empty() {

@@ -1,0 +1,176 @@
+// The SDK in headless Chromium (Debian's, via playwright-core) against the real local
+// collector: batching by size and by timer, the payload, ids, and the demo page flow
+// through to /v1/stats.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { Collector, waitFor } from './harness.mjs';
+
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
+  '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'];
+
+let collector;
+let browser;
+before(async () => {
+  collector = await Collector.start();
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+});
+after(async () => {
+  await browser?.close();
+  await collector?.stop();
+});
+
+/** A blank same-origin page with the SDK loaded, and a log of what it POSTs to /v1/events. */
+async function sdkPage() {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const posts = [];
+  page.on('request', (req) => {
+    if (req.url().includes('/v1/events') && req.method() === 'POST') posts.push(JSON.parse(req.postData()));
+  });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${collector.url}/healthz`);
+  await page.evaluate(async () => {
+    const mod = await import('/sdk/telltale.js');
+    await mod.default();
+    window.Telltale = mod.Telltale;
+  });
+  return { page, posts, errors, context };
+}
+
+describe('SDK batching', () => {
+  test('batches by size; the rest waits for flush()', async () => {
+    const { page, posts, errors, context } = await sdkPage();
+    const endpoint = collector.url;
+    const key = collector.ingestKey;
+    await page.evaluate(({ endpoint, key }) => {
+      window.tt = new window.Telltale({ endpoint, key, flushAt: 5, flushIntervalMs: 3_600_000 });
+      for (let i = 0; i < 12; i++) window.tt.track('size_batch', { i });
+    }, { endpoint, key });
+    await waitFor(() => posts.length === 2, { what: 'two size-triggered batches' });
+    assert.deepEqual(posts.map((p) => p.events.length), [5, 5]);
+    assert.equal(await page.evaluate(() => window.tt.queueLength), 2);
+    const sent = await page.evaluate(() => window.tt.flush());
+    assert.equal(sent, 2);
+    assert.deepEqual(posts.map((p) => p.events.length), [5, 5, 2]);
+    const order = posts.flatMap((p) => p.events.map((e) => e.props.i));
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    await collector.waitForCount('demo', 'size_batch', 12);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test('batches by timer', async () => {
+    const { page, posts, context } = await sdkPage();
+    await page.evaluate(({ endpoint, key }) => {
+      window.tt = new window.Telltale({ endpoint, key, flushAt: 100, flushIntervalMs: 200 });
+      for (let i = 0; i < 3; i++) window.tt.track('timer_batch', {});
+    }, { endpoint: collector.url, key: collector.ingestKey });
+    assert.equal(posts.length, 0, 'nothing is sent on the track() call path');
+    await waitFor(() => posts.length === 1, { what: 'a timer-triggered batch' });
+    assert.equal(posts[0].events.length, 3);
+    await collector.waitForCount('demo', 'timer_batch', 3);
+    await page.evaluate(() => window.tt.shutdown());
+    await context.close();
+  });
+
+  test('payload shape and ids', async () => {
+    const { page, posts, context } = await sdkPage();
+    const before = Date.now();
+    await page.evaluate(async ({ endpoint, key }) => {
+      const tt = new window.Telltale({ endpoint, key, flushAt: 500, flushIntervalMs: 3_600_000 });
+      tt.identify('user-7', { plan: 'pro' });
+      for (let i = 0; i < 300; i++) tt.track('shape', { n: i, s: 'x', b: true, z: null });
+      tt.page();
+      await tt.flush();
+    }, { endpoint: collector.url, key: collector.ingestKey });
+    const after = Date.now();
+    assert.equal(posts.length, 1);
+    const [body] = posts;
+    assert.ok(body.sent_at >= before && body.sent_at <= after);
+    assert.match(body.batch_id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(body.events.length, 302);
+    const ids = new Set(body.events.map((e) => e.id));
+    assert.equal(ids.size, 302, 'ids are unique');
+    for (const e of body.events) {
+      assert.match(e.id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'UUIDv7');
+      assert.ok(e.ts >= before && e.ts <= after);
+      assert.equal(e.user_id, 'user-7');
+      assert.equal(typeof e.anonymous_id, 'string');
+      assert.match(e.url, /^http:\/\/127\.0\.0\.1/);
+    }
+    const sorted = [...body.events].map((e) => e.id);
+    assert.deepEqual(sorted, [...sorted].sort(), 'UUIDv7 ids sort in creation order');
+    assert.deepEqual(body.events[0], { ...body.events[0], type: 'identify', name: '$identify', props: { plan: 'pro' } });
+    assert.deepEqual(body.events[1].props, { n: 0, s: 'x', b: true, z: null });
+    assert.equal(body.events[301].type, 'page');
+    assert.equal(body.events[301].props.path, '/healthz');
+    await collector.waitForCount('demo', 'shape', 300);
+    await context.close();
+  });
+
+  test('bad options throw at construction; bad props go to onError, never throw', async () => {
+    const { page, context } = await sdkPage();
+    const result = await page.evaluate(({ endpoint, key }) => {
+      const thrown = [];
+      for (const opts of [undefined, { endpoint }, { endpoint, key, flushAfter: 3 }, { endpoint: 'ftp://x', key }, { endpoint, key, flushAt: 0 }]) {
+        try { new window.Telltale(opts); thrown.push(null); } catch (e) { thrown.push(e.message); }
+      }
+      const reported = [];
+      const tt = new window.Telltale({ endpoint, key, onError: (e) => reported.push(e.message) });
+      tt.track('nested', { deep: { a: 1 } });
+      tt.track('', {});
+      tt.track('list', [1, 2]);
+      return { thrown, reported, queued: tt.queueLength };
+    }, { endpoint: collector.url, key: collector.ingestKey });
+    assert.ok(result.thrown.every((m) => typeof m === 'string' && m.startsWith('telltale:')), JSON.stringify(result.thrown));
+    assert.match(result.thrown[2], /unknown option `flushAfter`/);
+    assert.equal(result.reported.length, 3);
+    assert.match(result.reported[0], /prop `deep`/);
+    assert.equal(result.queued, 0);
+    await context.close();
+  });
+});
+
+describe('demo page', () => {
+  test('views, a search, clicks and a page close all reach /v1/stats', async () => {
+    const viewsBefore = (await collector.count('demo', '$pageview')) ?? 0;
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${collector.url}/`);
+    await page.waitForFunction(() => window.telltale);
+    await page.fill('#search', 'rust');
+    await page.waitForFunction(() => document.querySelector('#log').textContent.includes('track search'));
+    await page.click('article:has-text("Rust from scratch") h3 a'); // autocaptured [data-track] click
+    await page.click('article:has-text("Rust from scratch") button'); // explicit track('enroll')
+    await page.click('a[data-route="/about"]'); // SPA route change -> page view
+    assert.equal(await page.evaluate(() => location.pathname), '/about');
+    // Close right away: what is queued must leave with the page (sendBeacon on pagehide).
+    await page.close({ runBeforeUnload: true });
+    await collector.waitForCount('demo', 'search', 1);
+    await collector.waitForCount('demo', 'course_click', 1);
+    await collector.waitForCount('demo', 'enroll', 1);
+    await collector.waitForCount('demo', '$pageview', viewsBefore + 2); // first view + SPA route
+    const top = await collector.stats({ app: 'demo', event: 'course_click', by: 'course' });
+    assert.deepEqual(top.json.top, [{ value: 'rust-101', count: 1 }]);
+    const search = await collector.stats({ app: 'demo', event: 'search', by: 'query' });
+    assert.deepEqual(search.json.top, [{ value: 'rust', count: 1 }]);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test('the dashboard shows the counts', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${collector.url}/dashboard.html#key=${collector.adminKey}`);
+    await page.waitForFunction(() => !document.getElementById('results').hidden);
+    await page.selectOption('#event', 'enroll');
+    await page.waitForFunction(() => document.getElementById('message').textContent.startsWith('enroll'));
+    assert.equal(await page.textContent('#total-count'), '1');
+    await page.screenshot({ path: 'target/dashboard.png' });
+    await context.close();
+  });
+});
