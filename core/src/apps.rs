@@ -38,7 +38,9 @@ pub fn validate_origin(origin: &str) -> bool {
 
 /// Whether a browser request from `origin` may write with an app's ingest key.
 pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
-    allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 #[cfg(test)]
@@ -59,7 +61,12 @@ mod tests {
         assert!(validate_origin("https://shop.example.com"));
         assert!(validate_origin("http://127.0.0.1:8787"));
         assert!(validate_origin("*"));
-        for bad in ["shop.example.com", "https://x.com/", "ftp://x.com", "https://"] {
+        for bad in [
+            "shop.example.com",
+            "https://x.com/",
+            "ftp://x.com",
+            "https://",
+        ] {
             assert!(!validate_origin(bad), "{bad}");
         }
         let allowed = vec!["https://a.com".to_string()];

@@ -67,9 +67,11 @@ impl IngestError {
                 "events",
                 format!("batch has {count} events; the limit is {limit}"),
             ),
-            IngestError::MalformedJson { message } => {
-                FieldError::new("malformed_json", "body", format!("body is not valid JSON: {message}"))
-            }
+            IngestError::MalformedJson { message } => FieldError::new(
+                "malformed_json",
+                "body",
+                format!("body is not valid JSON: {message}"),
+            ),
             IngestError::InvalidEnvelope(e) => e.clone(),
         }
     }

@@ -54,7 +54,16 @@ impl Default for Limits {
 /// The event kinds of the wire contract.
 pub const EVENT_TYPES: [&str; 4] = ["track", "page", "click", "identify"];
 
-const EVENT_FIELDS: [&str; 8] = ["id", "type", "name", "ts", "anonymous_id", "user_id", "props", "url"];
+const EVENT_FIELDS: [&str; 8] = [
+    "id",
+    "type",
+    "name",
+    "ts",
+    "anonymous_id",
+    "user_id",
+    "props",
+    "url",
+];
 const ENVELOPE_FIELDS: [&str; 4] = ["sent_at", "batch_id", "dropped", "events"];
 
 /// An accepted, normalized event, as queued and stored.
@@ -115,21 +124,38 @@ pub fn parse_batch(body: &[u8], now_ms: i64, limits: &Limits) -> Result<ParsedBa
             limit: limits.max_body_bytes,
         });
     }
-    let root: Value =
-        serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson { message: e.to_string() })?;
+    let root: Value = serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
+        message: e.to_string(),
+    })?;
     let Value::Object(envelope) = root else {
-        return Err(envelope_error("invalid_type", "body", "body must be a JSON object"));
+        return Err(envelope_error(
+            "invalid_type",
+            "body",
+            "body must be a JSON object",
+        ));
     };
-    if let Some(unknown) = envelope.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = envelope
+        .keys()
+        .find(|k| !ENVELOPE_FIELDS.contains(&k.as_str()))
+    {
         return Err(envelope_error(
             "unknown_field",
             unknown,
-            &format!("unknown field `{unknown}`; allowed: {}", ENVELOPE_FIELDS.join(", ")),
+            &format!(
+                "unknown field `{unknown}`; allowed: {}",
+                ENVELOPE_FIELDS.join(", ")
+            ),
         ));
     }
     let events = match envelope.get("events") {
         Some(Value::Array(events)) => events,
-        Some(_) => return Err(envelope_error("invalid_type", "events", "events must be an array")),
+        Some(_) => {
+            return Err(envelope_error(
+                "invalid_type",
+                "events",
+                "events must be an array",
+            ))
+        }
         None => return Err(envelope_error("required", "events", "events is required")),
     };
     if events.len() > limits.max_events {
@@ -144,26 +170,43 @@ pub fn parse_batch(body: &[u8], now_ms: i64, limits: &Limits) -> Result<ParsedBa
             let sent_at = v
                 .as_i64()
                 .filter(|t| plausible_epoch_ms(*t))
-                .ok_or_else(|| envelope_error("invalid_value", "sent_at", "sent_at must be integer ms since the epoch"))?;
+                .ok_or_else(|| {
+                    envelope_error(
+                        "invalid_value",
+                        "sent_at",
+                        "sent_at must be integer ms since the epoch",
+                    )
+                })?;
             now_ms - sent_at
         }
     };
     let batch_id = match envelope.get("batch_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= limits.max_batch_id_chars => Some(s.clone()),
+        Some(Value::String(s))
+            if !s.is_empty() && s.chars().count() <= limits.max_batch_id_chars =>
+        {
+            Some(s.clone())
+        }
         Some(_) => {
             return Err(envelope_error(
                 "invalid_value",
                 "batch_id",
-                &format!("batch_id must be a non-empty string of at most {} characters", limits.max_batch_id_chars),
+                &format!(
+                    "batch_id must be a non-empty string of at most {} characters",
+                    limits.max_batch_id_chars
+                ),
             ))
         }
     };
     let dropped = match envelope.get("dropped") {
         None | Some(Value::Null) => 0,
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| envelope_error("invalid_value", "dropped", "dropped must be a non-negative integer"))?,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            envelope_error(
+                "invalid_value",
+                "dropped",
+                "dropped must be a non-negative integer",
+            )
+        })?,
     };
 
     let mut accepted: Vec<Event> = Vec::with_capacity(events.len());
@@ -216,11 +259,17 @@ fn string_field<'a>(
 ) -> Result<Option<&'a str>, FieldError> {
     let field = || format!("{path}.{key}");
     match obj.get(key) {
-        None | Some(Value::Null) if required => Err(FieldError::new("required", field(), format!("{key} is required"))),
+        None | Some(Value::Null) if required => Err(FieldError::new(
+            "required",
+            field(),
+            format!("{key} is required"),
+        )),
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => {
-            Err(FieldError::new("invalid_value", field(), format!("{key} must not be empty")))
-        }
+        Some(Value::String(s)) if s.is_empty() => Err(FieldError::new(
+            "invalid_value",
+            field(),
+            format!("{key} must not be empty"),
+        )),
         Some(Value::String(s)) if s.chars().count() > max_chars => Err(FieldError::new(
             "too_long",
             field(),
@@ -232,25 +281,46 @@ fn string_field<'a>(
             format!("{key} must not contain control characters"),
         )),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(FieldError::new("invalid_type", field(), format!("{key} must be a string"))),
+        Some(_) => Err(FieldError::new(
+            "invalid_type",
+            field(),
+            format!("{key} must be a string"),
+        )),
     }
 }
 
-fn validate_event(raw: &Value, index: usize, now_ms: i64, skew_ms: i64, limits: &Limits) -> Result<Event, FieldError> {
+fn validate_event(
+    raw: &Value,
+    index: usize,
+    now_ms: i64,
+    skew_ms: i64,
+    limits: &Limits,
+) -> Result<Event, FieldError> {
     let path = format!("events[{index}]");
     let Value::Object(obj) = raw else {
-        return Err(FieldError::new("invalid_type", path, "event must be an object"));
+        return Err(FieldError::new(
+            "invalid_type",
+            path,
+            "event must be an object",
+        ));
     };
     if let Some(unknown) = obj.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
         return Err(FieldError::new(
             "unknown_field",
             format!("{path}.{unknown}"),
-            format!("unknown field `{unknown}`; allowed: {}", EVENT_FIELDS.join(", ")),
+            format!(
+                "unknown field `{unknown}`; allowed: {}",
+                EVENT_FIELDS.join(", ")
+            ),
         ));
     }
     let id = string_field(obj, "id", &path, 36, true)?.unwrap_or_default();
     if !is_uuid(id) {
-        return Err(FieldError::new("invalid_format", format!("{path}.id"), "id must be a UUID"));
+        return Err(FieldError::new(
+            "invalid_format",
+            format!("{path}.id"),
+            "id must be a UUID",
+        ));
     }
     let kind = string_field(obj, "type", &path, 16, true)?.unwrap_or_default();
     if !EVENT_TYPES.contains(&kind) {
@@ -262,9 +332,19 @@ fn validate_event(raw: &Value, index: usize, now_ms: i64, skew_ms: i64, limits: 
     }
     let name = string_field(obj, "name", &path, limits.max_name_chars, true)?.unwrap_or_default();
     let client_ts = match obj.get("ts") {
-        None | Some(Value::Null) => return Err(FieldError::new("required", format!("{path}.ts"), "ts is required")),
+        None | Some(Value::Null) => {
+            return Err(FieldError::new(
+                "required",
+                format!("{path}.ts"),
+                "ts is required",
+            ))
+        }
         Some(v) => v.as_i64().ok_or_else(|| {
-            FieldError::new("invalid_type", format!("{path}.ts"), "ts must be integer ms since the epoch")
+            FieldError::new(
+                "invalid_type",
+                format!("{path}.ts"),
+                "ts must be integer ms since the epoch",
+            )
         })?,
     };
     let ts = client_ts.saturating_add(skew_ms);
@@ -279,16 +359,33 @@ fn validate_event(raw: &Value, index: usize, now_ms: i64, skew_ms: i64, limits: 
             ),
         ));
     }
-    let anonymous_id = string_field(obj, "anonymous_id", &path, limits.max_anonymous_id_chars, true)?.unwrap_or_default();
+    let anonymous_id = string_field(
+        obj,
+        "anonymous_id",
+        &path,
+        limits.max_anonymous_id_chars,
+        true,
+    )?
+    .unwrap_or_default();
     let user_id = string_field(obj, "user_id", &path, limits.max_user_id_chars, false)?;
     if kind == "identify" && user_id.is_none() {
-        return Err(FieldError::new("required", format!("{path}.user_id"), "identify events need a user_id"));
+        return Err(FieldError::new(
+            "required",
+            format!("{path}.user_id"),
+            "identify events need a user_id",
+        ));
     }
     let url = string_field(obj, "url", &path, limits.max_url_chars, false)?;
     let props = match obj.get("props") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(props)) => validate_props(props, &path, limits)?,
-        Some(_) => return Err(FieldError::new("invalid_type", format!("{path}.props"), "props must be an object")),
+        Some(_) => {
+            return Err(FieldError::new(
+                "invalid_type",
+                format!("{path}.props"),
+                "props must be an object",
+            ))
+        }
     };
     Ok(Event {
         id: id.to_ascii_lowercase(),
@@ -303,21 +400,35 @@ fn validate_event(raw: &Value, index: usize, now_ms: i64, skew_ms: i64, limits: 
     })
 }
 
-fn validate_props(props: &Map<String, Value>, path: &str, limits: &Limits) -> Result<Map<String, Value>, FieldError> {
+fn validate_props(
+    props: &Map<String, Value>,
+    path: &str,
+    limits: &Limits,
+) -> Result<Map<String, Value>, FieldError> {
     if props.len() > limits.max_props {
         return Err(FieldError::new(
             "too_many",
             format!("{path}.props"),
-            format!("props has {} keys; the limit is {}", props.len(), limits.max_props),
+            format!(
+                "props has {} keys; the limit is {}",
+                props.len(),
+                limits.max_props
+            ),
         ));
     }
     for (key, value) in props {
         let field = || format!("{path}.props.{key}");
-        if key.is_empty() || key.chars().count() > limits.max_prop_key_chars || key.chars().any(char::is_control) {
+        if key.is_empty()
+            || key.chars().count() > limits.max_prop_key_chars
+            || key.chars().any(char::is_control)
+        {
             return Err(FieldError::new(
                 "invalid_value",
                 field(),
-                format!("prop keys must be 1 to {} printable characters", limits.max_prop_key_chars),
+                format!(
+                    "prop keys must be 1 to {} printable characters",
+                    limits.max_prop_key_chars
+                ),
             ));
         }
         match value {
@@ -325,7 +436,10 @@ fn validate_props(props: &Map<String, Value>, path: &str, limits: &Limits) -> Re
                 return Err(FieldError::new(
                     "too_long",
                     field(),
-                    format!("prop values are limited to {} characters", limits.max_prop_value_chars),
+                    format!(
+                        "prop values are limited to {} characters",
+                        limits.max_prop_value_chars
+                    ),
                 ))
             }
             Value::Array(_) | Value::Object(_) => {
@@ -351,7 +465,11 @@ pub fn batch_fingerprint(events: &[Event]) -> String {
         hasher.update(id.as_bytes());
         hasher.update(b"\n");
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Splits events into chunks whose JSON stays under `max_bytes` each (queue messages
@@ -361,7 +479,9 @@ pub fn chunk_by_size(events: Vec<Event>, max_bytes: usize) -> Vec<Vec<Event>> {
     let mut current = Vec::new();
     let mut current_bytes = 0;
     for event in events {
-        let size = serde_json::to_string(&event).map(|s| s.len() + 1).unwrap_or(max_bytes);
+        let size = serde_json::to_string(&event)
+            .map(|s| s.len() + 1)
+            .unwrap_or(max_bytes);
         if !current.is_empty() && current_bytes + size > max_bytes {
             chunks.push(std::mem::take(&mut current));
             current_bytes = 0;
@@ -393,7 +513,8 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_batch_and_corrects_skew() {
-        let batch = parse(json!({"sent_at": NOW - 60_000, "batch_id": "b1", "events": [event(1)]})).unwrap();
+        let batch = parse(json!({"sent_at": NOW - 60_000, "batch_id": "b1", "events": [event(1)]}))
+            .unwrap();
         assert_eq!(batch.accepted.len(), 1);
         assert_eq!(batch.skew_ms, 60_000);
         assert_eq!(batch.accepted[0].ts, NOW - 1000 + 60_000);
@@ -423,11 +544,29 @@ mod tests {
     #[test]
     fn refuses_bad_envelopes() {
         let limits = Limits::default();
-        assert!(matches!(parse_batch(b"{", NOW, &limits), Err(IngestError::MalformedJson { .. })));
+        assert!(matches!(
+            parse_batch(b"{", NOW, &limits),
+            Err(IngestError::MalformedJson { .. })
+        ));
         assert_eq!(parse(json!([])).unwrap_err().status(), 400);
-        assert_eq!(parse(json!({})).unwrap_err().to_field_error().field, "events");
-        assert_eq!(parse(json!({"events": [], "extra": 1})).unwrap_err().to_field_error().code, "unknown_field");
-        assert_eq!(parse(json!({"events": [], "sent_at": 17})).unwrap_err().to_field_error().field, "sent_at");
+        assert_eq!(
+            parse(json!({})).unwrap_err().to_field_error().field,
+            "events"
+        );
+        assert_eq!(
+            parse(json!({"events": [], "extra": 1}))
+                .unwrap_err()
+                .to_field_error()
+                .code,
+            "unknown_field"
+        );
+        assert_eq!(
+            parse(json!({"events": [], "sent_at": 17}))
+                .unwrap_err()
+                .to_field_error()
+                .field,
+            "sent_at"
+        );
         let many: Vec<Value> = (0..501).map(event).collect();
         assert_eq!(parse(json!({ "events": many })).unwrap_err().status(), 413);
         let big = vec![b' '; limits.max_body_bytes + 1];
@@ -438,15 +577,35 @@ mod tests {
     fn names_the_failing_field() {
         let cases: Vec<(Value, &str, &str)> = vec![
             (json!({"id": "nope"}), "events[0].id", "invalid_format"),
-            (json!({"type": "purchase"}), "events[0].type", "invalid_value"),
+            (
+                json!({"type": "purchase"}),
+                "events[0].type",
+                "invalid_value",
+            ),
             (json!({"name": ""}), "events[0].name", "invalid_value"),
-            (json!({"name": "x".repeat(129)}), "events[0].name", "too_long"),
+            (
+                json!({"name": "x".repeat(129)}),
+                "events[0].name",
+                "too_long",
+            ),
             (json!({"ts": "yesterday"}), "events[0].ts", "invalid_type"),
-            (json!({"ts": NOW + 3_600_000}), "events[0].ts", "out_of_range"),
-            (json!({"anonymous_id": 5}), "events[0].anonymous_id", "invalid_type"),
+            (
+                json!({"ts": NOW + 3_600_000}),
+                "events[0].ts",
+                "out_of_range",
+            ),
+            (
+                json!({"anonymous_id": 5}),
+                "events[0].anonymous_id",
+                "invalid_type",
+            ),
             (json!({"type": "identify"}), "events[0].user_id", "required"),
             (json!({"props": [1]}), "events[0].props", "invalid_type"),
-            (json!({"props": {"q": "x".repeat(1025)}}), "events[0].props.q", "too_long"),
+            (
+                json!({"props": {"q": "x".repeat(1025)}}),
+                "events[0].props.q",
+                "too_long",
+            ),
             (json!({"color": "red"}), "events[0].color", "unknown_field"),
         ];
         for (patch, field, code) in cases {
@@ -456,13 +615,21 @@ mod tests {
             }
             let batch = parse(json!({ "events": [e] })).unwrap();
             assert_eq!(batch.rejected.len(), 1, "{patch}");
-            assert_eq!((batch.rejected[0].field.as_str(), batch.rejected[0].code.as_str()), (field, code));
+            assert_eq!(
+                (
+                    batch.rejected[0].field.as_str(),
+                    batch.rejected[0].code.as_str()
+                ),
+                (field, code)
+            );
         }
     }
 
     #[test]
     fn fingerprints_ignore_order() {
-        let a = parse(json!({"events": [event(1), event(2)]})).unwrap().accepted;
+        let a = parse(json!({"events": [event(1), event(2)]}))
+            .unwrap()
+            .accepted;
         let mut b = a.clone();
         b.reverse();
         assert_eq!(batch_fingerprint(&a), batch_fingerprint(&b));
@@ -471,10 +638,14 @@ mod tests {
 
     #[test]
     fn chunks_by_size_without_losing_events() {
-        let events = parse(json!({"events": (0..50).map(event).collect::<Vec<_>>()})).unwrap().accepted;
+        let events = parse(json!({"events": (0..50).map(event).collect::<Vec<_>>()}))
+            .unwrap()
+            .accepted;
         let chunks = chunk_by_size(events.clone(), 1_000);
         assert!(chunks.len() > 1);
-        assert!(chunks.iter().all(|c| serde_json::to_string(c).unwrap().len() <= 1_000));
+        assert!(chunks
+            .iter()
+            .all(|c| serde_json::to_string(c).unwrap().len() <= 1_000));
         assert_eq!(chunks.concat(), events);
     }
 }

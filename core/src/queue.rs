@@ -101,12 +101,17 @@ impl EventQueue {
 
 /// The JSON body of `POST /v1/events` for already-serialized events.
 pub fn batch_body(sent_at_ms: i64, batch_id: &str, dropped: u64, events: &[QueuedEvent]) -> String {
-    let mut body = String::with_capacity(ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json.len() + 1).sum::<usize>());
+    let mut body = String::with_capacity(
+        ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json.len() + 1).sum::<usize>(),
+    );
     body.push_str("{\"sent_at\":");
     body.push_str(&sent_at_ms.to_string());
     body.push_str(",\"batch_id\":\"");
     // Batch ids are UUIDs made by the SDK; anything else is dropped rather than escaped.
-    if batch_id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+    if batch_id
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+    {
         body.push_str(batch_id);
     }
     body.push('"');
@@ -190,6 +195,9 @@ mod tests {
         assert_eq!(v["batch_id"], "b-1");
         assert_eq!(v["dropped"], 3);
         assert_eq!(v["events"].as_array().unwrap().len(), 2);
-        assert!(body.len() <= ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json.len() + 1).sum::<usize>());
+        assert!(
+            body.len()
+                <= ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json.len() + 1).sum::<usize>()
+        );
     }
 }

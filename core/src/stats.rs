@@ -13,7 +13,9 @@ pub const MAX_BUCKETS: i64 = 1_000;
 pub const DEFAULT_TOP: usize = 10;
 pub const MAX_TOP: usize = 100;
 
-const PARAMS: [&str; 9] = ["app", "event", "from", "to", "interval", "by", "limit", "format", "source"];
+const PARAMS: [&str; 9] = [
+    "app", "event", "from", "to", "interval", "by", "limit", "format", "source",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interval {
@@ -75,7 +77,9 @@ impl StatsQuery {
     /// Start times of every bucket the answer covers.
     pub fn buckets(&self) -> impl Iterator<Item = i64> {
         let (from, to, step) = (self.from_ms, self.to_ms, self.interval.ms());
-        (0..).map(move |i| from + i * step).take_while(move |t| *t < to)
+        (0..)
+            .map(move |i| from + i * step)
+            .take_while(move |t| *t < to)
     }
 }
 
@@ -89,22 +93,38 @@ fn bad(code: &'static str, field: &str, message: impl Into<String>) -> FieldErro
 }
 
 /// Parses the query pairs of `GET /v1/stats`. `accept` is the request's `Accept` header.
-pub fn parse_stats_query(pairs: &[(String, String)], accept: Option<&str>, now_ms: i64) -> Result<StatsQuery, FieldError> {
+pub fn parse_stats_query(
+    pairs: &[(String, String)],
+    accept: Option<&str>,
+    now_ms: i64,
+) -> Result<StatsQuery, FieldError> {
     let mut seen: Vec<&str> = Vec::new();
     for (key, _) in pairs {
         if !PARAMS.contains(&key.as_str()) {
             return Err(bad(
                 "unknown_parameter",
                 key,
-                format!("unknown query parameter `{key}`; allowed: {}", PARAMS.join(", ")),
+                format!(
+                    "unknown query parameter `{key}`; allowed: {}",
+                    PARAMS.join(", ")
+                ),
             ));
         }
         if seen.contains(&key.as_str()) {
-            return Err(bad("duplicate_parameter", key, format!("`{key}` is given more than once")));
+            return Err(bad(
+                "duplicate_parameter",
+                key,
+                format!("`{key}` is given more than once"),
+            ));
         }
         seen.push(key);
     }
-    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let required = |name: &str| match get(name) {
         Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
         _ => Err(bad("required", name, format!("`{name}` is required"))),
@@ -114,12 +134,23 @@ pub fn parse_stats_query(pairs: &[(String, String)], accept: Option<&str>, now_m
     let interval = match get("interval") {
         None | Some("hour") => Interval::Hour,
         Some("day") => Interval::Day,
-        Some(other) => return Err(bad("invalid_value", "interval", format!("interval must be hour or day, not `{other}`"))),
+        Some(other) => {
+            return Err(bad(
+                "invalid_value",
+                "interval",
+                format!("interval must be hour or day, not `{other}`"),
+            ))
+        }
     };
     let time = |name: &str, default: i64| match get(name) {
         None => Ok(default),
-        Some(v) => parse_api_time(v)
-            .ok_or_else(|| bad("invalid_value", name, format!("`{name}` must be RFC 3339 (with Z or an offset) or integer ms"))),
+        Some(v) => parse_api_time(v).ok_or_else(|| {
+            bad(
+                "invalid_value",
+                name,
+                format!("`{name}` must be RFC 3339 (with Z or an offset) or integer ms"),
+            )
+        }),
     };
     let to_ms = time("to", now_ms)?;
     let default_span = match interval {
@@ -139,7 +170,13 @@ pub fn parse_stats_query(pairs: &[(String, String)], accept: Option<&str>, now_m
     }
     let by = match get("by") {
         None => None,
-        Some(v) if v.trim().is_empty() => return Err(bad("invalid_value", "by", "`by` names a property and must not be empty")),
+        Some(v) if v.trim().is_empty() => {
+            return Err(bad(
+                "invalid_value",
+                "by",
+                "`by` names a property and must not be empty",
+            ))
+        }
         Some(v) => Some(v.trim().to_string()),
     };
     let limit = match get("limit") {
@@ -148,21 +185,49 @@ pub fn parse_stats_query(pairs: &[(String, String)], accept: Option<&str>, now_m
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_TOP).contains(n))
-            .ok_or_else(|| bad("invalid_value", "limit", format!("limit must be an integer from 1 to {MAX_TOP}")))?,
+            .ok_or_else(|| {
+                bad(
+                    "invalid_value",
+                    "limit",
+                    format!("limit must be an integer from 1 to {MAX_TOP}"),
+                )
+            })?,
     };
     let format = match get("format") {
         Some("csv") => Format::Csv,
         Some("json") => Format::Json,
-        Some(other) => return Err(bad("invalid_value", "format", format!("format must be json or csv, not `{other}`"))),
+        Some(other) => {
+            return Err(bad(
+                "invalid_value",
+                "format",
+                format!("format must be json or csv, not `{other}`"),
+            ))
+        }
         None if accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/csv")) => Format::Csv,
         None => Format::Json,
     };
     let source = match get("source") {
         None | Some("aggregates") => Source::Aggregates,
         Some("raw") => Source::Raw,
-        Some(other) => return Err(bad("invalid_value", "source", format!("source must be aggregates or raw, not `{other}`"))),
+        Some(other) => {
+            return Err(bad(
+                "invalid_value",
+                "source",
+                format!("source must be aggregates or raw, not `{other}`"),
+            ))
+        }
     };
-    Ok(StatsQuery { app, event, from_ms, to_ms, interval, by, limit, format, source })
+    Ok(StatsQuery {
+        app,
+        event,
+        from_ms,
+        to_ms,
+        interval,
+        by,
+        limit,
+        format,
+        source,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -187,7 +252,11 @@ pub fn fill_series(query: &StatsQuery, rows: &[(i64, u64, u64)]) -> Vec<SeriesPo
                 .iter()
                 .find(|(b, _, _)| *b == t)
                 .map_or((0, 0), |(_, c, u)| (*c, *u));
-            SeriesPoint { t: format_rfc3339(t), count, users }
+            SeriesPoint {
+                t: format_rfc3339(t),
+                count,
+                users,
+            }
         })
         .collect()
 }
@@ -225,7 +294,10 @@ mod tests {
     const NOW: i64 = 1_767_232_800_000; // 2026-01-01T02:00:00Z
 
     fn q(pairs: &[(&str, &str)]) -> Result<StatsQuery, FieldError> {
-        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         parse_stats_query(&owned, None, NOW)
     }
 
@@ -240,7 +312,11 @@ mod tests {
             ("format", "csv"),
         ])
         .unwrap();
-        assert_eq!(query.from_ms, NOW - 2 * MS_PER_HOUR, "from is floored to the hour");
+        assert_eq!(
+            query.from_ms,
+            NOW - 2 * MS_PER_HOUR,
+            "from is floored to the hour"
+        );
         assert_eq!(query.buckets().count(), 2);
         assert_eq!(query.by.as_deref(), Some("query"));
         assert_eq!(query.format, Format::Csv);
@@ -248,41 +324,106 @@ mod tests {
 
     #[test]
     fn refuses_unknown_or_missing_parameters() {
-        assert_eq!(q(&[("app", "a"), ("event", "e"), ("evnt", "x")]).unwrap_err().field, "evnt");
+        assert_eq!(
+            q(&[("app", "a"), ("event", "e"), ("evnt", "x")])
+                .unwrap_err()
+                .field,
+            "evnt"
+        );
         assert_eq!(q(&[("app", "a")]).unwrap_err().field, "event");
-        assert_eq!(q(&[("app", "a"), ("event", "e"), ("app", "b")]).unwrap_err().code, "duplicate_parameter");
-        assert_eq!(q(&[("app", "a"), ("event", "e"), ("interval", "week")]).unwrap_err().field, "interval");
-        assert_eq!(q(&[("app", "a"), ("event", "e"), ("from", "soon")]).unwrap_err().field, "from");
-        assert_eq!(q(&[("app", "a"), ("event", "e"), ("from", "2030-01-01")]).unwrap_err().code, "invalid_range");
-        assert_eq!(q(&[("app", "a"), ("event", "e"), ("from", "2000-01-01")]).unwrap_err().code, "range_too_large");
-        assert_eq!(q(&[("app", "a"), ("event", "e"), ("limit", "0")]).unwrap_err().field, "limit");
+        assert_eq!(
+            q(&[("app", "a"), ("event", "e"), ("app", "b")])
+                .unwrap_err()
+                .code,
+            "duplicate_parameter"
+        );
+        assert_eq!(
+            q(&[("app", "a"), ("event", "e"), ("interval", "week")])
+                .unwrap_err()
+                .field,
+            "interval"
+        );
+        assert_eq!(
+            q(&[("app", "a"), ("event", "e"), ("from", "soon")])
+                .unwrap_err()
+                .field,
+            "from"
+        );
+        assert_eq!(
+            q(&[("app", "a"), ("event", "e"), ("from", "2030-01-01")])
+                .unwrap_err()
+                .code,
+            "invalid_range"
+        );
+        assert_eq!(
+            q(&[("app", "a"), ("event", "e"), ("from", "2000-01-01")])
+                .unwrap_err()
+                .code,
+            "range_too_large"
+        );
+        assert_eq!(
+            q(&[("app", "a"), ("event", "e"), ("limit", "0")])
+                .unwrap_err()
+                .field,
+            "limit"
+        );
     }
 
     #[test]
     fn accept_header_selects_csv() {
-        let pairs = vec![("app".to_string(), "a".to_string()), ("event".to_string(), "e".to_string())];
-        assert_eq!(parse_stats_query(&pairs, Some("text/csv"), NOW).unwrap().format, Format::Csv);
+        let pairs = vec![
+            ("app".to_string(), "a".to_string()),
+            ("event".to_string(), "e".to_string()),
+        ];
+        assert_eq!(
+            parse_stats_query(&pairs, Some("text/csv"), NOW)
+                .unwrap()
+                .format,
+            Format::Csv
+        );
     }
 
     #[test]
     fn fills_every_bucket() {
-        let query = q(&[("app", "a"), ("event", "e"), ("from", "2026-01-01T00:00:00Z")]).unwrap();
+        let query = q(&[
+            ("app", "a"),
+            ("event", "e"),
+            ("from", "2026-01-01T00:00:00Z"),
+        ])
+        .unwrap();
         let series = fill_series(&query, &[(NOW - MS_PER_HOUR, 5, 2)]);
         assert_eq!(
             series,
             vec![
-                SeriesPoint { t: "2026-01-01T00:00:00Z".into(), count: 0, users: 0 },
-                SeriesPoint { t: "2026-01-01T01:00:00Z".into(), count: 5, users: 2 },
+                SeriesPoint {
+                    t: "2026-01-01T00:00:00Z".into(),
+                    count: 0,
+                    users: 0
+                },
+                SeriesPoint {
+                    t: "2026-01-01T01:00:00Z".into(),
+                    count: 5,
+                    users: 2
+                },
             ]
         );
-        assert_eq!(to_csv(&query, &series, &[]), "t,count,users\n2026-01-01T00:00:00Z,0,0\n2026-01-01T01:00:00Z,5,2\n");
+        assert_eq!(
+            to_csv(&query, &series, &[]),
+            "t,count,users\n2026-01-01T00:00:00Z,0,0\n2026-01-01T01:00:00Z,5,2\n"
+        );
     }
 
     #[test]
     fn quotes_csv_values() {
         let query = q(&[("app", "a"), ("event", "e"), ("by", "q")]).unwrap();
-        let top = [TopValue { value: "a,\"b\"".into(), count: 3 }];
-        assert_eq!(to_csv(&query, &[], &top), "value,count\n\"a,\"\"b\"\"\",3\n");
+        let top = [TopValue {
+            value: "a,\"b\"".into(),
+            count: 3,
+        }];
+        assert_eq!(
+            to_csv(&query, &[], &top),
+            "value,count\n\"a,\"\"b\"\"\",3\n"
+        );
     }
 
     #[test]

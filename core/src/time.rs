@@ -81,7 +81,10 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     if s.len() == 10 {
         return Some(date_ms);
     }
-    if !matches!(s.get(10), Some(b'T' | b't' | b' ')) || s.get(13) != Some(&b':') || s.get(16) != Some(&b':') {
+    if !matches!(s.get(10), Some(b'T' | b't' | b' '))
+        || s.get(13) != Some(&b':')
+        || s.get(16) != Some(&b':')
+    {
         return None;
     }
     let (h, mi, sec) = (digits(s, 11, 2)?, digits(s, 14, 2)?, digits(s, 17, 2)?);
@@ -122,7 +125,10 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(date_ms + h * MS_PER_HOUR + mi * MS_PER_MINUTE + sec.min(59) * MS_PER_SECOND + frac_ms - offset_ms)
+    Some(
+        date_ms + h * MS_PER_HOUR + mi * MS_PER_MINUTE + sec.min(59) * MS_PER_SECOND + frac_ms
+            - offset_ms,
+    )
 }
 
 /// Parses an API time: integer milliseconds or RFC 3339.
@@ -142,12 +148,21 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(format_rfc3339(1_795_849_200_250), "2026-11-28T07:00:00.250Z");
+        assert_eq!(
+            format_rfc3339(1_795_849_200_250),
+            "2026-11-28T07:00:00.250Z"
+        );
     }
 
     #[test]
     fn parses_what_it_formats() {
-        for ms in [0, 86_399_999, 951_782_400_000, 1_795_849_200_250, 4_102_444_800_000] {
+        for ms in [
+            0,
+            86_399_999,
+            951_782_400_000,
+            1_795_849_200_250,
+            4_102_444_800_000,
+        ] {
             assert_eq!(parse_rfc3339(&format_rfc3339(ms)), Some(ms));
         }
     }
@@ -164,8 +179,16 @@ mod tests {
     #[test]
     fn rejects_malformed_times() {
         for bad in [
-            "", "2026", "2026-13-01", "2026-02-30", "2026-02-29", "2026-01-01T25:00:00Z",
-            "2026-01-01T00:00:00", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00+0100", "yesterday",
+            "",
+            "2026",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-02-29",
+            "2026-01-01T25:00:00Z",
+            "2026-01-01T00:00:00",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01T00:00:00+0100",
+            "yesterday",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }

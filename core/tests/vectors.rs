@@ -21,7 +21,8 @@ fn materialize(fields: &Value, now: i64) -> serde_json::Map<String, Value> {
 
 #[test]
 fn ingest_vectors() {
-    let doc: Value = serde_json::from_str(include_str!("../../tests/spec/ingest/events.json")).unwrap();
+    let doc: Value =
+        serde_json::from_str(include_str!("../../tests/spec/ingest/events.json")).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 30);
     for case in cases {
@@ -29,7 +30,12 @@ fn ingest_vectors() {
         if let Some(patch) = case.get("patch") {
             event.extend(materialize(patch, NOW));
         }
-        for field in case.get("remove").and_then(Value::as_array).into_iter().flatten() {
+        for field in case
+            .get("remove")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             event.remove(field.as_str().unwrap());
         }
         let body = json!({ "sent_at": NOW, "events": [event] }).to_string();
@@ -40,8 +46,16 @@ fn ingest_vectors() {
             assert_eq!(batch.accepted.len(), 1, "{name}: {:?}", batch.rejected);
         } else {
             assert_eq!(batch.rejected.len(), 1, "{name}: expected a rejection");
-            assert_eq!(batch.rejected[0].code, expect["code"].as_str().unwrap(), "{name}");
-            assert_eq!(batch.rejected[0].field, expect["field"].as_str().unwrap(), "{name}");
+            assert_eq!(
+                batch.rejected[0].code,
+                expect["code"].as_str().unwrap(),
+                "{name}"
+            );
+            assert_eq!(
+                batch.rejected[0].field,
+                expect["field"].as_str().unwrap(),
+                "{name}"
+            );
         }
     }
 }

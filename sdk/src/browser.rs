@@ -45,12 +45,23 @@ impl Browser {
         let window = web_sys::window();
         let document = window.as_ref().and_then(Window::document);
         // localStorage access throws where storage is disabled; then ids live in memory.
-        let storage = window.as_ref().and_then(|w| w.local_storage().ok().flatten());
-        Browser { window, document, storage }
+        let storage = window
+            .as_ref()
+            .and_then(|w| w.local_storage().ok().flatten());
+        Browser {
+            window,
+            document,
+            storage,
+        }
     }
 
     fn load(&self, key: &str) -> Option<String> {
-        self.storage.as_ref()?.get_item(key).ok().flatten().filter(|v| !v.is_empty())
+        self.storage
+            .as_ref()?
+            .get_item(key)
+            .ok()
+            .flatten()
+            .filter(|v| !v.is_empty())
     }
 
     fn save(&self, key: &str, value: Option<&str>) {
@@ -127,7 +138,12 @@ impl Browser {
             }
             if !flat {
                 let name = key.as_string().unwrap_or_default();
-                return Err(["prop `", &name, "` must be a string, finite number, boolean or null"].concat());
+                return Err([
+                    "prop `",
+                    &name,
+                    "` must be a string, finite number, boolean or null",
+                ]
+                .concat());
             }
             let _ = Reflect::set(&out, &key, &value);
         }
@@ -173,7 +189,11 @@ impl Browser {
         };
         let navigator = window.navigator();
         let has_beacon = Reflect::has(&navigator, &"sendBeacon".into()).unwrap_or(false);
-        if has_beacon && navigator.send_beacon_with_opt_str(url, Some(body)).unwrap_or(false) {
+        if has_beacon
+            && navigator
+                .send_beacon_with_opt_str(url, Some(body))
+                .unwrap_or(false)
+        {
             return true;
         }
         let Ok(headers) = Headers::new() else {
@@ -214,8 +234,12 @@ impl Browser {
                 f(&t);
             }
         });
-        let _ = document.add_event_listener_with_callback("visibilitychange", on_visibility.as_ref().unchecked_ref());
-        let _ = window.add_event_listener_with_callback("pagehide", on_pagehide.as_ref().unchecked_ref());
+        let _ = document.add_event_listener_with_callback(
+            "visibilitychange",
+            on_visibility.as_ref().unchecked_ref(),
+        );
+        let _ = window
+            .add_event_listener_with_callback("pagehide", on_pagehide.as_ref().unchecked_ref());
         // Listeners live as long as the page; the weak reference ends their effect.
         on_visibility.forget();
         on_pagehide.forget();
@@ -249,7 +273,11 @@ impl Browser {
             }
             f(&t, name, props.into());
         });
-        let _ = document.add_event_listener_with_callback_and_bool("click", on_click.as_ref().unchecked_ref(), true);
+        let _ = document.add_event_listener_with_callback_and_bool(
+            "click",
+            on_click.as_ref().unchecked_ref(),
+            true,
+        );
         on_click.forget();
     }
 
@@ -264,24 +292,30 @@ impl Browser {
         };
         let history_js: JsValue = history.into();
         for method in ["pushState", "replaceState"] {
-            let Some(original) = Reflect::get(&history_js, &method.into()).ok().and_then(|v| v.dyn_into::<Function>().ok())
+            let Some(original) = Reflect::get(&history_js, &method.into())
+                .ok()
+                .and_then(|v| v.dyn_into::<Function>().ok())
             else {
                 continue;
             };
             let weak = target.clone();
             let this = history_js.clone();
             let location = window.location();
-            let wrapper = Closure::<dyn FnMut(JsValue, JsValue, JsValue) -> JsValue>::new(move |state, title, url| {
-                let before = location.pathname().unwrap_or_default();
-                let result = original.call3(&this, &state, &title, &url).unwrap_or(JsValue::UNDEFINED);
-                let after = location.pathname().unwrap_or_default();
-                if before != after {
-                    if let Some(t) = weak.upgrade() {
-                        f(&t);
+            let wrapper = Closure::<dyn FnMut(JsValue, JsValue, JsValue) -> JsValue>::new(
+                move |state, title, url| {
+                    let before = location.pathname().unwrap_or_default();
+                    let result = original
+                        .call3(&this, &state, &title, &url)
+                        .unwrap_or(JsValue::UNDEFINED);
+                    let after = location.pathname().unwrap_or_default();
+                    if before != after {
+                        if let Some(t) = weak.upgrade() {
+                            f(&t);
+                        }
                     }
-                }
-                result
-            });
+                    result
+                },
+            );
             let _ = Reflect::set(&history_js, &method.into(), wrapper.as_ref());
             wrapper.forget();
         }
@@ -290,7 +324,8 @@ impl Browser {
                 f(&t);
             }
         });
-        let _ = window.add_event_listener_with_callback("popstate", on_pop.as_ref().unchecked_ref());
+        let _ =
+            window.add_event_listener_with_callback("popstate", on_pop.as_ref().unchecked_ref());
         on_pop.forget();
     }
 }

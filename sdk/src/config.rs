@@ -37,7 +37,9 @@ fn number(options: &JsValue, name: &str, default: f64, min: f64, max: f64) -> Re
         None => Ok(default),
         Some(v) => match v.as_f64() {
             Some(n) if n.fract() == 0.0 && (min..=max).contains(&n) => Ok(n),
-            _ => Err(format!("telltale: option `{name}` must be an integer from {min} to {max}")),
+            _ => Err(format!(
+                "telltale: option `{name}` must be an integer from {min} to {max}"
+            )),
         },
     }
 }
@@ -45,7 +47,9 @@ fn number(options: &JsValue, name: &str, default: f64, min: f64, max: f64) -> Re
 fn boolean(options: &JsValue, name: &str) -> Result<bool, String> {
     match get(options, name) {
         None => Ok(false),
-        Some(v) => v.as_bool().ok_or_else(|| format!("telltale: option `{name}` must be a boolean")),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| format!("telltale: option `{name}` must be a boolean")),
     }
 }
 
@@ -53,7 +57,9 @@ fn string(options: &JsValue, name: &str) -> Result<String, String> {
     get(options, name)
         .and_then(|v| v.as_string())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("telltale: option `{name}` is required and must be a non-empty string"))
+        .ok_or_else(|| {
+            format!("telltale: option `{name}` is required and must be a non-empty string")
+        })
 }
 
 impl Config {
@@ -64,22 +70,31 @@ impl Config {
         for key in Object::keys(options.unchecked_ref::<Object>()).iter() {
             let key = key.as_string().unwrap_or_default();
             if !OPTIONS.contains(&key.as_str()) {
-                return Err(format!("telltale: unknown option `{key}`; known: {}", OPTIONS.join(", ")));
+                return Err(format!(
+                    "telltale: unknown option `{key}`; known: {}",
+                    OPTIONS.join(", ")
+                ));
             }
         }
-        let endpoint = string(options, "endpoint")?.trim_end_matches('/').to_string();
+        let endpoint = string(options, "endpoint")?
+            .trim_end_matches('/')
+            .to_string();
         if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
             return Err("telltale: option `endpoint` must be an http(s) URL".into());
         }
         let on_error = match get(options, "onError") {
             None => None,
-            Some(f) => Some(f.dyn_into::<Function>().map_err(|_| "telltale: option `onError` must be a function".to_string())?),
+            Some(f) => Some(
+                f.dyn_into::<Function>()
+                    .map_err(|_| "telltale: option `onError` must be a function".to_string())?,
+            ),
         };
         Ok(Config {
             endpoint,
             key: string(options, "key")?,
             flush_at: number(options, "flushAt", 20.0, 1.0, 500.0)? as usize,
-            flush_interval_ms: number(options, "flushIntervalMs", 5_000.0, 50.0, 3_600_000.0)? as u32,
+            flush_interval_ms: number(options, "flushIntervalMs", 5_000.0, 50.0, 3_600_000.0)?
+                as u32,
             max_queue: number(options, "maxQueue", 1_000.0, 1.0, 100_000.0)? as usize,
             autocapture: boolean(options, "autocapture")?,
             capture_pageviews: boolean(options, "capturePageviews")?,

@@ -87,14 +87,25 @@ impl Telltale {
         });
         let client = Telltale { inner };
         client.start_timer();
-        client.inner.browser.on_page_hide(Rc::downgrade(&client.inner), |inner| inner.flush_on_page_hide());
-        if client.inner.config.autocapture {
-            client.inner.browser.on_tracked_click(Rc::downgrade(&client.inner), |inner, name, props| {
-                inner.enqueue("click", &name, &props);
+        client
+            .inner
+            .browser
+            .on_page_hide(Rc::downgrade(&client.inner), |inner| {
+                inner.flush_on_page_hide()
             });
+        if client.inner.config.autocapture {
+            client.inner.browser.on_tracked_click(
+                Rc::downgrade(&client.inner),
+                |inner, name, props| {
+                    inner.enqueue("click", &name, &props);
+                },
+            );
         }
         if client.inner.config.capture_pageviews {
-            client.inner.browser.on_route_change(Rc::downgrade(&client.inner), |inner| inner.page_view());
+            client
+                .inner
+                .browser
+                .on_route_change(Rc::downgrade(&client.inner), |inner| inner.page_view());
             client.inner.page_view();
         }
         Ok(client)
@@ -147,7 +158,9 @@ impl Telltale {
     /// acknowledged; never rejects (failures go to `onError` and stay queued).
     pub fn flush(&self) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
-        wasm_bindgen_futures::future_to_promise(async move { Ok(JsValue::from(inner.send(Flush::All).await as u32)) })
+        wasm_bindgen_futures::future_to_promise(async move {
+            Ok(JsValue::from(inner.send(Flush::All).await as u32))
+        })
     }
 
     /// Stops timers and listeners' effects and sends what is queued.
@@ -179,7 +192,8 @@ impl Telltale {
 
 impl Inner {
     fn report(&self, message: &str) {
-        self.browser.report_error(self.config.on_error.as_ref(), message);
+        self.browser
+            .report_error(self.config.on_error.as_ref(), message);
     }
 
     fn page_view(self: &Rc<Self>) {
@@ -256,7 +270,11 @@ impl Inner {
                 return delivered;
             }
             let body = batch_body(now_ms() as i64, &random_uuid(), dropped, &batch);
-            match self.browser.post(&self.config.events_url(), &self.config.key, &body).await {
+            match self
+                .browser
+                .post(&self.config.events_url(), &self.config.key, &body)
+                .await
+            {
                 Ok(status) if (200..300).contains(&status) => {
                     delivered += batch.len();
                     self.state.borrow_mut().queue.acknowledge_dropped(dropped);
@@ -268,7 +286,10 @@ impl Inner {
                 }
                 Ok(status) => {
                     // Retrying cannot fix a 4xx: the batch is dropped, loudly.
-                    self.report(&format!("collector refused a batch of {} events with {status}; dropped", batch.len()));
+                    self.report(&format!(
+                        "collector refused a batch of {} events with {status}; dropped",
+                        batch.len()
+                    ));
                 }
                 Err(message) => {
                     self.report(&format!("network error: {message}; will retry"));
@@ -285,14 +306,19 @@ impl Inner {
         loop {
             let (batch, dropped) = {
                 let mut state = self.state.borrow_mut();
-                let batch = state.queue.take_batch(MAX_BATCH_EVENTS, PAGE_HIDE_MAX_BYTES);
+                let batch = state
+                    .queue
+                    .take_batch(MAX_BATCH_EVENTS, PAGE_HIDE_MAX_BYTES);
                 (batch, state.queue.dropped())
             };
             if batch.is_empty() {
                 return;
             }
             let body = batch_body(now_ms() as i64, &random_uuid(), dropped, &batch);
-            if self.browser.beacon(&self.config.beacon_url(), &self.config.key, &body) {
+            if self
+                .browser
+                .beacon(&self.config.beacon_url(), &self.config.key, &body)
+            {
                 self.state.borrow_mut().queue.acknowledge_dropped(dropped);
             } else {
                 self.state.borrow_mut().queue.requeue_front(batch);

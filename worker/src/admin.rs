@@ -21,7 +21,11 @@ fn injection_enabled(env: &Env) -> Result<(), ApiError> {
     if fault_injection_enabled(env) {
         Ok(())
     } else {
-        Err(ApiError::not_found("not_found", "path", "fault injection is off (set FAULT_INJECTION=on in development)"))
+        Err(ApiError::not_found(
+            "not_found",
+            "path",
+            "fault injection is off (set FAULT_INJECTION=on in development)",
+        ))
     }
 }
 
@@ -64,7 +68,12 @@ pub async fn pipeline(req: Request, env: &Env) -> ApiResult {
     struct Status {
         spooled_parts: usize,
     }
-    json(200, &Status { spooled_parts: spool_depth(env).await? })
+    json(
+        200,
+        &Status {
+            spooled_parts: spool_depth(env).await?,
+        },
+    )
 }
 
 /// `POST /v1/admin/pipeline/drain`: drain the spool now instead of waiting for cron.

@@ -34,14 +34,31 @@ pub fn kv(env: &Env) -> Result<worker::KvStore, ApiError> {
 
 /// Checks `Authorization: Bearer <ADMIN_KEY>` in constant time. The key is never logged.
 pub fn require_admin(req: &Request, env: &Env) -> Result<(), ApiError> {
-    let Some(expected) = env.secret("ADMIN_KEY").ok().map(|s| s.to_string()).filter(|s| !s.is_empty()) else {
-        return Err(ApiError::new(503, "admin_disabled", "the ADMIN_KEY secret is not configured"));
+    let Some(expected) = env
+        .secret("ADMIN_KEY")
+        .ok()
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(ApiError::new(
+            503,
+            "admin_disabled",
+            "the ADMIN_KEY secret is not configured",
+        ));
     };
     let header = req.headers().get("Authorization")?.unwrap_or_default();
     match bearer_token(&header) {
         Some(token) if secrets_match(token, &expected) => Ok(()),
-        Some(_) => Err(ApiError::new(401, "invalid_admin_key", "the admin key is wrong")),
-        None => Err(ApiError::new(401, "missing_admin_key", "send the admin key as `Authorization: Bearer <key>`")),
+        Some(_) => Err(ApiError::new(
+            401,
+            "invalid_admin_key",
+            "the admin key is wrong",
+        )),
+        None => Err(ApiError::new(
+            401,
+            "missing_admin_key",
+            "send the admin key as `Authorization: Bearer <key>`",
+        )),
     }
 }
 
@@ -80,10 +97,17 @@ pub async fn app_by_ingest_key(env: &Env, key: &str) -> Result<Option<App>, ApiE
 
 async fn put_app(env: &Env, app: &App) -> Result<(), ApiError> {
     let store = kv(env)?;
-    let body = serde_json::to_string(app).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let body =
+        serde_json::to_string(app).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
     // The key mapping first: an app record is only visible once its key resolves.
-    store.put(&format!("ingest-key:{}", app.ingest_key), app.id.as_str())?.execute().await?;
-    store.put(&format!("app:{}", app.id), body)?.execute().await?;
+    store
+        .put(&format!("ingest-key:{}", app.ingest_key), app.id.as_str())?
+        .execute()
+        .await?;
+    store
+        .put(&format!("app:{}", app.id), body)?
+        .execute()
+        .await?;
     Ok(())
 }
 
@@ -94,7 +118,11 @@ pub async fn ensure_demo_app(env: &Env) -> Result<(), ApiError> {
         return Ok(());
     };
     let store = kv(env)?;
-    if let Some(existing) = store.get(&format!("app:{DEMO_APP_ID}")).json::<App>().await? {
+    if let Some(existing) = store
+        .get(&format!("app:{DEMO_APP_ID}"))
+        .json::<App>()
+        .await?
+    {
         if existing.ingest_key == key {
             return Ok(());
         }
@@ -120,8 +148,12 @@ pub async fn ensure_demo_app(env: &Env) -> Result<(), ApiError> {
 
 fn new_ingest_key() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::new(500, "internal", format!("no randomness: {e}")))?;
-    Ok(format!("tt_ik_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::new(500, "internal", format!("no randomness: {e}")))?;
+    Ok(format!(
+        "tt_ik_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 #[derive(Deserialize)]
@@ -138,7 +170,12 @@ pub async fn create(mut req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
     let input: CreateApp = read_json(&mut req).await?;
     validate_app_id(&input.id).map_err(|e| ApiError::from_field(400, e))?;
-    if let Some((i, bad)) = input.allowed_origins.iter().enumerate().find(|(_, o)| !validate_origin(o)) {
+    if let Some((i, bad)) = input
+        .allowed_origins
+        .iter()
+        .enumerate()
+        .find(|(_, o)| !validate_origin(o))
+    {
         return Err(ApiError::new(
             400,
             "invalid_value",
@@ -147,7 +184,12 @@ pub async fn create(mut req: Request, env: &Env) -> ApiResult {
         .with_field(format!("allowed_origins[{i}]")));
     }
     if app_by_id(env, &input.id).await?.is_some() {
-        return Err(ApiError::new(409, "app_exists", format!("app `{}` already exists", input.id)).with_field("id"));
+        return Err(ApiError::new(
+            409,
+            "app_exists",
+            format!("app `{}` already exists", input.id),
+        )
+        .with_field("id"));
     }
     let app = App {
         name: input.name.unwrap_or_else(|| input.id.clone()),
@@ -195,6 +237,10 @@ pub async fn get(req: Request, env: &Env, id: &str) -> ApiResult {
     require_admin(&req, env)?;
     match app_by_id(env, id).await? {
         Some(app) => json(200, &app),
-        None => Err(ApiError::not_found("unknown_app", "id", format!("no app `{id}`"))),
+        None => Err(ApiError::not_found(
+            "unknown_app",
+            "id",
+            format!("no app `{id}`"),
+        )),
     }
 }

@@ -45,7 +45,11 @@ impl ApiError {
     /// D1 or KV failed: the client may retry later. Details go to the log only.
     pub fn storage(context: &str, e: impl std::fmt::Display) -> Self {
         worker::console_error!("storage failure during {context}: {e}");
-        ApiError::new(503, "storage_unavailable", format!("storage is unavailable during {context}; retry later"))
+        ApiError::new(
+            503,
+            "storage_unavailable",
+            format!("storage is unavailable during {context}; retry later"),
+        )
     }
 
     pub fn into_response(self) -> worker::Result<Response> {
@@ -68,7 +72,9 @@ impl ApiError {
         };
         let mut response = Response::from_json(&body)?.with_status(self.status);
         if let Some(seconds) = self.retry_after_s {
-            response.headers_mut().set("Retry-After", &seconds.to_string())?;
+            response
+                .headers_mut()
+                .set("Retry-After", &seconds.to_string())?;
         }
         Ok(response)
     }
@@ -101,14 +107,25 @@ pub fn csv(body: String) -> ApiResult {
 
 /// Query pairs of a request URL, in order.
 pub fn query_pairs(req: &worker::Request) -> Result<Vec<(String, String)>, ApiError> {
-    Ok(req.url()?.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+    Ok(req
+        .url()?
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
 }
 
 /// Reads a JSON body, answering 400 with the parser's reason when it is not JSON.
-pub async fn read_json<T: serde::de::DeserializeOwned>(req: &mut worker::Request) -> Result<T, ApiError> {
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: &mut worker::Request,
+) -> Result<T, ApiError> {
     let bytes = req.bytes().await?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(400, "malformed_json", format!("body is not valid JSON for this endpoint: {e}")).with_field("body")
+        ApiError::new(
+            400,
+            "malformed_json",
+            format!("body is not valid JSON for this endpoint: {e}"),
+        )
+        .with_field("body")
     })
 }
 
@@ -119,7 +136,10 @@ pub fn now_ms() -> i64 {
 
 /// A non-empty `[vars]` / secret value, if set.
 pub fn env_string(env: &worker::Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// Whether development-only fault injection is switched on (`FAULT_INJECTION=on`).

@@ -48,7 +48,10 @@ pub fn preflight(req: &Request) -> worker::Result<Response> {
     let origin = req.headers().get("Origin")?;
     let headers = cors_headers(origin.as_deref())?;
     headers.set("Access-Control-Allow-Methods", "POST, OPTIONS")?;
-    headers.set("Access-Control-Allow-Headers", "Authorization, Content-Type")?;
+    headers.set(
+        "Access-Control-Allow-Headers",
+        "Authorization, Content-Type",
+    )?;
     headers.set("Access-Control-Max-Age", "86400")?;
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }
@@ -66,16 +69,26 @@ pub async fn handle(req: Request, env: &Env) -> worker::Result<Response> {
 
 fn ingest_key(req: &Request) -> Result<String, ApiError> {
     if let Some(header) = req.headers().get("Authorization")? {
-        return bearer_token(&header)
-            .map(str::to_string)
-            .ok_or_else(|| ApiError::new(401, "missing_key", "send the ingest key as `Authorization: Bearer <key>`"));
+        return bearer_token(&header).map(str::to_string).ok_or_else(|| {
+            ApiError::new(
+                401,
+                "missing_key",
+                "send the ingest key as `Authorization: Bearer <key>`",
+            )
+        });
     }
     let url = req.url()?;
     url.query_pairs()
         .find(|(k, _)| k == "key")
         .map(|(_, v)| v.into_owned())
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::new(401, "missing_key", "send the ingest key as `Authorization: Bearer <key>` or `?key=`"))
+        .ok_or_else(|| {
+            ApiError::new(
+                401,
+                "missing_key",
+                "send the ingest key as `Authorization: Bearer <key>` or `?key=`",
+            )
+        })
 }
 
 async fn authenticate(req: &Request, env: &Env, origin: Option<&str>) -> Result<App, ApiError> {
@@ -97,7 +110,10 @@ async fn authenticate(req: &Request, env: &Env, origin: Option<&str>) -> Result<
 }
 
 async fn rate_limit(req: &Request, env: &Env, app: &App) -> Result<(), ApiError> {
-    let client = req.headers().get("CF-Connecting-IP")?.unwrap_or_else(|| "unknown".into());
+    let client = req
+        .headers()
+        .get("CF-Connecting-IP")?
+        .unwrap_or_else(|| "unknown".into());
     let limiter = match env.rate_limiter("INGEST_LIMIT") {
         Ok(limiter) => limiter,
         // Without the binding (misconfigured deploy) ingest stays open; say so in the log.
@@ -108,7 +124,11 @@ async fn rate_limit(req: &Request, env: &Env, app: &App) -> Result<(), ApiError>
     };
     match limiter.limit(format!("{}:{client}", app.id)).await {
         Ok(outcome) if !outcome.success => {
-            let mut e = ApiError::new(429, "rate_limited", format!("too many requests for app `{}`; retry later", app.id));
+            let mut e = ApiError::new(
+                429,
+                "rate_limited",
+                format!("too many requests for app `{}`; retry later", app.id),
+            );
             e.retry_after_s = Some(RATE_LIMIT_RETRY_AFTER_S);
             Err(e)
         }
@@ -121,7 +141,11 @@ async fn rate_limit(req: &Request, env: &Env, app: &App) -> Result<(), ApiError>
 }
 
 fn check_content_type(req: &Request) -> Result<(), ApiError> {
-    let content_type = req.headers().get("Content-Type")?.unwrap_or_default().to_ascii_lowercase();
+    let content_type = req
+        .headers()
+        .get("Content-Type")?
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     if essence.is_empty() || essence == "application/json" || essence == "text/plain" {
         Ok(())
@@ -137,7 +161,8 @@ fn check_content_type(req: &Request) -> Result<(), ApiError> {
 
 fn new_batch_id(now: i64) -> Result<String, ApiError> {
     let mut random = [0u8; 10];
-    getrandom::fill(&mut random).map_err(|e| ApiError::new(500, "internal", format!("no randomness: {e}")))?;
+    getrandom::fill(&mut random)
+        .map_err(|e| ApiError::new(500, "internal", format!("no randomness: {e}")))?;
     Ok(uuid_v7(now as u64, random))
 }
 
@@ -154,12 +179,17 @@ async fn accept(mut req: Request, env: &Env, origin: Option<&str>) -> Result<Res
     if declared > limits.max_body_bytes {
         return Err(ApiError::from_field(
             413,
-            telltale_core::IngestError::BodyTooLarge { size: declared, limit: limits.max_body_bytes }.to_field_error(),
+            telltale_core::IngestError::BodyTooLarge {
+                size: declared,
+                limit: limits.max_body_bytes,
+            }
+            .to_field_error(),
         ));
     }
     let body = req.bytes().await?;
     let now = now_ms();
-    let batch = parse_batch(&body, now, &limits).map_err(|e| ApiError::from_field(e.status(), e.to_field_error()))?;
+    let batch = parse_batch(&body, now, &limits)
+        .map_err(|e| ApiError::from_field(e.status(), e.to_field_error()))?;
 
     let batch_id = match &batch.batch_id {
         Some(id) => id.clone(),
@@ -218,7 +248,11 @@ async fn accept(mut req: Request, env: &Env, origin: Option<&str>) -> Result<Res
     };
     enqueue(env, messages).await?;
     if batch.dropped > 0 {
-        worker::console_warn!("app {} batch {batch_id}: client reports {} dropped events", app.id, batch.dropped);
+        worker::console_warn!(
+            "app {} batch {batch_id}: client reports {} dropped events",
+            app.id,
+            batch.dropped
+        );
     }
     if let Ok(put) = store.put(&memory_key, fingerprint) {
         if let Err(e) = put.expiration_ttl(BATCH_MEMORY_TTL_S).execute().await {

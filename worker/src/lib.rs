@@ -17,7 +17,9 @@ pub mod stats;
 
 use http::{json, ApiError, ApiResult};
 use serde::Serialize;
-use worker::{event, Context, Env, MessageBatch, Method, Request, Response, ScheduleContext, ScheduledEvent};
+use worker::{
+    event, Context, Env, MessageBatch, Method, Request, Response, ScheduleContext, ScheduledEvent,
+};
 
 /// Spool parts drained per cron run: bounded so a run finishes well within its limits.
 const SPOOL_PARTS_PER_CRON: u64 = 200;
@@ -57,8 +59,14 @@ async fn route(req: Request, env: &Env, path: &str) -> ApiResult {
         (Method::Put, ["v1", "admin", "faults"]) => admin::put_faults(req, env).await,
         (Method::Get, ["v1", "admin", "pipeline"]) => admin::pipeline(req, env).await,
         (Method::Post, ["v1", "admin", "pipeline", "drain"]) => admin::drain(req, env).await,
-        (_, ["healthz" | "demo-config.json"]) | (_, ["v1", "stats" | "catalog"]) => Err(method_not_allowed("GET")),
-        _ => Err(ApiError::not_found("not_found", "path", format!("no route `{path}`"))),
+        (_, ["healthz" | "demo-config.json"]) | (_, ["v1", "stats" | "catalog"]) => {
+            Err(method_not_allowed("GET"))
+        }
+        _ => Err(ApiError::not_found(
+            "not_found",
+            "path",
+            format!("no route `{path}`"),
+        )),
     }
 }
 
@@ -68,14 +76,24 @@ fn health() -> ApiResult {
         ok: bool,
         version: &'static str,
     }
-    json(200, &Health { ok: true, version: env!("CARGO_PKG_VERSION") })
+    json(
+        200,
+        &Health {
+            ok: true,
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
 }
 
 /// The demo page's settings. Ingest keys are public by design (they ship in pages, are
 /// write-only, and are bound to origins), so serving the demo key is safe.
 fn demo_config(req: &Request, env: &Env) -> ApiResult {
     let Some(key) = http::env_string(env, "DEMO_INGEST_KEY") else {
-        return Err(ApiError::not_found("not_found", "path", "no demo app is configured"));
+        return Err(ApiError::not_found(
+            "not_found",
+            "path",
+            "no demo app is configured",
+        ));
     };
     let url = req.url()?;
     #[derive(Serialize)]
@@ -103,7 +121,11 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     match pipeline::drain_spool(&env, SPOOL_PARTS_PER_CRON).await {
         Ok(report) if report.stored > 0 || report.remaining > 0 => {
-            worker::console_log!("spool drain: stored {} parts, {} remain", report.stored, report.remaining);
+            worker::console_log!(
+                "spool drain: stored {} parts, {} remain",
+                report.stored,
+                report.remaining
+            );
         }
         Ok(_) => {}
         Err(e) => worker::console_error!("spool drain failed: {}", e.message),

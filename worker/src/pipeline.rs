@@ -54,7 +54,9 @@ pub async fn fault_active(env: &Env, which: &str) -> bool {
         return false;
     }
     match kv(env) {
-        Ok(store) => matches!(store.get(&format!("fault:{which}")).text().await, Ok(Some(v)) if v == "on"),
+        Ok(store) => {
+            matches!(store.get(&format!("fault:{which}")).text().await, Ok(Some(v)) if v == "on")
+        }
         Err(_) => false,
     }
 }
@@ -75,7 +77,11 @@ pub async fn enqueue(env: &Env, messages: Vec<EventBatchMessage>) -> Result<usiz
             Err(e) => Err(worker::Error::RustError(e.to_string())),
         };
         if let Err(e) = sent {
-            worker::console_warn!("queue send failed for batch {} part {}: {e}; spooling", message.batch_id, message.part);
+            worker::console_warn!(
+                "queue send failed for batch {} part {}: {e}; spooling",
+                message.batch_id,
+                message.part
+            );
             spool(env, &message).await?;
             spooled += 1;
         }
@@ -85,7 +91,10 @@ pub async fn enqueue(env: &Env, messages: Vec<EventBatchMessage>) -> Result<usiz
 
 /// Writes a message to the KV spool. The cron trigger drains it.
 pub async fn spool(env: &Env, message: &EventBatchMessage) -> Result<(), ApiError> {
-    kv(env)?.put(&message.spool_key(), to_json(message)?)?.execute().await?;
+    kv(env)?
+        .put(&message.spool_key(), to_json(message)?)?
+        .execute()
+        .await?;
     Ok(())
 }
 
@@ -97,7 +106,10 @@ fn opt(value: &Option<String>) -> JsValue {
     value.as_deref().map_or(JsValue::NULL, JsValue::from_str)
 }
 
-fn statements(db: &D1Database, message: &EventBatchMessage) -> worker::Result<Vec<D1PreparedStatement>> {
+fn statements(
+    db: &D1Database,
+    message: &EventBatchMessage,
+) -> worker::Result<Vec<D1PreparedStatement>> {
     let mut stmts = Vec::with_capacity(message.events.len() + 1);
     for e in &message.events {
         let props = serde_json::to_string(&e.props)?;
@@ -145,7 +157,11 @@ async fn write_messages(env: &Env, messages: &[EventBatchMessage]) -> Vec<bool> 
     let mut stored = vec![false; messages.len()];
     if fault_active(env, "d1").await {
         for m in messages {
-            worker::console_error!("D1 write failed for batch {} part {}: injected D1 fault", m.batch_id, m.part);
+            worker::console_error!(
+                "D1 write failed for batch {} part {}: injected D1 fault",
+                m.batch_id,
+                m.part
+            );
         }
         return stored;
     }
@@ -164,26 +180,43 @@ async fn write_messages(env: &Env, messages: &[EventBatchMessage]) -> Vec<bool> 
         while end < messages.len() {
             match statements(&db, &messages[end]) {
                 Ok(stmts) => {
-                    if !group.is_empty() && group.len() + stmts.len() > MAX_STATEMENTS_PER_TRANSACTION {
+                    if !group.is_empty()
+                        && group.len() + stmts.len() > MAX_STATEMENTS_PER_TRANSACTION
+                    {
                         break;
                     }
                     group.extend(stmts);
                 }
-                Err(e) => worker::console_error!("cannot bind batch {}: {e}", messages[end].batch_id),
+                Err(e) => {
+                    worker::console_error!("cannot bind batch {}: {e}", messages[end].batch_id)
+                }
             }
             end += 1;
         }
-        let outcome = if group.is_empty() { Ok(Vec::new()) } else { db.batch(group).await };
+        let outcome = if group.is_empty() {
+            Ok(Vec::new())
+        } else {
+            db.batch(group).await
+        };
         match outcome {
             Ok(_) => {
                 for (i, m) in messages.iter().enumerate().take(end).skip(start) {
                     stored[i] = true;
-                    worker::console_log!("stored batch {} part {}: {} events", m.batch_id, m.part, m.events.len());
+                    worker::console_log!(
+                        "stored batch {} part {}: {} events",
+                        m.batch_id,
+                        m.part,
+                        m.events.len()
+                    );
                 }
             }
             Err(e) => {
                 for m in &messages[start..end] {
-                    worker::console_error!("D1 write failed for batch {} part {}: {e}", m.batch_id, m.part);
+                    worker::console_error!(
+                        "D1 write failed for batch {} part {}: {e}",
+                        m.batch_id,
+                        m.part
+                    );
                 }
             }
         }
@@ -228,11 +261,19 @@ pub async fn consume(batch: MessageBatch<String>, env: &Env) -> worker::Result<(
         } else if dead_letter {
             match spool(env, message).await {
                 Ok(()) => {
-                    worker::console_warn!("spooled dead-lettered batch {} part {}", message.batch_id, message.part);
+                    worker::console_warn!(
+                        "spooled dead-lettered batch {} part {}",
+                        message.batch_id,
+                        message.part
+                    );
                     handle.ack();
                 }
                 Err(e) => {
-                    worker::console_error!("cannot spool batch {}: {}", message.batch_id, e.message);
+                    worker::console_error!(
+                        "cannot spool batch {}: {}",
+                        message.batch_id,
+                        e.message
+                    );
                     handle.retry();
                 }
             }
@@ -253,7 +294,12 @@ pub struct DrainReport {
 /// Moves spooled messages into D1 (run by the cron trigger). Bounded per run.
 pub async fn drain_spool(env: &Env, max_parts: u64) -> Result<DrainReport, ApiError> {
     let store = kv(env)?;
-    let listing = store.list().prefix(SPOOL_PREFIX.into()).limit(max_parts).execute().await?;
+    let listing = store
+        .list()
+        .prefix(SPOOL_PREFIX.into())
+        .limit(max_parts)
+        .execute()
+        .await?;
     let mut messages = Vec::new();
     let mut keys = Vec::new();
     for key in &listing.keys {

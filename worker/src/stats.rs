@@ -4,7 +4,9 @@
 use crate::apps::{app_by_id, require_admin};
 use crate::http::{csv, json, now_ms, query_pairs, ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
-use telltale_core::stats::{fill_series, parse_stats_query, to_csv, Format, Source, StatsQuery, TopValue};
+use telltale_core::stats::{
+    fill_series, parse_stats_query, to_csv, Format, Source, StatsQuery, TopValue,
+};
 use telltale_core::time::format_rfc3339;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, Env, Request};
@@ -61,10 +63,20 @@ async fn exists(db: &D1Database, sql: &str, args: &[JsValue]) -> Result<bool, Ap
 /// Refuses a query naming an app, event or property that does not exist.
 async fn check_names(env: &Env, db: &D1Database, q: &StatsQuery) -> Result<(), ApiError> {
     if app_by_id(env, &q.app).await?.is_none() {
-        return Err(ApiError::not_found("unknown_app", "app", format!("no app `{}`", q.app)));
+        return Err(ApiError::not_found(
+            "unknown_app",
+            "app",
+            format!("no app `{}`", q.app),
+        ));
     }
     let (app, event) = (JsValue::from_str(&q.app), JsValue::from_str(&q.event));
-    if !exists(db, "SELECT 1 AS found FROM event_names WHERE app = ?1 AND name = ?2", &[app.clone(), event.clone()]).await? {
+    if !exists(
+        db,
+        "SELECT 1 AS found FROM event_names WHERE app = ?1 AND name = ?2",
+        &[app.clone(), event.clone()],
+    )
+    .await?
+    {
         return Err(ApiError::not_found(
             "unknown_event",
             "event",
@@ -73,7 +85,13 @@ async fn check_names(env: &Env, db: &D1Database, q: &StatsQuery) -> Result<(), A
     }
     if let Some(prop) = &q.by {
         let args = [app, event, JsValue::from_str(prop)];
-        if !exists(db, "SELECT 1 AS found FROM event_props WHERE app = ?1 AND event = ?2 AND prop = ?3", &args).await? {
+        if !exists(
+            db,
+            "SELECT 1 AS found FROM event_props WHERE app = ?1 AND event = ?2 AND prop = ?3",
+            &args,
+        )
+        .await?
+        {
             return Err(ApiError::not_found(
                 "unknown_property",
                 "by",
@@ -101,7 +119,10 @@ async fn series_rows(db: &D1Database, q: &StatsQuery) -> Result<Vec<(i64, u64, u
             )
             .bind(&[num(q.interval.ms()), app, event, from, end])?,
     };
-    let rows = stmt.all().await.map_err(|e| ApiError::storage("reading the series", e))?;
+    let rows = stmt
+        .all()
+        .await
+        .map_err(|e| ApiError::storage("reading the series", e))?;
     Ok(rows
         .results::<BucketRow>()?
         .into_iter()
@@ -109,7 +130,11 @@ async fn series_rows(db: &D1Database, q: &StatsQuery) -> Result<Vec<(i64, u64, u
         .collect())
 }
 
-async fn top_values(db: &D1Database, q: &StatsQuery, prop: &str) -> Result<Vec<TopValue>, ApiError> {
+async fn top_values(
+    db: &D1Database,
+    q: &StatsQuery,
+    prop: &str,
+) -> Result<Vec<TopValue>, ApiError> {
     let args = [
         JsValue::from_str(&q.app),
         JsValue::from_str(&q.event),
@@ -129,11 +154,19 @@ async fn top_values(db: &D1Database, q: &StatsQuery, prop: &str) -> Result<Vec<T
              GROUP BY value ORDER BY count DESC, value ASC LIMIT ?6"
         ),
     };
-    let rows = db.prepare(sql).bind(&args)?.all().await.map_err(|e| ApiError::storage("reading top values", e))?;
+    let rows = db
+        .prepare(sql)
+        .bind(&args)?
+        .all()
+        .await
+        .map_err(|e| ApiError::storage("reading top values", e))?;
     Ok(rows
         .results::<TopRow>()?
         .into_iter()
-        .map(|r| TopValue { value: r.value, count: r.count as u64 })
+        .map(|r| TopValue {
+            value: r.value,
+            count: r.count as u64,
+        })
         .collect())
 }
 
@@ -141,7 +174,8 @@ async fn top_values(db: &D1Database, q: &StatsQuery, prop: &str) -> Result<Vec<T
 pub async fn stats(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
     let accept = req.headers().get("Accept")?;
-    let q = parse_stats_query(&query_pairs(&req)?, accept.as_deref(), now_ms()).map_err(|e| ApiError::from_field(400, e))?;
+    let q = parse_stats_query(&query_pairs(&req)?, accept.as_deref(), now_ms())
+        .map_err(|e| ApiError::from_field(400, e))?;
     let db = db(env)?;
     check_names(env, &db, &q).await?;
     let series = fill_series(&q, &series_rows(&db, &q).await?);
@@ -188,8 +222,12 @@ pub async fn catalog(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
     let pairs = query_pairs(&req)?;
     if let Some((unknown, _)) = pairs.iter().find(|(k, _)| k != "app") {
-        return Err(ApiError::new(400, "unknown_parameter", format!("unknown query parameter `{unknown}`; allowed: app"))
-            .with_field(unknown.clone()));
+        return Err(ApiError::new(
+            400,
+            "unknown_parameter",
+            format!("unknown query parameter `{unknown}`; allowed: app"),
+        )
+        .with_field(unknown.clone()));
     }
     let app = pairs
         .iter()
@@ -197,7 +235,11 @@ pub async fn catalog(req: Request, env: &Env) -> ApiResult {
         .map(|(_, v)| v.clone())
         .ok_or_else(|| ApiError::new(400, "required", "`app` is required").with_field("app"))?;
     if app_by_id(env, &app).await?.is_none() {
-        return Err(ApiError::not_found("unknown_app", "app", format!("no app `{app}`")));
+        return Err(ApiError::not_found(
+            "unknown_app",
+            "app",
+            format!("no app `{app}`"),
+        ));
     }
     let rows = db(env)?
         .prepare(
@@ -213,9 +255,18 @@ pub async fn catalog(req: Request, env: &Env) -> ApiResult {
         .results::<CatalogRow>()?
         .into_iter()
         .map(|r| {
-            let mut props: Vec<String> = r.props.unwrap_or_default().split('\u{1f}').filter(|p| !p.is_empty()).map(str::to_string).collect();
+            let mut props: Vec<String> = r
+                .props
+                .unwrap_or_default()
+                .split('\u{1f}')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
             props.sort();
-            CatalogEvent { name: r.name, props }
+            CatalogEvent {
+                name: r.name,
+                props,
+            }
         })
         .collect();
     #[derive(Serialize)]
