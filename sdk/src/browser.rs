@@ -34,6 +34,20 @@ pub fn random_uuid() -> String {
     IDS.with(|ids| ids.borrow_mut().next(now_ms() as u64, random))
 }
 
+/// A POST with the ingest key and a string body.
+fn post_init(key: &str, content_type: &str, body: &str) -> Option<RequestInit> {
+    let headers = Headers::new().ok()?;
+    headers.set("Content-Type", content_type).ok()?;
+    headers
+        .set("Authorization", &["Bearer ", key].concat())
+        .ok()?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(body));
+    Some(init)
+}
+
 pub struct Browser {
     window: Option<Window>,
     document: Option<Document>,
@@ -164,13 +178,7 @@ impl Browser {
     /// POSTs a JSON body with the ingest key; resolves to the HTTP status.
     pub async fn post(&self, url: &str, key: &str, body: &str) -> Result<u16, String> {
         let window = self.window.as_ref().ok_or("no window")?;
-        let headers = Headers::new().map_err(|_| "no Headers")?;
-        let _ = headers.set("Content-Type", "application/json");
-        let _ = headers.set("Authorization", &["Bearer ", key].concat());
-        let init = RequestInit::new();
-        init.set_method("POST");
-        init.set_headers(&headers);
-        init.set_body(&JsValue::from_str(body));
+        let init = post_init(key, "application/json", body).ok_or("no Headers")?;
         let promise = window.fetch_with_str_and_init(url, &init);
         let response = JsFuture::from(promise).await.map_err(|e| {
             e.dyn_ref::<js_sys::Error>()
@@ -196,15 +204,9 @@ impl Browser {
         {
             return true;
         }
-        let Ok(headers) = Headers::new() else {
+        let Some(init) = post_init(key, "text/plain", body) else {
             return false;
         };
-        let _ = headers.set("Content-Type", "text/plain");
-        let _ = headers.set("Authorization", &["Bearer ", key].concat());
-        let init = RequestInit::new();
-        init.set_method("POST");
-        init.set_headers(&headers);
-        init.set_body(&JsValue::from_str(body));
         // web-sys has no setter for `keepalive`; RequestInit is a plain dictionary.
         let _ = Reflect::set(&init, &"keepalive".into(), &JsValue::TRUE);
         let promise = window.fetch_with_str_and_init(url, &init);

@@ -32,6 +32,24 @@ pub fn kv(env: &Env) -> Result<worker::KvStore, ApiError> {
     env.kv("KV").map_err(|e| ApiError::storage("opening KV", e))
 }
 
+/// Every key under a prefix, following KV's pagination.
+pub async fn list_keys(store: &worker::KvStore, prefix: &str) -> Result<Vec<String>, ApiError> {
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut listing = store.list().prefix(prefix.into());
+        if let Some(c) = cursor.take() {
+            listing = listing.cursor(c);
+        }
+        let page = listing.execute().await?;
+        names.extend(page.keys.into_iter().map(|k| k.name));
+        match page.cursor {
+            Some(c) if !page.list_complete && !c.is_empty() => cursor = Some(c),
+            _ => return Ok(names),
+        }
+    }
+}
+
 /// Checks `Authorization: Bearer <ADMIN_KEY>` in constant time. The key is never logged.
 pub fn require_admin(req: &Request, env: &Env) -> Result<(), ApiError> {
     let Some(expected) = env
@@ -208,21 +226,9 @@ pub async fn list(req: Request, env: &Env) -> ApiResult {
     ensure_demo_app(env).await?;
     let store = kv(env)?;
     let mut apps = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut listing = store.list().prefix("app:".into());
-        if let Some(c) = cursor.take() {
-            listing = listing.cursor(c);
-        }
-        let page = listing.execute().await?;
-        for key in page.keys {
-            if let Some(app) = store.get(&key.name).json::<App>().await? {
-                apps.push(app);
-            }
-        }
-        match page.cursor {
-            Some(c) if !page.list_complete && !c.is_empty() => cursor = Some(c),
-            _ => break,
+    for name in list_keys(&store, "app:").await? {
+        if let Some(app) = store.get(&name).json::<App>().await? {
+            apps.push(app);
         }
     }
     #[derive(Serialize)]

@@ -12,7 +12,7 @@
 //! redeliveries never double count; the aggregates are folded in by a D1 trigger in the
 //! same transaction as the raw insert.
 
-use crate::apps::kv;
+use crate::apps::{kv, list_keys};
 use crate::http::{fault_injection_enabled, ApiError};
 use serde::{Deserialize, Serialize};
 use telltale_core::ingest::Event;
@@ -324,21 +324,7 @@ pub async fn drain_spool(env: &Env, max_parts: u64) -> Result<DrainReport, ApiEr
     Ok(report)
 }
 
-/// Counts of what waits in the spool, for `GET /v1/admin/pipeline`.
+/// How many parts wait in the spool, for `GET /v1/admin/pipeline`.
 pub async fn spool_depth(env: &Env) -> Result<usize, ApiError> {
-    let store = kv(env)?;
-    let mut depth = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut listing = store.list().prefix(SPOOL_PREFIX.into());
-        if let Some(c) = cursor.take() {
-            listing = listing.cursor(c);
-        }
-        let page = listing.execute().await?;
-        depth += page.keys.len();
-        match page.cursor {
-            Some(c) if !page.list_complete && !c.is_empty() => cursor = Some(c),
-            _ => return Ok(depth),
-        }
-    }
+    Ok(list_keys(&kv(env)?, SPOOL_PREFIX).await?.len())
 }
