@@ -1,0 +1,942 @@
+//! Parse, then compile, then evaluate. The published ruleset compiles once into an
+//! [`Engine`]; a flag with a problem becomes a warning and serves its default, and never
+//! breaks the other flags. Evaluation is pure: context, probe states and `now_ms` come in.
+
+use super::hash::{bucket, BUCKETS};
+use super::model::{Condition, FlagDef, Prerequisite, RuleDef, Ruleset, SegmentDef, Serve};
+use super::semver::{self, Version};
+use crate::error::FieldError;
+use crate::time::parse_api_time;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Evaluation context: attributes such as `user_id`, `anonymous_id`, `role`, `course_id`.
+pub type Context = Map<String, Value>;
+
+/// Health of a probe, as the probe state machine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeState {
+    Up,
+    Down,
+    Unknown,
+}
+
+pub type ProbeStates = HashMap<String, ProbeState>;
+
+/// Why a value was served (OpenFeature's reasons, plus `PREREQUISITE_FAILED`).
+pub mod reason {
+    pub const STATIC: &str = "STATIC";
+    pub const TARGETING_MATCH: &str = "TARGETING_MATCH";
+    pub const SPLIT: &str = "SPLIT";
+    pub const DISABLED: &str = "DISABLED";
+    pub const DEFAULT: &str = "DEFAULT";
+    pub const ERROR: &str = "ERROR";
+    pub const PREREQUISITE_FAILED: &str = "PREREQUISITE_FAILED";
+}
+
+/// OpenFeature error codes.
+pub mod error_code {
+    pub const FLAG_NOT_FOUND: &str = "FLAG_NOT_FOUND";
+    pub const PARSE_ERROR: &str = "PARSE_ERROR";
+    pub const TYPE_MISMATCH: &str = "TYPE_MISMATCH";
+}
+
+/// One flag decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub key: String,
+    pub value: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The id of the rule that matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The bucket (0..100,000) used by a rollout or split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<u32>,
+    /// The probe that disabled the flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Neq,
+    In,
+    NotIn,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    SemverEq,
+    SemverLt,
+    SemverLte,
+    SemverGt,
+    SemverGte,
+    Before,
+    After,
+}
+
+/// The condition operators, as written in config.
+pub const OPERATORS: [&str; 18] = [
+    "eq",
+    "neq",
+    "in",
+    "not_in",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "semver_eq",
+    "semver_lt",
+    "semver_lte",
+    "semver_gt",
+    "semver_gte",
+    "before",
+    "after",
+];
+
+fn op_from(name: &str) -> Option<Op> {
+    Some(match name {
+        "eq" => Op::Eq,
+        "neq" => Op::Neq,
+        "in" => Op::In,
+        "not_in" => Op::NotIn,
+        "contains" => Op::Contains,
+        "starts_with" => Op::StartsWith,
+        "ends_with" => Op::EndsWith,
+        "lt" => Op::Lt,
+        "lte" => Op::Lte,
+        "gt" => Op::Gt,
+        "gte" => Op::Gte,
+        "semver_eq" => Op::SemverEq,
+        "semver_lt" => Op::SemverLt,
+        "semver_lte" => Op::SemverLte,
+        "semver_gt" => Op::SemverGt,
+        "semver_gte" => Op::SemverGte,
+        "before" => Op::Before,
+        "after" => Op::After,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Operand {
+    Scalar(Value),
+    List(Vec<Value>),
+    Text(String),
+    Number(f64),
+    Version(Version),
+    Time(i64),
+}
+
+#[derive(Debug, Clone)]
+struct CompiledCondition {
+    attribute: String,
+    op: Op,
+    operand: Operand,
+}
+
+#[derive(Debug, Clone)]
+enum CompiledServe {
+    Variant(usize),
+    Rollout {
+        variant: usize,
+        below_bucket: u32,
+    },
+    /// (exclusive upper bucket, variant index), ascending.
+    Split(Vec<(u32, usize)>),
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    id: String,
+    conditions: Vec<CompiledCondition>,
+    segments: Vec<String>,
+    serve: CompiledServe,
+    stickiness: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledFlag {
+    variants: Vec<(String, Value)>,
+    enabled: bool,
+    default: usize,
+    off: usize,
+    rules: Vec<CompiledRule>,
+    prerequisites: Vec<Prerequisite>,
+    requires_probe: Option<String>,
+    from_ms: Option<i64>,
+    until_ms: Option<i64>,
+    salt: String,
+}
+
+#[derive(Debug, Clone)]
+enum FlagEntry {
+    Ready(CompiledFlag),
+    /// Did not compile: serves its default value (when known) with reason ERROR.
+    Broken {
+        default: Option<(String, Value)>,
+        problem: String,
+    },
+}
+
+/// A compiled ruleset, ready to evaluate.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    version: String,
+    flags: BTreeMap<String, FlagEntry>,
+    segments: HashMap<String, Vec<CompiledCondition>>,
+    warnings: Vec<FieldError>,
+}
+
+fn err(field: String, message: impl Into<String>) -> FieldError {
+    FieldError::new("invalid_value", field, message)
+}
+
+fn compile_condition(c: &Condition, path: &str) -> Result<CompiledCondition, FieldError> {
+    if c.attribute.trim().is_empty() {
+        return Err(err(
+            format!("{path}.attribute"),
+            "attribute must name a context attribute",
+        ));
+    }
+    let op = op_from(&c.op).ok_or_else(|| {
+        err(
+            format!("{path}.op"),
+            format!(
+                "unknown operator `{}`; known: {}",
+                c.op,
+                OPERATORS.join(", ")
+            ),
+        )
+    })?;
+    let value = || {
+        c.value.clone().filter(|v| !v.is_null()).ok_or_else(|| {
+            err(
+                format!("{path}.value"),
+                format!("`{}` needs a `value`", c.op),
+            )
+        })
+    };
+    let operand = match op {
+        Op::In | Op::NotIn => match &c.values {
+            Some(values) if !values.is_empty() => Operand::List(values.clone()),
+            _ => {
+                return Err(err(
+                    format!("{path}.values"),
+                    format!("`{}` needs a non-empty `values` list", c.op),
+                ))
+            }
+        },
+        Op::Eq | Op::Neq => Operand::Scalar(value()?),
+        Op::Contains | Op::StartsWith | Op::EndsWith => match value()? {
+            Value::String(s) => Operand::Text(s),
+            _ => {
+                return Err(err(
+                    format!("{path}.value"),
+                    format!("`{}` compares strings", c.op),
+                ))
+            }
+        },
+        Op::Lt | Op::Lte | Op::Gt | Op::Gte => match value()?.as_f64() {
+            Some(n) => Operand::Number(n),
+            None => {
+                return Err(err(
+                    format!("{path}.value"),
+                    format!("`{}` compares numbers", c.op),
+                ))
+            }
+        },
+        Op::SemverEq | Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte => {
+            match value()?.as_str().and_then(semver::parse) {
+                Some(v) => Operand::Version(v),
+                None => {
+                    return Err(err(
+                        format!("{path}.value"),
+                        "value must be a semantic version such as 2.1.0",
+                    ))
+                }
+            }
+        }
+        Op::Before | Op::After => match time_of(&value()?) {
+            Some(t) => Operand::Time(t),
+            None => {
+                return Err(err(
+                    format!("{path}.value"),
+                    "value must be an RFC 3339 time or integer ms",
+                ))
+            }
+        },
+    };
+    Ok(CompiledCondition {
+        attribute: c.attribute.clone(),
+        op,
+        operand,
+    })
+}
+
+fn time_of(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => parse_api_time(s),
+        _ => None,
+    }
+}
+
+fn variant_index(
+    variants: &[(String, Value)],
+    key: &str,
+    field: String,
+) -> Result<usize, FieldError> {
+    variants
+        .iter()
+        .position(|(k, _)| k == key)
+        .ok_or_else(|| err(field, format!("no variant `{key}` in this flag")))
+}
+
+fn compile_serve(
+    serve: &Serve,
+    variants: &[(String, Value)],
+    path: &str,
+) -> Result<CompiledServe, FieldError> {
+    match (&serve.variant, &serve.split) {
+        (Some(v), None) => {
+            let variant = variant_index(variants, v, format!("{path}.variant"))?;
+            match serve.rollout_percent {
+                None => Ok(CompiledServe::Variant(variant)),
+                Some(p) if (0.0..=100.0).contains(&p) => Ok(CompiledServe::Rollout {
+                    variant,
+                    below_bucket: (p * f64::from(BUCKETS) / 100.0).round() as u32,
+                }),
+                Some(_) => Err(err(
+                    format!("{path}.rollout_percent"),
+                    "rollout_percent must be from 0 to 100",
+                )),
+            }
+        }
+        (None, Some(split)) if !split.is_empty() => {
+            if serve.rollout_percent.is_some() {
+                return Err(err(
+                    format!("{path}.rollout_percent"),
+                    "rollout_percent goes with `variant`, not `split`",
+                ));
+            }
+            let mut cumulative = 0.0;
+            let mut out = Vec::with_capacity(split.len());
+            for (i, s) in split.iter().enumerate() {
+                if !(s.weight.is_finite() && s.weight >= 0.0) {
+                    return Err(err(
+                        format!("{path}.split[{i}].weight"),
+                        "weights are percentages from 0 to 100",
+                    ));
+                }
+                cumulative += s.weight;
+                let index =
+                    variant_index(variants, &s.variant, format!("{path}.split[{i}].variant"))?;
+                out.push((
+                    (cumulative * f64::from(BUCKETS) / 100.0).round() as u32,
+                    index,
+                ));
+            }
+            if (cumulative - 100.0).abs() > 1e-6 {
+                return Err(err(
+                    format!("{path}.split"),
+                    format!("split weights sum to {cumulative}, not 100"),
+                ));
+            }
+            Ok(CompiledServe::Split(out))
+        }
+        _ => Err(err(
+            path.to_string(),
+            "serve exactly one of `variant` or a non-empty `split`",
+        )),
+    }
+}
+
+fn compile_rule(
+    rule: &RuleDef,
+    index: usize,
+    variants: &[(String, Value)],
+    segments: &[&str],
+) -> Result<CompiledRule, FieldError> {
+    let path = format!("rules[{index}]");
+    let conditions = rule
+        .conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| compile_condition(c, &format!("{path}.conditions[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, s) in rule.segments.iter().enumerate() {
+        if !segments.contains(&s.as_str()) {
+            return Err(FieldError::new(
+                "unknown_segment",
+                format!("{path}.segments[{i}]"),
+                format!("no segment `{s}`"),
+            ));
+        }
+    }
+    Ok(CompiledRule {
+        id: rule.id.clone().unwrap_or_else(|| format!("rule-{index}")),
+        conditions,
+        segments: rule.segments.clone(),
+        serve: compile_serve(&rule.serve, variants, &format!("{path}.serve"))?,
+        stickiness: rule.serve.stickiness.clone(),
+    })
+}
+
+/// Checks one flag definition as staged. `segments` are the known segment keys and
+/// `flags` the known flag keys (for prerequisites). Field paths are relative to the flag.
+pub fn validate_flag(
+    raw: &Value,
+    segments: &[&str],
+    flags: &[&str],
+) -> Result<FlagDef, FieldError> {
+    let def: FlagDef = serde_json::from_value(raw.clone())
+        .map_err(|e| FieldError::new("invalid_flag", "", e.to_string()))?;
+    compile_flag(&def, segments, flags)?;
+    Ok(def)
+}
+
+/// Checks one segment definition as staged.
+pub fn validate_segment(raw: &Value) -> Result<SegmentDef, FieldError> {
+    let def: SegmentDef = serde_json::from_value(raw.clone())
+        .map_err(|e| FieldError::new("invalid_segment", "", e.to_string()))?;
+    validate_key(&def.key)?;
+    for (i, c) in def.conditions.iter().enumerate() {
+        compile_condition(c, &format!("conditions[{i}]"))?;
+    }
+    Ok(def)
+}
+
+/// Flag and segment keys: `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}`.
+pub fn validate_key(key: &str) -> Result<(), FieldError> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && matches!(c, b'_' | b'-' | b'.')));
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            "key".into(),
+            "keys are 1 to 128 of A-Z, a-z, 0-9, _, - and ., starting with a letter or digit",
+        ))
+    }
+}
+
+fn compile_flag(
+    def: &FlagDef,
+    segments: &[&str],
+    flags: &[&str],
+) -> Result<CompiledFlag, FieldError> {
+    validate_key(&def.key)?;
+    if def.variants.is_empty() {
+        return Err(err("variants".into(), "a flag needs at least one variant"));
+    }
+    let variants: Vec<(String, Value)> = def
+        .variants
+        .iter()
+        .map(|v| (v.key.clone(), v.value.clone()))
+        .collect();
+    for (i, (k, _)) in variants.iter().enumerate() {
+        if variants[..i].iter().any(|(other, _)| other == k) {
+            return Err(err(
+                format!("variants[{i}].key"),
+                format!("variant `{k}` appears twice"),
+            ));
+        }
+    }
+    let default = variant_index(&variants, &def.default_variant, "default_variant".into())?;
+    let off = match &def.off_variant {
+        Some(v) => variant_index(&variants, v, "off_variant".into())?,
+        None => default,
+    };
+    let rules = def
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| compile_rule(r, i, &variants, segments))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, p) in def.prerequisites.iter().enumerate() {
+        if p.flag == def.key {
+            return Err(FieldError::new(
+                "prerequisite_cycle",
+                format!("prerequisites[{i}].flag"),
+                "a flag cannot require itself",
+            ));
+        }
+        if !flags.contains(&p.flag.as_str()) {
+            return Err(FieldError::new(
+                "unknown_flag",
+                format!("prerequisites[{i}].flag"),
+                format!("no flag `{}`", p.flag),
+            ));
+        }
+        if p.variants.is_empty() {
+            return Err(err(
+                format!("prerequisites[{i}].variants"),
+                "name at least one variant",
+            ));
+        }
+    }
+    let (mut from_ms, mut until_ms) = (None, None);
+    if let Some(s) = &def.schedule {
+        let parse = |t: &Option<String>, field: &str| match t {
+            None => Ok(None),
+            Some(text) => crate::time::parse_rfc3339(text).map(Some).ok_or_else(|| {
+                err(
+                    format!("schedule.{field}"),
+                    "schedule times are RFC 3339 with Z or an offset",
+                )
+            }),
+        };
+        from_ms = parse(&s.from, "from")?;
+        until_ms = parse(&s.until, "until")?;
+        if let (Some(f), Some(u)) = (from_ms, until_ms) {
+            if f >= u {
+                return Err(err("schedule.until".into(), "until must be after from"));
+            }
+        }
+    }
+    Ok(CompiledFlag {
+        variants,
+        enabled: def.enabled,
+        default,
+        off,
+        rules,
+        prerequisites: def.prerequisites.clone(),
+        requires_probe: def.requires_probe.clone(),
+        from_ms,
+        until_ms,
+        salt: def.salt.clone(),
+    })
+}
+
+/// Flags whose prerequisites lead back to themselves.
+fn flags_in_cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut in_cycle = Vec::new();
+    for start in edges.keys() {
+        // Depth-first search from `start` looking for a path back to it.
+        let mut stack: Vec<&String> = edges
+            .get(start)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        let mut seen: Vec<&String> = Vec::new();
+        while let Some(next) = stack.pop() {
+            if next == start {
+                in_cycle.push(start.clone());
+                break;
+            }
+            if seen.contains(&next) {
+                continue;
+            }
+            seen.push(next);
+            if let Some(more) = edges.get(next) {
+                stack.extend(more.iter());
+            }
+        }
+    }
+    in_cycle
+}
+
+/// Compiles a ruleset. Never fails: problems become [`Engine::warnings`].
+pub fn compile(ruleset: &Ruleset) -> Engine {
+    let mut warnings = Vec::new();
+    let mut segments = HashMap::new();
+    for (i, raw) in ruleset.segments.iter().enumerate() {
+        match validate_segment(raw) {
+            Ok(def) => {
+                let conditions = def
+                    .conditions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, c)| compile_condition(c, &format!("conditions[{j}]")).ok())
+                    .collect();
+                segments.insert(def.key.clone(), conditions);
+            }
+            Err(e) => warnings.push(FieldError::new(
+                e.code,
+                format!("segments[{i}].{}", e.field),
+                e.message,
+            )),
+        }
+    }
+    let segment_keys: Vec<&str> = segments.keys().map(String::as_str).collect();
+    let flag_keys: Vec<String> = ruleset
+        .flags
+        .iter()
+        .filter_map(|f| f.get("key").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let flag_key_refs: Vec<&str> = flag_keys.iter().map(String::as_str).collect();
+    let mut flags = BTreeMap::new();
+    let mut edges = BTreeMap::new();
+    for (i, raw) in ruleset.flags.iter().enumerate() {
+        let key = raw
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name = if key.is_empty() {
+            format!("flags[{i}]")
+        } else {
+            format!("flags.{key}")
+        };
+        let parsed: Result<FlagDef, FieldError> = serde_json::from_value(raw.clone())
+            .map_err(|e| FieldError::new("invalid_flag", "", e.to_string()));
+        let entry = match parsed
+            .and_then(|def| compile_flag(&def, &segment_keys, &flag_key_refs).map(|c| (def, c)))
+        {
+            Ok((def, compiled)) => {
+                edges.insert(
+                    key.clone(),
+                    def.prerequisites
+                        .iter()
+                        .map(|p| p.flag.clone())
+                        .collect::<Vec<_>>(),
+                );
+                FlagEntry::Ready(compiled)
+            }
+            Err(e) => {
+                let field = if e.field.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{name}.{}", e.field)
+                };
+                warnings.push(FieldError::new(e.code, field, e.message.clone()));
+                FlagEntry::Broken {
+                    default: declared_default(raw),
+                    problem: e.message,
+                }
+            }
+        };
+        if !key.is_empty() {
+            flags.insert(key, entry);
+        }
+    }
+    for key in flags_in_cycles(&edges) {
+        warnings.push(FieldError::new(
+            "prerequisite_cycle",
+            format!("flags.{key}.prerequisites"),
+            "prerequisites form a cycle",
+        ));
+        let default = ruleset
+            .flags
+            .iter()
+            .find(|f| f.get("key").and_then(Value::as_str) == Some(&key))
+            .and_then(declared_default);
+        flags.insert(
+            key,
+            FlagEntry::Broken {
+                default,
+                problem: "prerequisites form a cycle".into(),
+            },
+        );
+    }
+    Engine {
+        version: ruleset.version.clone(),
+        flags,
+        segments,
+        warnings,
+    }
+}
+
+/// The default variant a broken flag declared, if it can be read at all.
+fn declared_default(raw: &Value) -> Option<(String, Value)> {
+    let key = raw.get("default_variant")?.as_str()?;
+    let value = raw
+        .get("variants")?
+        .as_array()?
+        .iter()
+        .find(|v| v.get("key").and_then(Value::as_str) == Some(key))?
+        .get("value")?;
+    Some((key.to_string(), value.clone()))
+}
+
+fn numbers_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+fn condition_holds(c: &CompiledCondition, ctx: &Context) -> bool {
+    let Some(attr) = ctx.get(&c.attribute).filter(|v| !v.is_null()) else {
+        return false; // a missing attribute matches no condition, not even neq
+    };
+    match (&c.op, &c.operand) {
+        (Op::Eq, Operand::Scalar(v)) => numbers_equal(attr, v),
+        (Op::Neq, Operand::Scalar(v)) => !numbers_equal(attr, v),
+        (Op::In, Operand::List(vs)) => vs.iter().any(|v| numbers_equal(attr, v)),
+        (Op::NotIn, Operand::List(vs)) => !vs.iter().any(|v| numbers_equal(attr, v)),
+        (Op::Contains, Operand::Text(t)) => attr.as_str().is_some_and(|a| a.contains(t.as_str())),
+        (Op::StartsWith, Operand::Text(t)) => {
+            attr.as_str().is_some_and(|a| a.starts_with(t.as_str()))
+        }
+        (Op::EndsWith, Operand::Text(t)) => attr.as_str().is_some_and(|a| a.ends_with(t.as_str())),
+        (Op::Lt | Op::Lte | Op::Gt | Op::Gte, Operand::Number(n)) => {
+            attr.as_f64().is_some_and(|a| match c.op {
+                Op::Lt => a < *n,
+                Op::Lte => a <= *n,
+                Op::Gt => a > *n,
+                _ => a >= *n,
+            })
+        }
+        (_, Operand::Version(v)) => {
+            attr.as_str()
+                .and_then(semver::parse)
+                .is_some_and(|a| match c.op {
+                    Op::SemverEq => a == *v,
+                    Op::SemverLt => a < *v,
+                    Op::SemverLte => a <= *v,
+                    Op::SemverGt => a > *v,
+                    _ => a >= *v,
+                })
+        }
+        (Op::Before, Operand::Time(t)) => time_of(attr).is_some_and(|a| a < *t),
+        (Op::After, Operand::Time(t)) => time_of(attr).is_some_and(|a| a > *t),
+        _ => false,
+    }
+}
+
+fn stickiness_value(ctx: &Context, attribute: Option<&str>) -> Option<String> {
+    let text = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match attribute {
+        Some(a) => ctx.get(a).and_then(text),
+        None => ctx
+            .get("user_id")
+            .and_then(text)
+            .or_else(|| ctx.get("anonymous_id").and_then(text)),
+    }
+}
+
+impl Engine {
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Problems found while compiling, with the field path of each.
+    pub fn warnings(&self) -> &[FieldError] {
+        &self.warnings
+    }
+
+    /// Every flag key, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.keys().map(String::as_str)
+    }
+
+    fn decision(
+        &self,
+        key: &str,
+        variant: Option<&(String, Value)>,
+        reason: &'static str,
+    ) -> Decision {
+        Decision {
+            key: key.to_string(),
+            value: variant.map_or(Value::Null, |(_, v)| v.clone()),
+            variant: variant.map(|(k, _)| k.clone()),
+            reason,
+            error_code: None,
+            error_message: None,
+            rule: None,
+            bucket: None,
+            probe: None,
+            version: self.version.clone(),
+        }
+    }
+
+    /// Decides one flag.
+    pub fn evaluate(
+        &self,
+        key: &str,
+        ctx: &Context,
+        probes: &ProbeStates,
+        now_ms: i64,
+    ) -> Decision {
+        self.evaluate_at_depth(key, ctx, probes, now_ms, 0)
+    }
+
+    /// Decides every flag, in key order.
+    pub fn evaluate_all(&self, ctx: &Context, probes: &ProbeStates, now_ms: i64) -> Vec<Decision> {
+        self.flags
+            .keys()
+            .map(|k| self.evaluate(k, ctx, probes, now_ms))
+            .collect()
+    }
+
+    fn evaluate_at_depth(
+        &self,
+        key: &str,
+        ctx: &Context,
+        probes: &ProbeStates,
+        now_ms: i64,
+        depth: usize,
+    ) -> Decision {
+        let flag = match self.flags.get(key) {
+            None => {
+                let mut d = self.decision(key, None, reason::ERROR);
+                d.error_code = Some(error_code::FLAG_NOT_FOUND);
+                d.error_message = Some(format!("no flag `{key}`"));
+                return d;
+            }
+            Some(FlagEntry::Broken { default, problem }) => {
+                let mut d = self.decision(key, default.as_ref(), reason::ERROR);
+                d.error_code = Some(error_code::PARSE_ERROR);
+                d.error_message = Some(problem.clone());
+                return d;
+            }
+            Some(FlagEntry::Ready(flag)) => flag,
+        };
+        let off = Some(&flag.variants[flag.off]);
+        if !flag.enabled
+            || flag.from_ms.is_some_and(|f| now_ms < f)
+            || flag.until_ms.is_some_and(|u| now_ms >= u)
+        {
+            return self.decision(key, off, reason::DISABLED);
+        }
+        if let Some(probe) = &flag.requires_probe {
+            if probes.get(probe) == Some(&ProbeState::Down) {
+                let mut d = self.decision(key, off, reason::DISABLED);
+                d.probe = Some(probe.clone());
+                return d;
+            }
+        }
+        // Cycles are refused at compile time; the depth guard is belt and braces.
+        if depth > self.flags.len() {
+            return self.decision(key, off, reason::PREREQUISITE_FAILED);
+        }
+        for p in &flag.prerequisites {
+            let served = self.evaluate_at_depth(&p.flag, ctx, probes, now_ms, depth + 1);
+            let ok = served.error_code.is_none()
+                && served
+                    .variant
+                    .as_ref()
+                    .is_some_and(|v| p.variants.contains(v));
+            if !ok {
+                return self.decision(key, off, reason::PREREQUISITE_FAILED);
+            }
+        }
+        for rule in &flag.rules {
+            let matches = rule.conditions.iter().all(|c| condition_holds(c, ctx))
+                && rule.segments.iter().all(|s| {
+                    self.segments
+                        .get(s)
+                        .is_some_and(|cs| cs.iter().all(|c| condition_holds(c, ctx)))
+                });
+            if !matches {
+                continue;
+            }
+            let served = match &rule.serve {
+                CompiledServe::Variant(v) => Some((*v, reason::TARGETING_MATCH, None)),
+                CompiledServe::Rollout {
+                    variant,
+                    below_bucket,
+                } => stickiness_value(ctx, rule.stickiness.as_deref()).and_then(|sv| {
+                    let b = bucket(key, &flag.salt, &sv);
+                    (b < *below_bucket).then_some((*variant, reason::SPLIT, Some(b)))
+                }),
+                CompiledServe::Split(ranges) => stickiness_value(ctx, rule.stickiness.as_deref())
+                    .and_then(|sv| {
+                        let b = bucket(key, &flag.salt, &sv);
+                        ranges
+                            .iter()
+                            .find(|(upper, _)| b < *upper)
+                            .map(|(_, v)| (*v, reason::SPLIT, Some(b)))
+                    }),
+            };
+            if let Some((variant, why, b)) = served {
+                let mut d = self.decision(key, Some(&flag.variants[variant]), why);
+                d.rule = Some(rule.id.clone());
+                d.bucket = b;
+                return d;
+            }
+        }
+        let why = if flag.rules.is_empty() {
+            reason::STATIC
+        } else {
+            reason::DEFAULT
+        };
+        self.decision(key, Some(&flag.variants[flag.default]), why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn staging_errors_name_the_field_path() {
+        let flag = json!({"key": "f", "variants": [{"key": "on", "value": true}], "default_variant": "on",
+            "rules": [{"conditions": [{"attribute": "age", "op": "gt", "value": "old"}], "serve": {"variant": "on"}}]});
+        let e = validate_flag(&flag, &[], &[]).unwrap_err();
+        assert_eq!(e.field, "rules[0].conditions[0].value");
+        let unknown_segment = json!({"key": "f", "variants": [{"key": "on", "value": true}], "default_variant": "on",
+            "rules": [{"segments": ["ghosts"], "serve": {"variant": "on"}}]});
+        let e = validate_flag(&unknown_segment, &["teachers"], &[]).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            ("unknown_segment", "rules[0].segments[0]")
+        );
+        let typo = json!({"key": "f", "variants": [], "default_variant": "on", "enabeld": true});
+        assert_eq!(
+            validate_flag(&typo, &[], &[]).unwrap_err().code,
+            "invalid_flag"
+        );
+        assert!(validate_flag(&json!({"key": "bad key", "variants": [{"key": "a", "value": 1}], "default_variant": "a"}), &[], &[]).is_err());
+    }
+
+    #[test]
+    fn segments_validate_conditions() {
+        assert!(validate_segment(
+            &json!({"key": "s", "conditions": [{"attribute": "a", "op": "in", "values": []}]})
+        )
+        .is_err());
+        assert!(validate_segment(
+            &json!({"key": "s", "conditions": [{"attribute": "a", "op": "in", "values": [1]}]})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn split_distribution_follows_weights() {
+        let ruleset = Ruleset {
+            version: "t".into(),
+            flags: vec![
+                json!({"key": "exp", "variants": [{"key": "a", "value": "A"}, {"key": "b", "value": "B"}],
+                "default_variant": "a", "rules": [{"serve": {"split": [{"variant": "a", "weight": 25}, {"variant": "b", "weight": 75}]}}]}),
+            ],
+            segments: vec![],
+        };
+        let engine = compile(&ruleset);
+        let probes = ProbeStates::new();
+        let b_count = (0..20_000)
+            .filter(|i| {
+                let mut ctx = Context::new();
+                ctx.insert("user_id".into(), json!(format!("u{i}")));
+                engine.evaluate("exp", &ctx, &probes, 0).variant.as_deref() == Some("b")
+            })
+            .count();
+        assert!((b_count as f64 / 20_000.0 - 0.75).abs() < 0.01, "{b_count}");
+    }
+}
