@@ -21,6 +21,7 @@
 
 pub mod apps;
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod flags;
 pub mod ids;
