@@ -69,7 +69,7 @@ export class Collector {
     this.output = '';
     this.child = spawn(PATHS.node22, [PATHS.wrangler, 'dev', '--ip', '127.0.0.1', '--port', String(this.port),
       '--persist-to', this.dir, '--test-scheduled', '--inspector-port', String(await freePort()),
-      '--var', 'FAULT_INJECTION:on', '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`],
+      '--var', 'FAULT_INJECTION:on', '--var', 'EVAL_OVERRIDES:on', '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`],
     { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (chunk) => { this.output = (this.output + chunk).slice(-200_000); };
     this.child.stdout.on('data', keep);

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub retry_after_s: Option<u32>,
+    /// Extra structured detail, such as merge conflicts.
+    pub details: Option<serde_json::Value>,
 }
 
 pub type ApiResult = std::result::Result<Response, ApiError>;
@@ -26,6 +28,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after_s: None,
+            details: None,
         }
     }
 
@@ -62,12 +65,15 @@ impl ApiError {
             code: &'a str,
             message: &'a str,
             field: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            details: Option<&'a serde_json::Value>,
         }
         let body = Body {
             error: Inner {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
+                details: self.details.as_ref(),
             },
         };
         let mut response = Response::from_json(&body)?.with_status(self.status);

@@ -29,12 +29,15 @@ fn cors_headers(origin: Option<&str>) -> worker::Result<Headers> {
     if let Some(origin) = origin {
         headers.set("Access-Control-Allow-Origin", origin)?;
         headers.set("Vary", "Origin")?;
-        headers.set("Access-Control-Expose-Headers", "Retry-After")?;
+        headers.set("Access-Control-Expose-Headers", "Retry-After, ETag")?;
     }
     Ok(headers)
 }
 
-fn with_cors(response: worker::Result<Response>, origin: Option<&str>) -> worker::Result<Response> {
+pub fn with_cors(
+    response: worker::Result<Response>,
+    origin: Option<&str>,
+) -> worker::Result<Response> {
     let mut response = response?;
     for (name, value) in cors_headers(origin)?.entries() {
         response.headers_mut().set(&name, &value)?;
@@ -47,7 +50,7 @@ fn with_cors(response: worker::Result<Response>, origin: Option<&str>) -> worker
 pub fn preflight(req: &Request) -> worker::Result<Response> {
     let origin = req.headers().get("Origin")?;
     let headers = cors_headers(origin.as_deref())?;
-    headers.set("Access-Control-Allow-Methods", "POST, OPTIONS")?;
+    headers.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")?;
     headers.set(
         "Access-Control-Allow-Headers",
         "Authorization, Content-Type",
@@ -91,7 +94,8 @@ fn ingest_key(req: &Request) -> Result<String, ApiError> {
         })
 }
 
-async fn authenticate(req: &Request, env: &Env, origin: Option<&str>) -> Result<App, ApiError> {
+/// The app behind the request's ingest key, with the browser origin checked.
+pub async fn authenticate(req: &Request, env: &Env, origin: Option<&str>) -> Result<App, ApiError> {
     let key = ingest_key(req)?;
     let app = app_by_ingest_key(env, &key)
         .await?

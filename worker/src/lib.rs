@@ -10,6 +10,8 @@
 
 pub mod admin;
 pub mod apps;
+pub mod config;
+pub mod flags;
 pub mod http;
 pub mod ingest;
 pub mod pipeline;
@@ -34,9 +36,21 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             _ => method_not_allowed("POST, OPTIONS").into_response(),
         };
     }
-    match route(req, &env, &path).await {
+    // Flag reads come from browsers on the apps' own origins: CORS like ingest.
+    let cross_origin = path.starts_with("/v1/flags/") || path.starts_with("/ofrep/");
+    if cross_origin && req.method() == Method::Options {
+        return ingest::preflight(&req);
+    }
+    let origin = req.headers().get("Origin")?;
+    let response = match route(req, &env, &path).await {
         Ok(response) => Ok(response),
+        Err(e) if cross_origin && e.status == 403 => return e.into_response(),
         Err(e) => e.into_response(),
+    };
+    if cross_origin {
+        ingest::with_cors(response, origin.as_deref())
+    } else {
+        response
     }
 }
 
@@ -52,6 +66,26 @@ async fn route(req: Request, env: &Env, path: &str) -> ApiResult {
         (Method::Get, ["demo-config.json"]) => demo_config(&req, env),
         (Method::Get, ["v1", "stats"]) => stats::stats(req, env).await,
         (Method::Get, ["v1", "catalog"]) => stats::catalog(req, env).await,
+        (Method::Post | Method::Get, ["v1", "flags", "evaluate"]) => {
+            flags::evaluate(req, env).await
+        }
+        (Method::Get, ["v1", "flags", "ruleset"]) => flags::ruleset(req, env).await,
+        (Method::Get, ["v1", "config", "stage"]) => config::stage_get(req, env).await,
+        (Method::Put, ["v1", "config", "stage", kind, key]) => {
+            config::stage_put(req, env, kind, key).await
+        }
+        (Method::Delete, ["v1", "config", "stage", kind, key]) => {
+            config::stage_delete(req, env, kind, key).await
+        }
+        (Method::Post, ["v1", "config", "commits"]) => config::commit(req, env).await,
+        (Method::Get, ["v1", "config", "commits"]) => config::log(req, env).await,
+        (Method::Get, ["v1", "config", "commits", id]) => config::get_commit(req, env, id).await,
+        (Method::Post, ["v1", "config", "publish"]) => config::publish(req, env).await,
+        (Method::Post, ["v1", "config", "rollback"]) => config::rollback(req, env).await,
+        (Method::Get, ["v1", "config", "diff"]) => config::diff(req, env).await,
+        (Method::Get, ["v1", "config", "audit"]) => config::audit_log(req, env).await,
+        (Method::Get, ["v1", "config", "export"]) => config::export(req, env).await,
+        (Method::Post, ["v1", "config", "import"]) => config::import(req, env).await,
         (Method::Get, ["v1", "admin", "apps"]) => apps::list(req, env).await,
         (Method::Post, ["v1", "admin", "apps"]) => apps::create(req, env).await,
         (Method::Get, ["v1", "admin", "apps", id]) => apps::get(req, env, id).await,
