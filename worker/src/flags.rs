@@ -107,7 +107,7 @@ pub async fn warm(env: &Env, manifest: Manifest) -> Result<(), ApiError> {
 }
 
 /// The published engine, from the isolate cache when fresh.
-async fn published(env: &Env) -> Result<(Rc<Engine>, Rc<String>), ApiError> {
+pub async fn published(env: &Env) -> Result<(Rc<Engine>, Rc<String>), ApiError> {
     let now = now_ms();
     let fresh = PUBLISHED.with(|p| {
         p.borrow()
@@ -153,7 +153,7 @@ async fn published(env: &Env) -> Result<(Rc<Engine>, Rc<String>), ApiError> {
     })
 }
 
-async fn authenticate(req: &Request, env: &Env) -> Result<(), ApiError> {
+pub async fn authenticate(req: &Request, env: &Env) -> Result<(), ApiError> {
     let origin = req.headers().get("Origin")?;
     crate::ingest::authenticate(req, env, origin.as_deref())
         .await
@@ -202,21 +202,21 @@ struct EvaluateRequest {
     probes: Option<Map<String, Value>>,
 }
 
-fn etag_for(version: &str, request: &Value) -> String {
+pub fn etag_for(version: &str, request: &Value) -> String {
     format!(
         "\"{}\"",
         &sha256_hex(&format!("{version}\n{}", canonical_json(request)))[..32]
     )
 }
 
-fn not_modified(req: &Request, etag: &str) -> Result<bool, ApiError> {
+pub fn not_modified(req: &Request, etag: &str) -> Result<bool, ApiError> {
     Ok(req
         .headers()
         .get("If-None-Match")?
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")))
 }
 
-fn with_etag(mut response: Response, etag: &str) -> ApiResult {
+pub fn with_etag(mut response: Response, etag: &str) -> ApiResult {
     response.headers_mut().set("ETag", etag)?;
     response
         .headers_mut()

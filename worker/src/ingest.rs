@@ -80,6 +80,14 @@ fn ingest_key(req: &Request) -> Result<String, ApiError> {
             )
         });
     }
+    // OpenFeature's OFREP providers may send the key as X-API-Key.
+    if let Some(key) = req
+        .headers()
+        .get("X-API-Key")?
+        .filter(|k| !k.trim().is_empty())
+    {
+        return Ok(key.trim().to_string());
+    }
     let url = req.url()?;
     url.query_pairs()
         .find(|(k, _)| k == "key")

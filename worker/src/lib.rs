@@ -14,6 +14,7 @@ pub mod config;
 pub mod flags;
 pub mod http;
 pub mod ingest;
+pub mod ofrep;
 pub mod pipeline;
 pub mod stats;
 
@@ -70,6 +71,11 @@ async fn route(req: Request, env: &Env, path: &str) -> ApiResult {
             flags::evaluate(req, env).await
         }
         (Method::Get, ["v1", "flags", "ruleset"]) => flags::ruleset(req, env).await,
+        (Method::Post, ["ofrep", "v1", "evaluate", "flags"]) => ofrep::evaluate_all(req, env).await,
+        (Method::Post, ["ofrep", "v1", "evaluate", "flags", key]) => {
+            ofrep::evaluate_one(req, env, key).await
+        }
+        (Method::Get, ["ofrep", "v1", "configuration"]) => ofrep::configuration(req, env).await,
         (Method::Get, ["v1", "config", "stage"]) => config::stage_get(req, env).await,
         (Method::Put, ["v1", "config", "stage", kind, key]) => {
             config::stage_put(req, env, kind, key).await

@@ -1,0 +1,136 @@
+//! The OpenFeature Remote Evaluation Protocol (OFREP) over the same engine, so that
+//! OpenFeature SDKs with an OFREP provider work against Telltale unchanged:
+//! `POST /ofrep/v1/evaluate/flags/{key}`, `POST /ofrep/v1/evaluate/flags` (bulk, with
+//! ETag/304) and `GET /ofrep/v1/configuration`. `targetingKey` becomes `user_id` (the
+//! default stickiness) unless the context sets `user_id` itself.
+
+use crate::flags::{authenticate, etag_for, not_modified, published, with_etag};
+use crate::http::{json, now_ms, ApiResult};
+use serde_json::{json, Map, Value};
+use telltale_core::flags::engine::{error_code, reason};
+use telltale_core::flags::{Decision, ProbeStates};
+use worker::{Env, Headers, Request, Response};
+
+fn context_of(body: &Value) -> Result<Map<String, Value>, String> {
+    match body.get("context") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => {
+            let mut ctx = map.clone();
+            if let Some(key) = map.get("targetingKey").cloned() {
+                ctx.entry("user_id").or_insert(key);
+            }
+            Ok(ctx)
+        }
+        Some(_) => Err("context must be an object".into()),
+    }
+}
+
+/// A decision in OFREP's shape: success, or failure with an error code.
+fn ofrep_result(d: &Decision) -> (bool, Value) {
+    if d.reason == reason::ERROR {
+        let code = d.error_code.unwrap_or("GENERAL");
+        return (
+            false,
+            json!({"key": d.key, "errorCode": code, "errorDetails": d.error_message.clone().unwrap_or_default()}),
+        );
+    }
+    let mut metadata = Map::new();
+    metadata.insert("version".into(), json!(d.version));
+    if let Some(rule) = &d.rule {
+        metadata.insert("rule".into(), json!(rule));
+    }
+    if let Some(bucket) = d.bucket {
+        metadata.insert("bucket".into(), json!(bucket));
+    }
+    if let Some(probe) = &d.probe {
+        metadata.insert("probe".into(), json!(probe));
+    }
+    let mut out = json!({"key": d.key, "value": d.value, "reason": d.reason, "metadata": metadata});
+    if let Some(variant) = &d.variant {
+        out["variant"] = json!(variant);
+    }
+    (true, out)
+}
+
+fn failure(status: u16, body: Value) -> ApiResult {
+    json(status, &body)
+}
+
+async fn request_body(req: &mut Request) -> Result<Value, String> {
+    let bytes = req.bytes().await.map_err(|e| e.to_string())?;
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))
+}
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`
+pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
+    authenticate(&req, env).await?;
+    let ctx = match request_body(&mut req).await.and_then(|b| context_of(&b)) {
+        Ok(ctx) => ctx,
+        Err(details) => {
+            return failure(
+                400,
+                json!({"key": key, "errorCode": "INVALID_CONTEXT", "errorDetails": details}),
+            )
+        }
+    };
+    let (engine, _) = published(env).await?;
+    let decision = engine.evaluate(key, &ctx, &ProbeStates::new(), now_ms());
+    if decision.error_code == Some(error_code::FLAG_NOT_FOUND) {
+        return failure(
+            404,
+            json!({"key": key, "errorCode": "FLAG_NOT_FOUND", "errorDetails": format!("no flag `{key}` is published")}),
+        );
+    }
+    match ofrep_result(&decision) {
+        (true, body) => json(200, &body),
+        (false, body) => failure(400, body),
+    }
+}
+
+/// `POST /ofrep/v1/evaluate/flags` (bulk), with `ETag` and `If-None-Match`.
+pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
+    authenticate(&req, env).await?;
+    let ctx = match request_body(&mut req).await.and_then(|b| context_of(&b)) {
+        Ok(ctx) => ctx,
+        Err(details) => {
+            return failure(
+                400,
+                json!({"errorCode": "INVALID_CONTEXT", "errorDetails": details}),
+            )
+        }
+    };
+    let (engine, _) = published(env).await?;
+    let etag = etag_for(
+        engine.version(),
+        &json!({"ofrep": Value::Object(ctx.clone())}),
+    );
+    if not_modified(&req, &etag)? {
+        let headers = Headers::new();
+        headers.set("ETag", &etag)?;
+        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+    }
+    let flags: Vec<Value> = engine
+        .evaluate_all(&ctx, &ProbeStates::new(), now_ms())
+        .iter()
+        .map(|d| ofrep_result(d).1)
+        .collect();
+    with_etag(json(200, &json!({ "flags": flags }))?, &etag)
+}
+
+/// `GET /ofrep/v1/configuration`
+pub async fn configuration(req: Request, env: &Env) -> ApiResult {
+    authenticate(&req, env).await?;
+    json(
+        200,
+        &json!({
+            "name": "telltale",
+            "capabilities": {
+                "cacheInvalidation": {"polling": {"enabled": true, "minPollingIntervalMs": crate::flags::MANIFEST_TTL_MS}},
+                "flagEvaluation": {"supportedTypes": ["boolean", "string", "int", "float", "object"]}
+            }
+        }),
+    )
+}
