@@ -48,6 +48,13 @@ fn post_init(key: &str, content_type: &str, body: &str) -> Option<RequestInit> {
     Some(init)
 }
 
+/// What a request answered.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub body: String,
+    pub etag: Option<String>,
+}
+
 pub struct Browser {
     window: Option<Window>,
     document: Option<Document>,
@@ -177,8 +184,39 @@ impl Browser {
 
     /// POSTs a JSON body with the ingest key; resolves to the HTTP status.
     pub async fn post(&self, url: &str, key: &str, body: &str) -> Result<u16, String> {
+        self.request(url, key, Some(body), None)
+            .await
+            .map(|answer| answer.status)
+    }
+
+    /// A request with the ingest key: POST when there is a body, else GET. Resolves to
+    /// the status, the body text and the ETag.
+    pub async fn request(
+        &self,
+        url: &str,
+        key: &str,
+        body: Option<&str>,
+        if_none_match: Option<&str>,
+    ) -> Result<HttpAnswer, String> {
         let window = self.window.as_ref().ok_or("no window")?;
-        let init = post_init(key, "application/json", body).ok_or("no Headers")?;
+        let init = match body {
+            Some(body) => post_init(key, "application/json", body).ok_or("no Headers")?,
+            None => {
+                let headers = Headers::new().map_err(|_| "no Headers")?;
+                let _ = headers.set("Authorization", &["Bearer ", key].concat());
+                let init = RequestInit::new();
+                init.set_method("GET");
+                init.set_headers(&headers);
+                init
+            }
+        };
+        if let Some(etag) = if_none_match {
+            if let Ok(headers) = Reflect::get(&init, &"headers".into()) {
+                let _ = headers
+                    .unchecked_into::<Headers>()
+                    .set("If-None-Match", etag);
+            }
+        }
         let promise = window.fetch_with_str_and_init(url, &init);
         let response = JsFuture::from(promise).await.map_err(|e| {
             e.dyn_ref::<js_sys::Error>()
@@ -186,7 +224,30 @@ impl Browser {
                 .unwrap_or_else(|| "fetch failed".into())
         })?;
         let response: Response = response.dyn_into().map_err(|_| "not a Response")?;
-        Ok(response.status())
+        let etag = response.headers().get("ETag").ok().flatten();
+        let text = match response.text() {
+            Ok(p) => JsFuture::from(p)
+                .await
+                .ok()
+                .and_then(|t| t.as_string())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        Ok(HttpAnswer {
+            status: response.status(),
+            body: text,
+            etag,
+        })
+    }
+
+    /// Reads a value from localStorage (None where storage is unavailable).
+    pub fn load_item(&self, key: &str) -> Option<String> {
+        self.load(key)
+    }
+
+    /// Writes a value to localStorage; a full or blocked storage is ignored.
+    pub fn save_item(&self, key: &str, value: &str) {
+        self.save(key, Some(value));
     }
 
     /// Hands a body to the browser for delivery after the page is gone: `sendBeacon`,
@@ -245,6 +306,26 @@ impl Browser {
         // Listeners live as long as the page; the weak reference ends their effect.
         on_visibility.forget();
         on_pagehide.forget();
+    }
+
+    /// Runs `f` when the page becomes visible again (a returning user).
+    pub fn on_visible<T: 'static>(&self, target: Weak<T>, f: fn(&Rc<T>)) {
+        let Some(document) = &self.document else {
+            return;
+        };
+        let doc = document.clone();
+        let on_visibility = Closure::<dyn FnMut(Event)>::new(move |_| {
+            if doc.visibility_state() == web_sys::VisibilityState::Visible {
+                if let Some(t) = target.upgrade() {
+                    f(&t);
+                }
+            }
+        });
+        let _ = document.add_event_listener_with_callback(
+            "visibilitychange",
+            on_visibility.as_ref().unchecked_ref(),
+        );
+        on_visibility.forget();
     }
 
     /// Runs `f(name, props)` for clicks inside an element with `data-track="name"`; its

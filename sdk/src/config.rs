@@ -1,10 +1,12 @@
 //! Client options, read from a plain JS object. Unknown or mistyped options are refused
 //! at construction, so a typo such as `flushAfter` cannot silently keep the default.
 
+use crate::flags::FlagMode;
 use js_sys::{Function, Object, Reflect};
+use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
-const OPTIONS: [&str; 8] = [
+const OPTIONS: [&str; 12] = [
     "endpoint",
     "key",
     "flushAt",
@@ -13,6 +15,10 @@ const OPTIONS: [&str; 8] = [
     "autocapture",
     "capturePageviews",
     "onError",
+    "flagMode",
+    "context",
+    "bootstrap",
+    "flagRefreshMs",
 ];
 
 pub struct Config {
@@ -24,6 +30,21 @@ pub struct Config {
     pub autocapture: bool,
     pub capture_pageviews: bool,
     pub on_error: Option<Function>,
+    pub flag_mode: FlagMode,
+    pub context: Map<String, Value>,
+    pub bootstrap: Map<String, Value>,
+    /// 0 turns periodic refreshes off.
+    pub flag_refresh_ms: u32,
+}
+
+fn object(options: &JsValue, name: &str) -> Result<Map<String, Value>, String> {
+    match get(options, name) {
+        None => Ok(Map::new()),
+        Some(v) => match serde_wasm_bindgen::from_value::<Value>(v) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(format!("telltale: option `{name}` must be a plain object")),
+        },
+    }
 }
 
 fn get(options: &JsValue, name: &str) -> Option<JsValue> {
@@ -99,7 +120,28 @@ impl Config {
             autocapture: boolean(options, "autocapture")?,
             capture_pageviews: boolean(options, "capturePageviews")?,
             on_error,
+            flag_mode: match get(options, "flagMode")
+                .and_then(|v| v.as_string())
+                .as_deref()
+            {
+                None | Some("remote") => FlagMode::Remote,
+                Some("local") => FlagMode::Local,
+                Some("off") => FlagMode::Off,
+                Some(_) => {
+                    return Err("telltale: option `flagMode` must be remote, local or off".into())
+                }
+            },
+            context: object(options, "context")?,
+            bootstrap: object(options, "bootstrap")?,
+            flag_refresh_ms: number(options, "flagRefreshMs", 60_000.0, 0.0, 86_400_000.0)? as u32,
         })
+    }
+
+    /// `path` under the collector's endpoint.
+    pub fn url(&self, path: &str) -> String {
+        let mut url = self.endpoint.clone();
+        url.push_str(path);
+        url
     }
 
     pub fn events_url(&self) -> String {

@@ -14,6 +14,8 @@
 
 mod browser;
 mod config;
+mod flag_api;
+mod flags;
 
 use crate::browser::{now_ms, random_uuid, Browser};
 use crate::config::Config;
@@ -49,16 +51,19 @@ struct State {
     closed: bool,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: Config,
     browser: Browser,
     state: RefCell<State>,
+    flags: RefCell<flags::FlagState>,
+    flag_listeners: RefCell<Vec<js_sys::Function>>,
+    flag_timer: RefCell<Option<Interval>>,
 }
 
 /// The Telltale client. One per page is typical.
 #[wasm_bindgen]
 pub struct Telltale {
-    inner: Rc<Inner>,
+    pub(crate) inner: Rc<Inner>,
 }
 
 #[wasm_bindgen]
@@ -74,7 +79,15 @@ impl Telltale {
         let browser = Browser::new();
         let anonymous_id = browser.load_or_create_anonymous_id();
         let user_id = browser.load_user_id();
+        let flag_state = flags::FlagState::new(
+            config.flag_mode,
+            config.context.clone(),
+            config.bootstrap.clone(),
+        );
         let inner = Rc::new(Inner {
+            flags: RefCell::new(flag_state),
+            flag_listeners: RefCell::new(Vec::new()),
+            flag_timer: RefCell::new(None),
             state: RefCell::new(State {
                 queue: EventQueue::new(config.max_queue),
                 anonymous_id,
@@ -101,6 +114,7 @@ impl Telltale {
                 },
             );
         }
+        flag_api::start(&client.inner);
         if client.inner.config.capture_pageviews {
             client
                 .inner
@@ -170,6 +184,7 @@ impl Telltale {
             state.closed = true;
             state.timer = None; // dropping the Interval cancels it
         }
+        *self.inner.flag_timer.borrow_mut() = None;
         self.flush()
     }
 }
@@ -191,7 +206,7 @@ impl Telltale {
 }
 
 impl Inner {
-    fn report(&self, message: &str) {
+    pub(crate) fn report(&self, message: &str) {
         self.browser
             .report_error(self.config.on_error.as_ref(), message);
     }
@@ -202,7 +217,7 @@ impl Inner {
     }
 
     /// Builds the event and queues it: no I/O here, only serialization.
-    fn enqueue(self: &Rc<Self>, kind: &str, name: &str, props: &JsValue) {
+    pub(crate) fn enqueue(self: &Rc<Self>, kind: &str, name: &str, props: &JsValue) {
         if self.state.borrow().closed {
             return;
         }

@@ -1,0 +1,228 @@
+//! The flags client: decisions from the collector (remote mode) or from the published
+//! ruleset evaluated here by the same core engine (local mode), with bootstrap values,
+//! a localStorage cache keyed by a context hash, ETag refreshes with backoff, change
+//! listeners, and `$exposure` events once per flag, variant and session.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet};
+use telltale_core::config::canonical_json;
+use telltale_core::flags::hash::murmur3_32;
+use telltale_core::flags::{compile, Decision, Engine, ProbeStates, Ruleset};
+
+/// Where decisions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagMode {
+    Remote,
+    Local,
+    Off,
+}
+
+/// One decision as the SDK keeps it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct DecisionView {
+    pub value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub version: String,
+}
+
+impl From<&Decision> for DecisionView {
+    fn from(d: &Decision) -> Self {
+        DecisionView {
+            value: d.value.clone(),
+            variant: d.variant.clone(),
+            reason: d.reason.to_string(),
+            error_code: d.error_code.map(str::to_string),
+            version: d.version.clone(),
+        }
+    }
+}
+
+/// What the collector's `/v1/flags/evaluate` answers.
+#[derive(Deserialize)]
+pub struct RemoteAnswer {
+    #[serde(default)]
+    pub flags: BTreeMap<String, DecisionView>,
+}
+
+/// Retry delays after failed refreshes: 1 s doubling to 5 min, with jitter added by the caller.
+pub fn backoff_ms(failures: u32) -> f64 {
+    let exp = failures.saturating_sub(1).min(9);
+    (1_000.0 * f64::from(1u32 << exp)).min(300_000.0)
+}
+
+pub struct FlagState {
+    pub mode: FlagMode,
+    pub context: Map<String, Value>,
+    pub decisions: BTreeMap<String, DecisionView>,
+    pub etag: Option<String>,
+    pub engine: Option<Engine>,
+    pub exposed: HashSet<String>,
+    pub failures: u32,
+    pub next_fetch_at: f64,
+}
+
+impl FlagState {
+    pub fn new(mode: FlagMode, context: Map<String, Value>, bootstrap: Map<String, Value>) -> Self {
+        let decisions = bootstrap
+            .into_iter()
+            .map(|(k, value)| {
+                (
+                    k,
+                    DecisionView {
+                        value,
+                        variant: None,
+                        reason: "BOOTSTRAP".into(),
+                        error_code: None,
+                        version: String::new(),
+                    },
+                )
+            })
+            .collect();
+        FlagState {
+            mode,
+            context,
+            decisions,
+            etag: None,
+            engine: None,
+            exposed: HashSet::new(),
+            failures: 0,
+            next_fetch_at: 0.0,
+        }
+    }
+
+    /// The localStorage key of the cached decisions for the current context.
+    pub fn cache_key(&self) -> String {
+        let material = canonical_json(&Value::Object(self.context.clone()));
+        let mode = if self.mode == FlagMode::Local {
+            "l"
+        } else {
+            "r"
+        };
+        let mut key = String::from("telltale:flags:");
+        key.push_str(mode);
+        key.push(':');
+        key.push_str(&format!("{:08x}", murmur3_32(material.as_bytes(), 0)));
+        key
+    }
+
+    /// Replaces the decisions; returns the keys whose value or variant changed.
+    pub fn replace(&mut self, next: BTreeMap<String, DecisionView>) -> Vec<String> {
+        let mut changed: Vec<String> = next
+            .iter()
+            .filter(|(k, d)| {
+                self.decisions
+                    .get(*k)
+                    .is_none_or(|old| old.value != d.value || old.variant != d.variant)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        changed.extend(
+            self.decisions
+                .keys()
+                .filter(|k| !next.contains_key(*k))
+                .cloned(),
+        );
+        self.decisions = next;
+        changed
+    }
+
+    /// Compiles a ruleset (local mode).
+    pub fn load_ruleset(&mut self, ruleset_json: &str) -> Result<(), String> {
+        let ruleset: Ruleset = serde_json::from_str(ruleset_json).map_err(|e| e.to_string())?;
+        self.engine = Some(compile(&ruleset));
+        Ok(())
+    }
+
+    /// Local mode: decisions for the current context from the compiled ruleset.
+    pub fn evaluate_locally(&self, now_ms: i64) -> Option<BTreeMap<String, DecisionView>> {
+        let engine = self.engine.as_ref()?;
+        let probes = ProbeStates::new();
+        Some(
+            engine
+                .evaluate_all(&self.context, &probes, now_ms)
+                .iter()
+                .map(|d| (d.key.clone(), d.into()))
+                .collect(),
+        )
+    }
+
+    /// Whether this (flag, variant) still needs an exposure event in this session.
+    pub fn first_exposure(&mut self, key: &str, variant: &str) -> bool {
+        let mut id = String::with_capacity(key.len() + variant.len() + 1);
+        id.push_str(key);
+        id.push('\u{1f}');
+        id.push_str(variant);
+        self.exposed.insert(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view(v: Value, variant: &str) -> DecisionView {
+        DecisionView {
+            value: v,
+            variant: Some(variant.into()),
+            reason: "STATIC".into(),
+            error_code: None,
+            version: "1".into(),
+        }
+    }
+
+    #[test]
+    fn reports_changed_keys() {
+        let mut s = FlagState::new(FlagMode::Remote, Map::new(), Map::new());
+        assert_eq!(
+            s.replace(BTreeMap::from([("a".into(), view(json!(true), "on"))])),
+            ["a"]
+        );
+        assert!(s
+            .replace(BTreeMap::from([("a".into(), view(json!(true), "on"))]))
+            .is_empty());
+        assert_eq!(
+            s.replace(BTreeMap::from([("b".into(), view(json!(1), "x"))])),
+            ["b", "a"]
+        );
+    }
+
+    #[test]
+    fn cache_key_depends_on_context_not_key_order() {
+        let ctx = |v: Value| v.as_object().cloned().unwrap();
+        let a = FlagState::new(
+            FlagMode::Remote,
+            ctx(json!({"user_id": "u", "role": "t"})),
+            Map::new(),
+        );
+        let b = FlagState::new(
+            FlagMode::Remote,
+            ctx(json!({"role": "t", "user_id": "u"})),
+            Map::new(),
+        );
+        let c = FlagState::new(FlagMode::Remote, ctx(json!({"user_id": "v"})), Map::new());
+        assert_eq!(a.cache_key(), b.cache_key());
+        assert_ne!(a.cache_key(), c.cache_key());
+    }
+
+    #[test]
+    fn backs_off_exponentially_with_a_cap() {
+        assert_eq!(backoff_ms(1), 1_000.0);
+        assert_eq!(backoff_ms(3), 4_000.0);
+        assert_eq!(backoff_ms(30), 300_000.0);
+    }
+
+    #[test]
+    fn exposures_once_per_flag_and_variant() {
+        let mut s = FlagState::new(FlagMode::Remote, Map::new(), Map::new());
+        assert!(s.first_exposure("f", "on"));
+        assert!(!s.first_exposure("f", "on"));
+        assert!(s.first_exposure("f", "off"));
+    }
+}

@@ -1,0 +1,162 @@
+// The SDK's flags client in headless Chromium against the real collector: the shared
+// vectors evaluated by the wasm engine, remote and local modes agreeing, bootstrap,
+// the localStorage cache, change listeners and exposure events.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { Collector } from './harness.mjs';
+
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
+  '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'];
+const BOOL = [{ key: 'on', value: true }, { key: 'off', value: false }];
+
+let collector;
+let browser;
+before(async () => {
+  collector = await Collector.start();
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  const admin = { Authorization: `Bearer ${collector.adminKey}` };
+  const put = (key, body) => collector.request('PUT', `/v1/config/stage/flags/${key}`, { body, headers: admin });
+  await put('checkout', { variants: BOOL, default_variant: 'off', rules: [{ id: 'teachers', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }], serve: { variant: 'on' } }] });
+  await put('layout', { variants: [{ key: 'grid', value: 'grid' }, { key: 'list', value: 'list' }], default_variant: 'grid',
+    rules: [{ id: 'ab', serve: { split: [{ variant: 'grid', weight: 50 }, { variant: 'list', weight: 50 }] } }] });
+  await put('limits', { variants: [{ key: 'v', value: { max: 3 } }], default_variant: 'v' });
+  await collector.request('POST', '/v1/config/commits', { body: { message: 'sdk flags' }, headers: admin });
+  await collector.request('POST', '/v1/config/publish', { body: {}, headers: admin });
+});
+after(async () => {
+  await browser?.close();
+  await collector?.stop();
+});
+
+async function sdkPage(context) {
+  const page = await (context || await browser.newContext()).newPage();
+  await page.goto(`${collector.url}/healthz`);
+  await page.evaluate(async () => {
+    const mod = await import('/sdk/telltale.js');
+    await mod.default();
+    window.sdk = mod;
+  });
+  return page;
+}
+
+describe('shared vectors in the browser', () => {
+  test('the wasm engine decides every case exactly as core does', async () => {
+    const doc = JSON.parse(readFileSync(new URL('../spec/flags/cases.json', import.meta.url), 'utf8'));
+    const page = await sdkPage();
+    const results = await page.evaluate((doc) => {
+      const ruleset = JSON.stringify(doc.ruleset);
+      return doc.cases.map((c) => window.sdk.evaluateRuleset(ruleset, c.flag, c.context, c.probes || {}, Date.parse(c.now || doc.now)));
+    }, doc);
+    assert.equal(results.length, doc.cases.length);
+    doc.cases.forEach((c, i) => {
+      for (const key of ['value', 'variant', 'reason', 'rule', 'bucket', 'error_code', 'probe']) {
+        assert.deepEqual(results[i][key] ?? null, c.expect[key] ?? null, `${c.name}: ${key}`);
+      }
+    });
+    await page.close();
+  });
+});
+
+describe('flags client', () => {
+  const options = () => ({ endpoint: collector.url, key: collector.ingestKey, flushIntervalMs: 3_600_000 });
+
+  test('remote mode: decisions, details, context changes and onChange', async () => {
+    const page = await sdkPage();
+    const result = await page.evaluate(async (opts) => {
+      const tt = new window.sdk.Telltale({ ...opts, context: { role: 'teacher', user_id: 't1' } });
+      const changes = [];
+      tt.onChange((keys) => changes.push([...keys]));
+      await tt.refreshFlags();
+      const teacher = [tt.isEnabled('checkout', false), tt.details('checkout'), tt.value('limits', {}), tt.value('limits', 5), tt.variant('nope')];
+      await tt.setContext({ role: 'student', user_id: 't1' });
+      return { teacher, student: tt.isEnabled('checkout', true), changes };
+    }, options());
+    assert.equal(result.teacher[0], true);
+    assert.deepEqual([result.teacher[1].reason, result.teacher[1].variant, result.teacher[1].key], ['TARGETING_MATCH', 'on', 'checkout']);
+    assert.deepEqual(result.teacher[2], { max: 3 });
+    assert.equal(result.teacher[3], 5, 'a default of another type wins (type mismatch)');
+    assert.equal(result.teacher[4], undefined);
+    assert.equal(result.student, false);
+    assert.deepEqual(result.changes[0].sort(), ['checkout', 'layout', 'limits']);
+    assert.deepEqual(result.changes.at(-1), ['checkout']);
+    await page.close();
+  });
+
+  test('local mode decides like the collector for many contexts', async () => {
+    const page = await sdkPage();
+    const contexts = Array.from({ length: 40 }, (_, i) => ({ user_id: `u${i}`, role: i % 3 ? 'student' : 'teacher' }));
+    const local = await page.evaluate(async ({ opts, contexts }) => {
+      const tt = new window.sdk.Telltale({ ...opts, flagMode: 'local' });
+      await tt.refreshFlags();
+      const out = [];
+      for (const ctx of contexts) {
+        await tt.setContext(ctx);
+        out.push([tt.details('checkout'), tt.details('layout')].map((d) => [d.value, d.variant, d.reason]));
+      }
+      return out;
+    }, { opts: options(), contexts });
+    for (const [i, ctx] of contexts.entries()) {
+      const remote = await collector.request('POST', '/v1/flags/evaluate', { body: { context: ctx }, headers: { Authorization: `Bearer ${collector.ingestKey}` } });
+      const want = ['checkout', 'layout'].map((k) => [remote.json.flags[k].value, remote.json.flags[k].variant, remote.json.flags[k].reason]);
+      assert.deepEqual(local[i], want, JSON.stringify(ctx));
+    }
+    assert.ok(local.some((l) => l[1][1] === 'grid') && local.some((l) => l[1][1] === 'list'));
+    await page.close();
+  });
+
+  test('bootstrap values show before the first answer; the cache serves the next page load', async () => {
+    const context = await browser.newContext();
+    const page = await sdkPage(context);
+    const first = await page.evaluate(async (opts) => {
+      const tt = new window.sdk.Telltale({ ...opts, context: { role: 'teacher' }, bootstrap: { checkout: false, banner: 'hi' } });
+      const before = [tt.isEnabled('checkout', true), tt.details('banner').reason];
+      await tt.refreshFlags();
+      return { before, after: tt.isEnabled('checkout', false) };
+    }, options());
+    assert.deepEqual(first, { before: [false, 'BOOTSTRAP'], after: true });
+    await page.reload();
+    await page.evaluate(async () => { const m = await import('/sdk/telltale.js'); await m.default(); window.sdk = m; });
+    const cached = await page.evaluate((opts) => {
+      // Synchronously after construction: no network answer yet, the cache decides.
+      const tt = new window.sdk.Telltale({ ...opts, context: { role: 'teacher' } });
+      return tt.details('checkout');
+    }, options());
+    assert.deepEqual([cached.value, cached.reason], [true, 'TARGETING_MATCH']);
+    await context.close();
+  });
+
+  test('exposure events go out once per flag, variant and session', async () => {
+    // An app of its own, so other tests' exposures do not count here.
+    const app = await collector.createApp('expo', [collector.url]);
+    const page = await sdkPage();
+    await page.evaluate(async (opts) => {
+      const tt = new window.sdk.Telltale({ ...opts, context: { role: 'teacher', user_id: 'expo' } });
+      await tt.refreshFlags();
+      for (let i = 0; i < 5; i++) tt.isEnabled('checkout', false);
+      tt.variant('checkout');
+      await tt.setContext({ role: 'student', user_id: 'expo' });
+      tt.isEnabled('checkout', false); // another variant: one more exposure
+      await tt.flush();
+    }, { ...options(), key: app.ingest_key });
+    await collector.waitForCount('expo', '$exposure', 2);
+    const top = await collector.stats({ app: 'expo', event: '$exposure', by: 'variant' });
+    assert.deepEqual(top.json.top, [{ value: 'off', count: 1 }, { value: 'on', count: 1 }]);
+    await page.close();
+  });
+
+  test('an unreachable collector backs off and reports, never throws', async () => {
+    const page = await sdkPage();
+    const result = await page.evaluate(async () => {
+      const errors = [];
+      const tt = new window.sdk.Telltale({ endpoint: 'http://127.0.0.1:9', key: 'k', onError: (e) => errors.push(e.message), flushIntervalMs: 3_600_000 });
+      const ok = await tt.refreshFlags();
+      return { ok, errors, value: tt.isEnabled('checkout', true) };
+    });
+    assert.equal(result.ok, false);
+    assert.equal(result.value, true);
+    assert.ok(result.errors.some((e) => /flag refresh failed/.test(e)), JSON.stringify(result.errors));
+    await page.close();
+  });
+});
