@@ -3,7 +3,10 @@
 //  2. ingest throughput through `wrangler dev` (bounded load from this process, loopback
 //     only): accepted events/s at the edge, and stored events/s through Queue -> D1;
 //  3. a raw SQLite batched-insert baseline on the same machine (same schema with its
-//     aggregation triggers, and a bare table), so the ratios are visible.
+//     aggregation triggers, and a bare table), so the ratios are visible;
+//  4. flag evaluations per second: native Rust, the same engine in wasm under Node, and
+//     GrowthBook's JS SDK on equivalent rules in the same process; and the collector's
+//     per-request time for /v1/flags/evaluate through wrangler dev.
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -44,9 +47,8 @@ function batches() {
   }));
 }
 
-async function ingestThroughput() {
-  const collector = await Collector.start();
-  try {
+async function ingestThroughput(collector) {
+  {
     const bodies = batches();
     let next = 0;
     const t0 = performance.now();
@@ -68,8 +70,6 @@ async function ingestThroughput() {
       stored_events_per_s: Math.round(TOTAL / (stored / 1000)),
       p_request_ms: +(accepted / REQUESTS * CONCURRENCY).toFixed(2),
     };
-  } finally {
-    await collector.stop();
   }
 }
 
@@ -94,6 +94,78 @@ function sqliteBaseline(withSchema) {
   return Math.round(TOTAL / (ms / 1000));
 }
 
+const BENCH_RULESET = readFileSync(join(ROOT, 'tests/spec/flags/bench-ruleset.json'), 'utf8');
+const FLAG_KEYS = ['checkout', 'course-layout', 'limits'];
+const flagContexts = Array.from({ length: 1000 }, (_, i) => ({ user_id: `user-${i}`, role: i % 5 === 0 ? 'teacher' : 'student', course_id: `course-${i % 37}` }));
+const FLAG_ROUNDS = Number(process.env.BENCH_FLAG_ROUNDS || 50);
+
+function timeEvaluations(evaluate) {
+  evaluate(flagContexts[0], FLAG_KEYS[0]); // warm up
+  let on = 0;
+  const t0 = performance.now();
+  for (let r = 0; r < FLAG_ROUNDS; r++) {
+    for (const ctx of flagContexts) {
+      for (const key of FLAG_KEYS) if (evaluate(ctx, key) === true) on++;
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const evaluations = FLAG_ROUNDS * flagContexts.length * FLAG_KEYS.length;
+  return { per_second: Math.round(evaluations / seconds), ns_per_evaluation: Math.round((seconds * 1e9) / evaluations), on };
+}
+
+async function flagBenchmarks() {
+  const native = spawnSync('cargo', ['run', '--release', '-q', '-p', 'telltale-core', '--example', 'flag_bench'], { cwd: ROOT, encoding: 'utf8' });
+  if (native.status !== 0) throw new Error(`native flag bench failed: ${native.stderr}`);
+  const nativeResult = JSON.parse(native.stdout.trim().split('\n').pop());
+
+  const sdk = await import(join(PATHS.sdkPkg, 'telltale.js'));
+  await sdk.default({ module_or_path: readFileSync(join(PATHS.sdkPkg, 'telltale_bg.wasm')) });
+  const engine = new sdk.FlagEngine(BENCH_RULESET);
+  const now = Date.now();
+  const wasm = timeEvaluations((ctx, key) => engine.evaluate(key, ctx, {}, now).value);
+  // As the SDK's local mode works: one context crossing, all flags decided.
+  const wasmAll = (() => {
+    const t0 = performance.now();
+    let on = 0;
+    for (let r = 0; r < FLAG_ROUNDS; r++) {
+      for (const ctx of flagContexts) {
+        const all = engine.evaluateAll(ctx, {}, now);
+        if (all.checkout.value === true) on++;
+      }
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const evaluations = FLAG_ROUNDS * flagContexts.length * FLAG_KEYS.length;
+    return { per_second: Math.round(evaluations / seconds), ns_per_evaluation: Math.round((seconds * 1e9) / evaluations), on };
+  })();
+
+  const { GrowthBookClient } = await import('@growthbook/growthbook');
+  const gb = new GrowthBookClient();
+  gb.initSync({ payload: { features: {
+    checkout: { defaultValue: false, rules: [{ condition: { role: 'teacher' }, force: true }, { force: true, coverage: 0.3, hashAttribute: 'id' }] },
+    'course-layout': { defaultValue: 'grid', rules: [{ key: 'course-layout', variations: ['grid', 'list'], weights: [0.5, 0.5], hashAttribute: 'course_id' }] },
+    limits: { defaultValue: { max: 3 } },
+  } } });
+  const growthbook = timeEvaluations((ctx, key) => gb.evalFeature(key, { attributes: { id: ctx.user_id, role: ctx.role, course_id: ctx.course_id } }).value);
+  return { native: nativeResult, wasm, wasm_evaluate_all: wasmAll, growthbook };
+}
+
+async function evaluateLatency(collector) {
+  const admin = { Authorization: `Bearer ${collector.adminKey}` };
+  for (const flag of JSON.parse(BENCH_RULESET).flags) {
+    await collector.request('PUT', `/v1/config/stage/flags/${flag.key}`, { body: flag, headers: admin });
+  }
+  await collector.request('POST', '/v1/config/commits', { body: { message: 'bench' }, headers: admin });
+  await collector.request('POST', '/v1/config/publish', { body: {}, headers: admin });
+  const n = 500;
+  for (let i = 0; i < 20; i++) await collector.request('POST', '/v1/flags/evaluate', { body: { context: flagContexts[i] }, headers: { Authorization: `Bearer ${collector.ingestKey}` } });
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const res = await collector.request('POST', '/v1/flags/evaluate', { body: { context: flagContexts[i % flagContexts.length] }, headers: { Authorization: `Bearer ${collector.ingestKey}` } });
+    if (res.status !== 200) throw new Error(`evaluate answered ${res.status}`);
+  }
+  return { requests: n, flags_per_request: FLAG_KEYS.length, ms_per_request: +((performance.now() - t0) / n).toFixed(3) };
+}
+
 ensureAll();
 results.sdk = sdkSize();
 console.log(`SDK download: ${(results.sdk.total_gzip / 1024).toFixed(1)} KiB gzipped `
@@ -103,10 +175,23 @@ results.sqlite_with_aggregates_events_per_s = sqliteBaseline(true);
 results.sqlite_bare_events_per_s = sqliteBaseline(false);
 console.log(`SQLite baseline (in-process, ${EVENTS_PER_REQUEST} per transaction): ${results.sqlite_bare_events_per_s} events/s bare table, `
   + `${results.sqlite_with_aggregates_events_per_s} events/s with Telltale's schema and aggregation triggers`);
-results.ingest = await ingestThroughput();
+const collector = await Collector.start();
+try {
+  results.ingest = await ingestThroughput(collector);
+  results.flags_http = await evaluateLatency(collector);
+} finally {
+  await collector.stop();
+}
+results.flags = await flagBenchmarks();
 console.log(`Ingest via wrangler dev (${TOTAL} events, ${REQUESTS} requests of ${EVENTS_PER_REQUEST}, concurrency ${CONCURRENCY}): `
   + `${results.ingest.accepted_events_per_s} events/s accepted (202), ${results.ingest.stored_events_per_s} events/s stored in D1 with aggregates`);
 console.log(`Ratios: stored/SQLite-with-aggregates = ${(results.ingest.stored_events_per_s / results.sqlite_with_aggregates_events_per_s).toFixed(3)}, `
   + `accepted/SQLite-bare = ${(results.ingest.accepted_events_per_s / results.sqlite_bare_events_per_s).toFixed(3)}`);
+const f = results.flags;
+console.log(`Flag evaluations (${FLAG_KEYS.length} flags x ${flagContexts.length} contexts): native ${f.native.per_second}/s (${f.native.ns_per_evaluation} ns), `
+  + `wasm under Node ${f.wasm.per_second}/s (${f.wasm.ns_per_evaluation} ns) one call per flag, ${f.wasm_evaluate_all.per_second}/s (${f.wasm_evaluate_all.ns_per_evaluation} ns) with evaluateAll, `
+  + `GrowthBook JS ${f.growthbook.per_second}/s (${f.growthbook.ns_per_evaluation} ns)`);
+console.log(`Ratios: wasm/GrowthBook = ${(f.wasm.per_second / f.growthbook.per_second).toFixed(2)} (evaluateAll ${(f.wasm_evaluate_all.per_second / f.growthbook.per_second).toFixed(2)}), native/GrowthBook = ${(f.native.per_second / f.growthbook.per_second).toFixed(2)}`);
+console.log(`POST /v1/flags/evaluate via wrangler dev: ${results.flags_http.ms_per_request} ms per request (${FLAG_KEYS.length} decisions, sequential, loopback, cached snapshot)`);
 mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
 writeFileSync(join(ROOT, 'bench-results/latest.json'), JSON.stringify({ at: new Date().toISOString(), ...results }, null, 2));

@@ -40,8 +40,8 @@ pub struct Config {
 fn object(options: &JsValue, name: &str) -> Result<Map<String, Value>, String> {
     match get(options, name) {
         None => Ok(Map::new()),
-        Some(v) => match serde_wasm_bindgen::from_value::<Value>(v) {
-            Ok(Value::Object(map)) => Ok(map),
+        Some(v) => match crate::flag_api::from_js(&v) {
+            Some(Value::Object(map)) => Ok(map),
             _ => Err(format!("telltale: option `{name}` must be a plain object")),
         },
     }

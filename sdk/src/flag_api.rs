@@ -13,10 +13,22 @@ use telltale_core::flags::engine::ProbeState;
 use telltale_core::flags::{compile, ProbeStates, Ruleset};
 use wasm_bindgen::prelude::*;
 
-fn to_js<T: Serialize>(value: &T) -> JsValue {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+/// Rust -> JS through JSON text: `JSON.parse` builds objects faster than field-by-field
+/// conversion, and keeps one serializer (serde_json) in the binary.
+pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|text| js_sys::JSON::parse(&text).ok())
         .unwrap_or(JsValue::NULL)
+}
+
+/// JS -> Rust through `JSON.stringify` (functions and undefined drop out, as in JSON).
+pub(crate) fn from_js(value: &JsValue) -> Option<Value> {
+    if value.is_undefined() {
+        return None;
+    }
+    let text = js_sys::JSON::stringify(value).ok()?.as_string()?;
+    serde_json::from_str(&text).ok()
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -250,9 +262,9 @@ impl Telltale {
     #[wasm_bindgen(js_name = setContext)]
     pub fn set_context(&self, context: JsValue) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
-        let parsed = match serde_wasm_bindgen::from_value::<Value>(context) {
-            Ok(Value::Object(map)) => map,
-            Ok(Value::Null) => Map::new(),
+        let parsed = match from_js(&context) {
+            Some(Value::Object(map)) => map,
+            None | Some(Value::Null) => Map::new(),
             _ => {
                 inner.report("setContext() needs a plain object");
                 return js_sys::Promise::resolve(&JsValue::FALSE);
@@ -292,26 +304,9 @@ impl Telltale {
     }
 }
 
-/// Evaluates one flag of a ruleset (the JSON `/v1/flags/ruleset` serves) with the same
-/// engine the collector runs. `probes` maps probe names to `up`, `down` or `unknown`.
-#[wasm_bindgen(js_name = evaluateRuleset)]
-pub fn evaluate_ruleset(
-    ruleset_json: &str,
-    key: &str,
-    context: JsValue,
-    probes: JsValue,
-    now_ms: f64,
-) -> Result<JsValue, JsError> {
-    let ruleset: Ruleset =
-        serde_json::from_str(ruleset_json).map_err(|e| JsError::new(&e.to_string()))?;
-    let context = match serde_wasm_bindgen::from_value::<Value>(context)
-        .map_err(|e| JsError::new(&e.to_string()))?
-    {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
+fn probe_states(probes: JsValue) -> ProbeStates {
     let mut states = ProbeStates::new();
-    if let Ok(Value::Object(map)) = serde_wasm_bindgen::from_value::<Value>(probes) {
+    if let Some(Value::Object(map)) = from_js(&probes) {
         for (name, state) in map {
             let state = match state.as_str() {
                 Some("up") => ProbeState::Up,
@@ -321,11 +316,79 @@ pub fn evaluate_ruleset(
             states.insert(name, state);
         }
     }
-    let engine = compile(&ruleset);
-    Ok(to_js(&engine.evaluate(
-        key,
-        &context,
-        &states,
-        now_ms as i64,
-    )))
+    states
+}
+
+/// A compiled ruleset (the JSON `/v1/flags/ruleset` serves), evaluated by the same engine
+/// the collector runs: for tools, tests and server-side rendering.
+#[wasm_bindgen]
+pub struct FlagEngine {
+    engine: telltale_core::flags::Engine,
+}
+
+#[wasm_bindgen]
+impl FlagEngine {
+    /// Compiles a ruleset; throws only when it is not JSON of the right shape.
+    #[wasm_bindgen(constructor)]
+    pub fn new(ruleset_json: &str) -> Result<FlagEngine, JsError> {
+        let ruleset: Ruleset =
+            serde_json::from_str(ruleset_json).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(FlagEngine {
+            engine: compile(&ruleset),
+        })
+    }
+
+    /// Decides `key` for `context`; `probes` maps probe names to up/down/unknown.
+    pub fn evaluate(&self, key: &str, context: JsValue, probes: JsValue, now_ms: f64) -> JsValue {
+        let context = match from_js(&context) {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        to_js(
+            &self
+                .engine
+                .evaluate(key, &context, &probe_states(probes), now_ms as i64),
+        )
+    }
+
+    /// Decides every flag for one context: `{key: decision}` (one boundary crossing for
+    /// the context, as the SDK's local mode does on `setContext`).
+    #[wasm_bindgen(js_name = evaluateAll)]
+    pub fn evaluate_all(&self, context: JsValue, probes: JsValue, now_ms: f64) -> JsValue {
+        let context = match from_js(&context) {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let decisions: BTreeMap<String, telltale_core::flags::Decision> = self
+            .engine
+            .evaluate_all(&context, &probe_states(probes), now_ms as i64)
+            .into_iter()
+            .map(|d| (d.key.clone(), d))
+            .collect();
+        to_js(&decisions)
+    }
+
+    /// Compile warnings: `[{code, field, message}]`.
+    pub fn warnings(&self) -> JsValue {
+        let list: Vec<Value> = self
+            .engine
+            .warnings()
+            .iter()
+            .map(|w| serde_json::json!({"code": w.code, "field": w.field, "message": w.message}))
+            .collect();
+        to_js(&list)
+    }
+}
+
+/// Evaluates one flag of a ruleset in one call (compiles each time; keep a
+/// [`FlagEngine`] to evaluate many).
+#[wasm_bindgen(js_name = evaluateRuleset)]
+pub fn evaluate_ruleset(
+    ruleset_json: &str,
+    key: &str,
+    context: JsValue,
+    probes: JsValue,
+    now_ms: f64,
+) -> Result<JsValue, JsError> {
+    Ok(FlagEngine::new(ruleset_json)?.evaluate(key, context, probes, now_ms))
 }
