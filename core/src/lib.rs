@@ -26,6 +26,7 @@ pub mod error;
 pub mod flags;
 pub mod ids;
 pub mod ingest;
+pub mod probes;
 pub mod queue;
 pub mod stats;
 pub mod time;
