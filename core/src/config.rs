@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Flags or segments.
-pub const KINDS: [&str; 2] = ["flags", "segments"];
+/// The kinds of versioned entries.
+pub const KINDS: [&str; 3] = ["flags", "segments", "probes"];
 
 /// key -> revision id, per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub flags: BTreeMap<String, String>,
     #[serde(default)]
     pub segments: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -29,6 +31,7 @@ impl Snapshot {
         match kind {
             "flags" => Some(&self.flags),
             "segments" => Some(&self.segments),
+            "probes" => Some(&self.probes),
             _ => None,
         }
     }
@@ -37,6 +40,7 @@ impl Snapshot {
         match kind {
             "flags" => Some(&mut self.flags),
             "segments" => Some(&mut self.segments),
+            "probes" => Some(&mut self.probes),
             _ => None,
         }
     }
@@ -46,6 +50,7 @@ impl Snapshot {
         self.flags
             .values()
             .chain(self.segments.values())
+            .chain(self.probes.values())
             .map(String::as_str)
             .collect()
     }
@@ -369,6 +374,23 @@ mod tests {
         );
         assert_ne!(revision_id(&json!({"a": 1})), revision_id(&json!({"a": 2})));
         assert_eq!(revision_id(&json!({})).len(), 64);
+    }
+
+    #[test]
+    fn snapshots_name_every_kind_of_revision() {
+        let mut s = Snapshot::default();
+        for (i, kind) in KINDS.iter().enumerate() {
+            s.kind_mut(kind)
+                .unwrap()
+                .insert(format!("k{i}"), format!("r{i}"));
+        }
+        assert_eq!(s.revisions().len(), KINDS.len());
+        let without_probes = serde_json::to_value(Snapshot::default()).unwrap();
+        assert_eq!(
+            without_probes,
+            json!({"flags": {}, "segments": {}}),
+            "commit ids of flag-only configs are unchanged"
+        );
     }
 
     #[test]

@@ -200,6 +200,10 @@ describe('shared flag vectors over HTTP', () => {
     const vectors = await Collector.start();
     try {
       const doc = JSON.parse(readFileSync(new URL('../spec/flags/cases.json', import.meta.url), 'utf8'));
+      // The vectors' `partner-widget` requires a probe; it must exist to be staged. Its
+      // state comes from each case's `probes` (a development override), not from runs.
+      const probe = await cfg(vectors, 'PUT', '/stage/probes/partner-api', { url: 'http://127.0.0.1:9/never-called' });
+      assert.equal(probe.status, 200, probe.text);
       for (const segment of doc.ruleset.segments) {
         const res = await cfg(vectors, 'PUT', `/stage/segments/${segment.key}`, segment);
         assert.equal(res.status, 200, res.text);

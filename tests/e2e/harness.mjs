@@ -48,8 +48,9 @@ export function makeEvent(overrides = {}) {
 }
 
 export class Collector {
-  static async start({ persistDir } = {}) {
+  static async start({ persistDir, vars = {} } = {}) {
     const c = new Collector();
+    c.extraVars = vars;
     c.ownsDir = !persistDir;
     c.dir = persistDir || mkdtempSync(join(tmpdir(), 'telltale-e2e-'));
     await c.boot();
@@ -69,7 +70,8 @@ export class Collector {
     this.output = '';
     this.child = spawn(PATHS.node22, [PATHS.wrangler, 'dev', '--ip', '127.0.0.1', '--port', String(this.port),
       '--persist-to', this.dir, '--test-scheduled', '--inspector-port', String(await freePort()),
-      '--var', 'FAULT_INJECTION:on', '--var', 'EVAL_OVERRIDES:on', '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`],
+      '--var', 'FAULT_INJECTION:on', '--var', 'EVAL_OVERRIDES:on', '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`,
+      ...Object.entries(this.extraVars || {}).flatMap(([k, v]) => ['--var', `${k}:${v}`])],
     { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (chunk) => { this.output = (this.output + chunk).slice(-200_000); };
     this.child.stdout.on('data', keep);

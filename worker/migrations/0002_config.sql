@@ -3,7 +3,7 @@
 -- Content-addressed bodies of flags and segments. Immutable.
 CREATE TABLE revisions (
   id         TEXT PRIMARY KEY, -- SHA-256 of the canonical JSON body
-  kind       TEXT NOT NULL CHECK (kind IN ('flags', 'segments')),
+  kind       TEXT NOT NULL CHECK (kind IN ('flags', 'segments', 'probes')),
   key        TEXT NOT NULL,
   body       TEXT NOT NULL,
   created_at INTEGER NOT NULL

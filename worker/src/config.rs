@@ -13,6 +13,7 @@ use telltale_core::config::{
 };
 use telltale_core::flags::engine::{compile, validate_flag, validate_segment};
 use telltale_core::flags::Ruleset;
+use telltale_core::probes::validate_probe;
 use telltale_core::time::format_rfc3339;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env, Request};
@@ -48,10 +49,10 @@ fn actor(req: &Request) -> Result<String, ApiError> {
 }
 
 fn singular(kind: &str) -> &'static str {
-    if kind == "flags" {
-        "flag"
-    } else {
-        "segment"
+    match kind {
+        "flags" => "flag",
+        "segments" => "segment",
+        _ => "probe",
     }
 }
 
@@ -306,6 +307,7 @@ fn referrers(
                         .flatten()
                         .any(|s| s.as_str() == Some(key))
                 }),
+                "probes" => body["requires_probe"].as_str() == Some(key),
                 _ => body["prerequisites"]
                     .as_array()
                     .into_iter()
@@ -358,13 +360,29 @@ pub async fn stage_put(mut req: Request, env: &Env, kind: &str, key: &str) -> Ap
     let mut bodies = revision_bodies(&db, all_ids.iter().map(String::as_str)).await?;
     let to_422 =
         |e: telltale_core::FieldError| ApiError::new(422, e.code, e.message).with_field(e.field);
-    if kind == "flags" {
-        let segments: Vec<&str> = snapshot.segments.keys().map(String::as_str).collect();
-        let mut flag_keys: Vec<&str> = snapshot.flags.keys().map(String::as_str).collect();
-        flag_keys.push(key);
-        validate_flag(&body, &segments, &flag_keys).map_err(to_422)?;
-    } else {
-        validate_segment(&body).map_err(to_422)?;
+    match kind {
+        "flags" => {
+            let segments: Vec<&str> = snapshot.segments.keys().map(String::as_str).collect();
+            let mut flag_keys: Vec<&str> = snapshot.flags.keys().map(String::as_str).collect();
+            flag_keys.push(key);
+            validate_flag(&body, &segments, &flag_keys).map_err(to_422)?;
+            if let Some(probe) = body["requires_probe"].as_str() {
+                if !snapshot.probes.contains_key(probe) {
+                    return Err(ApiError::new(
+                        422,
+                        "unknown_probe",
+                        format!("no probe `{probe}`; stage it first"),
+                    )
+                    .with_field("requires_probe"));
+                }
+            }
+        }
+        "segments" => {
+            validate_segment(&body).map_err(to_422)?;
+        }
+        _ => {
+            validate_probe(&body).map_err(to_422)?;
+        }
     }
     let rev = revision_id(&body);
     // Cycles only show across flags: compile the would-be config and look.
@@ -435,10 +453,10 @@ pub async fn stage_delete(req: Request, env: &Env, kind: &str, key: &str) -> Api
     let (head, snapshot, _) = effective(&db).await?;
     let Some(rev) = snapshot.kind(kind).and_then(|m| m.get(key)).cloned() else {
         return Err(ApiError::not_found(
-            if kind == "flags" {
-                "unknown_flag"
-            } else {
-                "unknown_segment"
+            match kind {
+                "flags" => "unknown_flag",
+                "segments" => "unknown_segment",
+                _ => "unknown_probe",
             },
             "key",
             format!("no {} `{key}`", singular(kind)),
@@ -454,10 +472,10 @@ pub async fn stage_delete(req: Request, env: &Env, kind: &str, key: &str) -> Api
     if !users.is_empty() {
         return Err(ApiError::new(
             409,
-            if kind == "flags" {
-                "flag_in_use"
-            } else {
-                "segment_in_use"
+            match kind {
+                "flags" => "flag_in_use",
+                "segments" => "segment_in_use",
+                _ => "probe_in_use",
             },
             format!(
                 "{} `{key}` is used by flags: {}; remove those references first",

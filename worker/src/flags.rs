@@ -16,6 +16,7 @@ use std::rc::Rc;
 use telltale_core::config::{canonical_json, sha256_hex, Snapshot};
 use telltale_core::flags::engine::ProbeState;
 use telltale_core::flags::{compile, Engine, ProbeStates};
+use telltale_core::probes::{validate_probe, ProbeDef};
 use worker::{Env, Headers, Request, Response};
 
 const MANIFEST_KEY: &str = "flags:manifest";
@@ -32,6 +33,7 @@ pub struct Manifest {
 struct Published {
     commit: String,
     engine: Rc<Engine>,
+    probes: Rc<Vec<ProbeDef>>,
     /// The wire ruleset served to SDKs for local evaluation.
     ruleset_json: Rc<String>,
     checked_at: i64,
@@ -39,6 +41,8 @@ struct Published {
 
 thread_local! {
     static PUBLISHED: RefCell<Option<Published>> = const { RefCell::new(None) };
+    // Probe states (name -> up/down/unknown) and when they were last read from KV.
+    static PROBE_STATES: RefCell<Option<(Map<String, Value>, i64)>> = const { RefCell::new(None) };
     // Revisions are immutable, so they are cached for the isolate's life.
     static REVISIONS: RefCell<HashMap<String, Value>> = RefCell::new(HashMap::new());
 }
@@ -95,15 +99,68 @@ pub async fn warm(env: &Env, manifest: Manifest) -> Result<(), ApiError> {
     }
     let ruleset_json = serde_json::to_string(&ruleset)
         .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let probes: Vec<ProbeDef> = manifest
+        .snapshot
+        .probes
+        .values()
+        .filter_map(|rev| bodies.get(rev))
+        .filter_map(|body| match validate_probe(body) {
+            Ok(def) => Some(def),
+            Err(e) => {
+                worker::console_warn!("published probe skipped: {} ({})", e.field, e.message);
+                None
+            }
+        })
+        .collect();
     PUBLISHED.with(|p| {
         *p.borrow_mut() = Some(Published {
             commit: manifest.commit,
             engine: Rc::new(engine),
+            probes: Rc::new(probes),
             ruleset_json: Rc::new(ruleset_json),
             checked_at: now_ms(),
         })
     });
     Ok(())
+}
+
+/// The published probe definitions.
+pub async fn published_probes(env: &Env) -> Result<Vec<ProbeDef>, ApiError> {
+    published(env).await?;
+    Ok(PUBLISHED.with(|p| {
+        p.borrow()
+            .as_ref()
+            .map(|p| p.probes.as_ref().clone())
+            .unwrap_or_default()
+    }))
+}
+
+/// Replaces this isolate's probe states (after a transition decided here).
+pub fn set_probe_states(states: Map<String, Value>) {
+    PROBE_STATES.with(|p| *p.borrow_mut() = Some((states, now_ms())));
+}
+
+/// Probe states from KV, re-read at most every [`MANIFEST_TTL_MS`].
+pub async fn probe_state_map(env: &Env) -> Result<Map<String, Value>, ApiError> {
+    let now = now_ms();
+    if let Some(fresh) = PROBE_STATES.with(|p| {
+        p.borrow()
+            .as_ref()
+            .filter(|(_, at)| now - at < MANIFEST_TTL_MS)
+            .map(|(m, _)| m.clone())
+    }) {
+        return Ok(fresh);
+    }
+    let states = match kv(env)?
+        .get(crate::probes::STATES_KEY)
+        .json::<Map<String, Value>>()
+        .await?
+    {
+        Some(map) => map,
+        None => Map::new(),
+    };
+    set_probe_states(states.clone());
+    Ok(states)
 }
 
 /// The published engine, from the isolate cache when fresh.
@@ -160,15 +217,21 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<(), ApiError> {
         .map(|_| ())
 }
 
-/// Probe states as the engine needs them. Until the probe state machine publishes states
-/// (a later milestone), every probe is unknown, which never disables a flag; in
-/// development the request may supply states.
-fn probe_states(overrides: Option<&Map<String, Value>>) -> ProbeStates {
-    overrides
-        .into_iter()
-        .flatten()
-        .map(|(name, state)| (name.clone(), parse_probe_state(state)))
-        .collect()
+/// Probe states as the engine needs them: the state machine's (via KV), then, in
+/// development only, the request's overrides.
+pub async fn probe_states(
+    env: &Env,
+    overrides: Option<&Map<String, Value>>,
+) -> Result<ProbeStates, ApiError> {
+    let mut states: ProbeStates = probe_state_map(env)
+        .await?
+        .iter()
+        .map(|(k, v)| (k.clone(), parse_probe_state(v)))
+        .collect();
+    for (name, state) in overrides.into_iter().flatten() {
+        states.insert(name.clone(), parse_probe_state(state));
+    }
+    Ok(states)
 }
 
 fn parse_probe_state(v: &Value) -> ProbeState {
@@ -270,7 +333,7 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
         }
     };
     let (engine, _) = published(env).await?;
-    let probes = probe_states(input.probes.as_ref());
+    let probes = probe_states(env, input.probes.as_ref()).await?;
     let keys: Vec<String> = match &input.flags {
         None => engine.keys().map(str::to_string).collect(),
         Some(keys) => {
@@ -321,25 +384,21 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
     with_etag(json(200, &body)?, &etag)
 }
 
-/// `GET /v1/flags/ruleset`: the published ruleset, for evaluation in the SDK.
+/// `GET /v1/flags/ruleset`: the published ruleset plus current probe states, for
+/// evaluation in the SDK. The ETag changes with either.
 pub async fn ruleset(req: Request, env: &Env) -> ApiResult {
     authenticate(&req, env).await?;
     let (engine, ruleset_json) = published(env).await?;
-    let etag = format!(
-        "\"{}\"",
-        if engine.version().is_empty() {
-            "empty"
-        } else {
-            engine.version()
-        }
+    let states = probe_state_map(env).await?;
+    let etag = etag_for(
+        engine.version(),
+        &json!({"ruleset": true, "probes": states}),
     );
     if not_modified(&req, &etag)? {
         return empty_304(&etag);
     }
-    let headers = Headers::new();
-    headers.set("Content-Type", "application/json")?;
-    with_etag(
-        Response::ok(ruleset_json.as_str())?.with_headers(headers),
-        &etag,
-    )
+    let mut body: Value = serde_json::from_str(&ruleset_json)
+        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    body["probes"] = Value::Object(states);
+    with_etag(json(200, &body)?, &etag)
 }

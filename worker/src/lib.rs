@@ -16,6 +16,7 @@ pub mod http;
 pub mod ingest;
 pub mod ofrep;
 pub mod pipeline;
+pub mod probes;
 pub mod stats;
 
 use http::{json, ApiError, ApiResult};
@@ -92,6 +93,12 @@ async fn route(req: Request, env: &Env, path: &str) -> ApiResult {
         (Method::Get, ["v1", "config", "audit"]) => config::audit_log(req, env).await,
         (Method::Get, ["v1", "config", "export"]) => config::export(req, env).await,
         (Method::Post, ["v1", "config", "import"]) => config::import(req, env).await,
+        (Method::Get, ["v1", "probes"]) => probes::list(req, env).await,
+        (Method::Post, ["v1", "probes", name, "results"]) => probes::push(req, env, name).await,
+        (Method::Put, ["v1", "probes", name, "override"]) => {
+            probes::set_override(req, env, name).await
+        }
+        (Method::Get, ["v1", "probes", name, "history"]) => probes::history(req, env, name).await,
         (Method::Get, ["v1", "admin", "apps"]) => apps::list(req, env).await,
         (Method::Post, ["v1", "admin", "apps"]) => apps::create(req, env).await,
         (Method::Get, ["v1", "admin", "apps", id]) => apps::get(req, env, id).await,
@@ -159,6 +166,13 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::
 
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    if probes::enabled(&env) {
+        match probes::run_cron(&env).await {
+            Ok(runs) if runs > 0 => worker::console_log!("probe cron: {runs} runs"),
+            Ok(_) => {}
+            Err(e) => worker::console_error!("probe cron failed: {}", e.message),
+        }
+    }
     match pipeline::drain_spool(&env, SPOOL_PARTS_PER_CRON).await {
         Ok(report) if report.stored > 0 || report.remaining > 0 => {
             worker::console_log!(

@@ -8,7 +8,7 @@ use crate::flags::{authenticate, etag_for, not_modified, published, with_etag};
 use crate::http::{json, now_ms, ApiResult};
 use serde_json::{json, Map, Value};
 use telltale_core::flags::engine::{error_code, reason};
-use telltale_core::flags::{Decision, ProbeStates};
+use telltale_core::flags::Decision;
 use worker::{Env, Headers, Request, Response};
 
 fn context_of(body: &Value) -> Result<Map<String, Value>, String> {
@@ -77,7 +77,8 @@ pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
         }
     };
     let (engine, _) = published(env).await?;
-    let decision = engine.evaluate(key, &ctx, &ProbeStates::new(), now_ms());
+    let probes = crate::flags::probe_states(env, None).await?;
+    let decision = engine.evaluate(key, &ctx, &probes, now_ms());
     if decision.error_code == Some(error_code::FLAG_NOT_FOUND) {
         return failure(
             404,
@@ -113,7 +114,11 @@ pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
         return Ok(Response::empty()?.with_status(304).with_headers(headers));
     }
     let flags: Vec<Value> = engine
-        .evaluate_all(&ctx, &ProbeStates::new(), now_ms())
+        .evaluate_all(
+            &ctx,
+            &crate::flags::probe_states(env, None).await?,
+            now_ms(),
+        )
         .iter()
         .map(|d| ofrep_result(d).1)
         .collect();
