@@ -1,6 +1,7 @@
 // `npm start`: install what is missing, build, apply local D1 migrations, and run the
 // collector with the demo page and dashboard on http://127.0.0.1:8787.
 import { spawn } from 'node:child_process';
+import { seedDemoConfig } from './demo-config.mjs';
 import { ensureAll, log, PATHS, readDevVars, toolEnv, wrangler, ROOT } from './toolchain.mjs';
 
 const PORT = Number(process.env.PORT || 8787);
@@ -25,6 +26,11 @@ for (let i = 0; i < 240; i++) {
   } catch { /* not up yet */ }
   await new Promise((r) => setTimeout(r, 500));
 }
+if (await seedDemoConfig(base, vars.ADMIN_KEY)) log('seeded the demo flag config (probe partner-api, flags partner-deals and course-badges)');
+// Cron triggers do not fire by themselves under `wrangler dev`: tick them like production does.
+const cron = setInterval(() => { fetch(`${base}/__scheduled?cron=*+*+*+*+*`).catch(() => {}); }, 60_000);
+child.on('exit', () => clearInterval(cron));
+fetch(`${base}/__scheduled?cron=*+*+*+*+*`).catch(() => {});
 console.log(`
   Telltale is running (local D1, KV and Queue under .wrangler/state)
 
@@ -36,5 +42,10 @@ console.log(`
   Admin key      ${vars.ADMIN_KEY}
   Demo app       demo
   Ingest key     ${vars.DEMO_INGEST_KEY}
-  (both in .dev.vars; cron runs by hand: curl '${base}/__scheduled?cron=*+*+*+*+*')
+  (both in .dev.vars; the cron is ticked every minute by this script)
+
+  Simulate a partner outage (the probe turns partner-deals off after ~5 min, back on
+  ~15 min after recovery, and the demo page shows a banner meanwhile):
+    curl -X PUT ${base}/demo-partner/health -H 'Authorization: Bearer ${vars.ADMIN_KEY}' -d '{"healthy": false}'
+  Probe state: curl ${base}/v1/probes -H 'Authorization: Bearer ${vars.ADMIN_KEY}'
 `);

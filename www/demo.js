@@ -36,6 +36,12 @@ function renderCourses(filter) {
       note(`click course_click {course: ${c.id}}`);
     });
     card.querySelector('p').textContent = c.blurb;
+    if (tt.isEnabled('course-badges', false)) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = 'new';
+      card.querySelector('h3').append(badge);
+    }
     card.querySelector('button').addEventListener('click', () => {
       tt.track('enroll', { course: c.id });
       note(`track enroll {course: ${c.id}}`);
@@ -58,8 +64,19 @@ const tt = new Telltale({
   flushIntervalMs: 2000,
   autocapture: true,
   capturePageviews: true,
+  context: { role: new URLSearchParams(location.search).get('role') || 'student' },
+  flagRefreshMs: 5000,
   onError: (err) => note(err.message, true),
 });
+
+// Flags and probe state: the deals box needs the partner API; a banner explains its absence.
+function renderFlags() {
+  document.getElementById('partner-deals').hidden = !tt.isEnabled('partner-deals', false);
+  document.getElementById('probe-banner').hidden = tt.probe('partner-api') !== 'down';
+  renderCourses(document.getElementById('search').value);
+}
+tt.onChange((keys) => { note(`flags changed: ${keys.join(', ')}`); renderFlags(); });
+tt.onProbeChange((name, state) => { note(`probe ${name} is ${state}`); renderFlags(); });
 window.telltale = tt; // for the end-to-end tests and curious visitors
 note(`page view ${location.pathname} (anonymous id ${tt.anonymousId})`);
 
@@ -90,3 +107,4 @@ for (const link of document.querySelectorAll('[data-route]')) {
 addEventListener('popstate', () => showRoute(location.pathname));
 showRoute(location.pathname);
 renderCourses('');
+tt.refreshFlags().then(renderFlags);

@@ -107,6 +107,28 @@ fn notify(inner: &Inner, changed: &[String]) {
     }
 }
 
+fn notify_probes(inner: &Inner, changed: &[String]) {
+    if changed.is_empty() {
+        return;
+    }
+    let listeners = inner.probe_listeners.borrow().clone();
+    for name in changed {
+        let state = inner.flags.borrow().probe(name).to_string();
+        for listener in &listeners {
+            if listener
+                .call2(
+                    &JsValue::NULL,
+                    &JsValue::from_str(name),
+                    &JsValue::from_str(&state),
+                )
+                .is_err()
+            {
+                inner.report("an onProbeChange listener threw");
+            }
+        }
+    }
+}
+
 /// Fetches decisions (remote) or the ruleset (local). Unless `force`d, it waits out the
 /// backoff after failures. Returns whether the refresh succeeded.
 pub(crate) async fn refresh(inner: Rc<Inner>, force: bool) -> bool {
@@ -144,6 +166,7 @@ pub(crate) async fn refresh(inner: Rc<Inner>, force: bool) -> bool {
                 .await
         }
     };
+    let mut changed_probes: Vec<String> = Vec::new();
     let outcome: Result<Option<BTreeMap<String, DecisionView>>, String> = match answer {
         Ok(a) if a.status == 304 => {
             if mode == FlagMode::Local {
@@ -155,14 +178,21 @@ pub(crate) async fn refresh(inner: Rc<Inner>, force: bool) -> bool {
         Ok(a) if a.status == 200 => {
             let mut flags = inner.flags.borrow_mut();
             flags.etag = a.etag;
-            match mode {
+            let loaded = match mode {
                 FlagMode::Local => flags
                     .load_ruleset(&a.body)
-                    .map(|()| flags.evaluate_locally(now as i64)),
+                    .map(|changed| (flags.evaluate_locally(now as i64), changed)),
                 _ => serde_json::from_str::<RemoteAnswer>(&a.body)
-                    .map(|r| Some(r.flags))
+                    .map(|r| {
+                        let changed = flags.replace_probes(r.probes);
+                        (Some(r.flags), changed)
+                    })
                     .map_err(|e| e.to_string()),
-            }
+            };
+            loaded.map(|(decisions, probes_changed)| {
+                changed_probes = probes_changed;
+                decisions
+            })
         }
         Ok(a) => Err(["flags request answered ", &a.status.to_string()].concat()),
         Err(message) => Err(message),
@@ -177,6 +207,7 @@ pub(crate) async fn refresh(inner: Rc<Inner>, force: bool) -> bool {
             };
             save_cache(&inner);
             notify(&inner, &changed);
+            notify_probes(&inner, &changed_probes);
             true
         }
         Err(message) => {
@@ -292,6 +323,17 @@ impl Telltale {
     #[wasm_bindgen(js_name = onChange)]
     pub fn on_change(&self, listener: Function) {
         self.inner.flag_listeners.borrow_mut().push(listener);
+    }
+
+    /// A probe's health as the collector last reported it: `up`, `down` or `unknown`.
+    pub fn probe(&self, name: &str) -> String {
+        self.inner.flags.borrow().probe(name).to_string()
+    }
+
+    /// Calls `listener(name, state)` whenever a probe's state changes.
+    #[wasm_bindgen(js_name = onProbeChange)]
+    pub fn on_probe_change(&self, listener: Function) {
+        self.inner.probe_listeners.borrow_mut().push(listener);
     }
 
     /// Refreshes decisions now. Resolves to whether it succeeded.

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use telltale_core::config::canonical_json;
 use telltale_core::flags::hash::murmur3_32;
-use telltale_core::flags::{compile, Decision, Engine, ProbeStates, Ruleset};
+use telltale_core::flags::{compile, Decision, Engine, ProbeState, ProbeStates, Ruleset};
 
 /// Where decisions come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,9 @@ impl From<&Decision> for DecisionView {
 pub struct RemoteAnswer {
     #[serde(default)]
     pub flags: BTreeMap<String, DecisionView>,
+    /// Probe name -> `up`, `down` or `unknown`.
+    #[serde(default)]
+    pub probes: BTreeMap<String, String>,
 }
 
 /// Retry delays after failed refreshes: 1 s doubling to 5 min, with jitter added by the caller.
@@ -65,6 +68,8 @@ pub struct FlagState {
     pub exposed: HashSet<String>,
     pub failures: u32,
     pub next_fetch_at: f64,
+    /// Probe name -> `up`, `down` or `unknown`, as last reported by the collector.
+    pub probes: BTreeMap<String, String>,
 }
 
 impl FlagState {
@@ -93,6 +98,7 @@ impl FlagState {
             exposed: HashSet::new(),
             failures: 0,
             next_fetch_at: 0.0,
+            probes: BTreeMap::new(),
         }
     }
 
@@ -132,17 +138,57 @@ impl FlagState {
         changed
     }
 
-    /// Compiles a ruleset (local mode).
-    pub fn load_ruleset(&mut self, ruleset_json: &str) -> Result<(), String> {
-        let ruleset: Ruleset = serde_json::from_str(ruleset_json).map_err(|e| e.to_string())?;
+    /// Compiles a ruleset (local mode); its `probes` field carries the probe states.
+    /// Returns the probes whose state changed.
+    pub fn load_ruleset(&mut self, ruleset_json: &str) -> Result<Vec<String>, String> {
+        let mut raw: Value = serde_json::from_str(ruleset_json).map_err(|e| e.to_string())?;
+        let probes: BTreeMap<String, String> = raw
+            .as_object_mut()
+            .and_then(|o| o.remove("probes"))
+            .and_then(|p| serde_json::from_value(p).ok())
+            .unwrap_or_default();
+        let ruleset: Ruleset = serde_json::from_value(raw).map_err(|e| e.to_string())?;
         self.engine = Some(compile(&ruleset));
-        Ok(())
+        Ok(self.replace_probes(probes))
+    }
+
+    /// Replaces the probe states; returns the probes whose state changed.
+    pub fn replace_probes(&mut self, next: BTreeMap<String, String>) -> Vec<String> {
+        let mut changed: Vec<String> = next
+            .iter()
+            .filter(|(k, v)| self.probes.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        changed.extend(
+            self.probes
+                .keys()
+                .filter(|k| !next.contains_key(*k))
+                .cloned(),
+        );
+        self.probes = next;
+        changed
+    }
+
+    /// A probe's state: `up`, `down` or `unknown`.
+    pub fn probe(&self, name: &str) -> &str {
+        self.probes.get(name).map_or("unknown", String::as_str)
     }
 
     /// Local mode: decisions for the current context from the compiled ruleset.
     pub fn evaluate_locally(&self, now_ms: i64) -> Option<BTreeMap<String, DecisionView>> {
         let engine = self.engine.as_ref()?;
-        let probes = ProbeStates::new();
+        let probes: ProbeStates = self
+            .probes
+            .iter()
+            .map(|(k, v)| {
+                let state = match v.as_str() {
+                    "up" => ProbeState::Up,
+                    "down" => ProbeState::Down,
+                    _ => ProbeState::Unknown,
+                };
+                (k.clone(), state)
+            })
+            .collect();
         Some(
             engine
                 .evaluate_all(&self.context, &probes, now_ms)
@@ -209,6 +255,18 @@ mod tests {
         let c = FlagState::new(FlagMode::Remote, ctx(json!({"user_id": "v"})), Map::new());
         assert_eq!(a.cache_key(), b.cache_key());
         assert_ne!(a.cache_key(), c.cache_key());
+    }
+
+    #[test]
+    fn local_rulesets_carry_probe_states() {
+        let mut s = FlagState::new(FlagMode::Local, Map::new(), Map::new());
+        let ruleset = r#"{"version": "v1", "flags": [{"key": "w", "variants": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "default_variant": "on", "off_variant": "off", "requires_probe": "api"}], "segments": [], "probes": {"api": "down"}}"#;
+        assert_eq!(s.load_ruleset(ruleset).unwrap(), ["api"]);
+        assert_eq!(s.probe("api"), "down");
+        assert_eq!(s.probe("other"), "unknown");
+        let decisions = s.evaluate_locally(0).unwrap();
+        assert_eq!(decisions["w"].reason, "DISABLED");
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub(crate) struct Inner {
     state: RefCell<State>,
     flags: RefCell<flags::FlagState>,
     flag_listeners: RefCell<Vec<js_sys::Function>>,
+    probe_listeners: RefCell<Vec<js_sys::Function>>,
     flag_timer: RefCell<Option<Interval>>,
 }
 
@@ -87,6 +88,7 @@ impl Telltale {
         let inner = Rc::new(Inner {
             flags: RefCell::new(flag_state),
             flag_listeners: RefCell::new(Vec::new()),
+            probe_listeners: RefCell::new(Vec::new()),
             flag_timer: RefCell::new(None),
             state: RefCell::new(State {
                 queue: EventQueue::new(config.max_queue),

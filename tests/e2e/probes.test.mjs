@@ -185,3 +185,54 @@ describe('pushed results and the API', () => {
     assert.deepEqual([badProbe.status, badProbe.json.error.field], [422, 'interval_s']);
   });
 });
+
+describe('the SDK and the demo page follow probe state', () => {
+  test('probe(), onProbeChange, the banner and the hidden feature', async () => {
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'] });
+    try {
+      partnerHealthy = true;
+      await cronUntil(async () => (await probeState()).state === 'up', 'probe up before the page opens');
+      const page = await browser.newPage();
+      await page.goto(`${collector.url}/`);
+      await page.waitForFunction(() => window.telltale && window.telltale.probe('partner-api') === 'up');
+      assert.equal(await page.isVisible('#partner-deals'), true);
+      assert.equal(await page.isVisible('#probe-banner'), false);
+
+      partnerHealthy = false;
+      await cronUntil(async () => (await probeState()).state === 'down', 'probe down');
+      await page.evaluate(() => window.telltale.refreshFlags()); // the page would also refresh on its interval
+      await page.waitForFunction(() => !document.getElementById('probe-banner').hidden);
+      assert.equal(await page.isVisible('#partner-deals'), false);
+      assert.equal(await page.evaluate(() => window.telltale.probe('partner-api')), 'down');
+      assert.match(await page.textContent('#log'), /probe partner-api is down/);
+
+      partnerHealthy = true;
+      await cronUntil(async () => (await probeState()).state === 'up', 'probe up again', 40_000);
+      await page.evaluate(() => window.telltale.refreshFlags());
+      await page.waitForFunction(() => document.getElementById('probe-banner').hidden);
+      assert.equal(await page.isVisible('#partner-deals'), true);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test('npm start\'s demo config probes the collector\'s own demo partner endpoint', async () => {
+    const { seedDemoConfig } = await import('../../scripts/demo-config.mjs');
+    const demo = await Collector.start();
+    try {
+      assert.equal(await seedDemoConfig(demo.url, demo.adminKey, { intervalS: 60, minSamples: 2, disableWindowMs: 2000, enableWindowMs: 5000 }), true);
+      assert.equal(await seedDemoConfig(demo.url, demo.adminKey), false, 'seeding is idempotent');
+      const state = async () => (await demo.admin('GET', '/v1/probes')).json.probes[0].state;
+      await waitFor(async () => { await demo.scheduled(); return (await state()) === 'up'; }, { what: 'demo probe up' });
+      const off = await demo.admin('PUT', '/demo-partner/health', { healthy: false });
+      assert.equal(off.status, 200);
+      await waitFor(async () => { await demo.scheduled(); return (await state()) === 'down'; }, { what: 'demo probe down' });
+      const flags = await demo.request('POST', '/v1/flags/evaluate', { body: { context: {} }, headers: { Authorization: `Bearer ${demo.ingestKey}` } });
+      assert.deepEqual([flags.json.flags['partner-deals'].value, flags.json.flags['partner-deals'].probe], [false, 'partner-api']);
+    } finally {
+      await demo.stop();
+    }
+  });
+});

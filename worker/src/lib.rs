@@ -66,6 +66,8 @@ async fn route(req: Request, env: &Env, path: &str) -> ApiResult {
     match (method, segments.as_slice()) {
         (Method::Get, ["healthz"]) => health(),
         (Method::Get, ["demo-config.json"]) => demo_config(&req, env),
+        (Method::Get, ["demo-partner", "health"]) => demo_partner(env).await,
+        (Method::Put, ["demo-partner", "health"]) => set_demo_partner(req, env).await,
         (Method::Get, ["v1", "stats"]) => stats::stats(req, env).await,
         (Method::Get, ["v1", "catalog"]) => stats::catalog(req, env).await,
         (Method::Post | Method::Get, ["v1", "flags", "evaluate"]) => {
@@ -157,6 +159,45 @@ fn demo_config(req: &Request, env: &Env) -> ApiResult {
             endpoint: url.origin().ascii_serialization(),
         },
     )
+}
+
+/// A stand-in partner API for the demo, whose health an operator can switch, so that
+/// the probe, the flag and the demo page's banner can be watched end to end.
+async fn demo_partner(env: &Env) -> ApiResult {
+    if http::env_string(env, "DEMO_INGEST_KEY").is_none() {
+        return Err(ApiError::not_found(
+            "not_found",
+            "path",
+            "no demo is configured",
+        ));
+    }
+    let healthy = apps::kv(env)?
+        .get("demo:partner-down")
+        .text()
+        .await?
+        .is_none();
+    if healthy {
+        json(200, &serde_json::json!({"status": "green"}))
+    } else {
+        json(503, &serde_json::json!({"status": "red"}))
+    }
+}
+
+async fn set_demo_partner(mut req: Request, env: &Env) -> ApiResult {
+    apps::require_admin(&req, env)?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Switch {
+        healthy: bool,
+    }
+    let switch: Switch = http::read_json(&mut req).await?;
+    let store = apps::kv(env)?;
+    if switch.healthy {
+        store.delete("demo:partner-down").await?;
+    } else {
+        store.put("demo:partner-down", "1")?.execute().await?;
+    }
+    json(200, &serde_json::json!({"healthy": switch.healthy}))
 }
 
 #[event(queue)]
