@@ -59,6 +59,21 @@ pub fn backoff_ms(failures: u32) -> f64 {
     (1_000.0 * f64::from(1u32 << exp)).min(300_000.0)
 }
 
+/// Keys added, removed, or whose entry differs by `same`.
+fn changed_keys<V>(
+    old: &BTreeMap<String, V>,
+    next: &BTreeMap<String, V>,
+    same: impl Fn(&V, &V) -> bool,
+) -> Vec<String> {
+    let mut changed: Vec<String> = next
+        .iter()
+        .filter(|(k, v)| old.get(*k).is_none_or(|o| !same(o, v)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    changed.extend(old.keys().filter(|k| !next.contains_key(*k)).cloned());
+    changed
+}
+
 pub struct FlagState {
     pub mode: FlagMode,
     pub context: Map<String, Value>,
@@ -119,21 +134,9 @@ impl FlagState {
 
     /// Replaces the decisions; returns the keys whose value or variant changed.
     pub fn replace(&mut self, next: BTreeMap<String, DecisionView>) -> Vec<String> {
-        let mut changed: Vec<String> = next
-            .iter()
-            .filter(|(k, d)| {
-                self.decisions
-                    .get(*k)
-                    .is_none_or(|old| old.value != d.value || old.variant != d.variant)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        changed.extend(
-            self.decisions
-                .keys()
-                .filter(|k| !next.contains_key(*k))
-                .cloned(),
-        );
+        let changed = changed_keys(&self.decisions, &next, |old, new| {
+            old.value == new.value && old.variant == new.variant
+        });
         self.decisions = next;
         changed
     }
@@ -154,17 +157,7 @@ impl FlagState {
 
     /// Replaces the probe states; returns the probes whose state changed.
     pub fn replace_probes(&mut self, next: BTreeMap<String, String>) -> Vec<String> {
-        let mut changed: Vec<String> = next
-            .iter()
-            .filter(|(k, v)| self.probes.get(*k) != Some(*v))
-            .map(|(k, _)| k.clone())
-            .collect();
-        changed.extend(
-            self.probes
-                .keys()
-                .filter(|k| !next.contains_key(*k))
-                .cloned(),
-        );
+        let changed = changed_keys(&self.probes, &next, |old, new| old == new);
         self.probes = next;
         changed
     }

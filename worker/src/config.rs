@@ -4,7 +4,9 @@
 
 use crate::apps::{kv, require_admin};
 use crate::flags;
-use crate::http::{json, now_ms, query_pairs, read_json, ApiError, ApiResult};
+use crate::http::{
+    json, now_ms, query_pairs, query_pairs_allowing, read_json, ApiError, ApiResult,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -772,15 +774,7 @@ async fn publish_commit(env: &Env, who: &str, target: &str, action: &str) -> Api
 /// `GET /v1/config/diff?from=&to=` (commits, `head`, `published` or `stage`).
 pub async fn diff(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
-    let pairs = query_pairs(&req)?;
-    if let Some((unknown, _)) = pairs.iter().find(|(k, _)| k != "from" && k != "to") {
-        return Err(ApiError::new(
-            400,
-            "unknown_parameter",
-            format!("unknown query parameter `{unknown}`; allowed: from, to"),
-        )
-        .with_field(unknown.clone()));
-    }
+    let pairs = query_pairs_allowing(&req, &["from", "to"])?;
     let get = |name: &str, default: &str| {
         pairs
             .iter()
@@ -858,15 +852,7 @@ struct Bundle {
 /// `GET /v1/config/export?commit=` (default head).
 pub async fn export(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
-    let pairs = query_pairs(&req)?;
-    if let Some((unknown, _)) = pairs.iter().find(|(k, _)| k != "commit") {
-        return Err(ApiError::new(
-            400,
-            "unknown_parameter",
-            format!("unknown query parameter `{unknown}`; allowed: commit"),
-        )
-        .with_field(unknown.clone()));
-    }
+    let pairs = query_pairs_allowing(&req, &["commit"])?;
     let target = pairs
         .iter()
         .find(|(k, _)| k == "commit")

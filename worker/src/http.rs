@@ -120,6 +120,26 @@ pub fn query_pairs(req: &worker::Request) -> Result<Vec<(String, String)>, ApiEr
         .collect())
 }
 
+/// Query pairs, refusing any parameter not in `allowed` (a typo must not be ignored).
+pub fn query_pairs_allowing(
+    req: &worker::Request,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs = query_pairs(req)?;
+    if let Some((unknown, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            400,
+            "unknown_parameter",
+            format!(
+                "unknown query parameter `{unknown}`; allowed: {}",
+                allowed.join(", ")
+            ),
+        )
+        .with_field(unknown.clone()));
+    }
+    Ok(pairs)
+}
+
 /// Reads a JSON body, answering 400 with the parser's reason when it is not JSON.
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     req: &mut worker::Request,

@@ -6,7 +6,7 @@
 
 use crate::apps::{kv, require_admin};
 use crate::flags::{self, published_probes};
-use crate::http::{env_string, json, now_ms, query_pairs, read_json, ApiError, ApiResult};
+use crate::http::{env_string, json, now_ms, query_pairs_allowing, read_json, ApiError, ApiResult};
 use futures_util::future::{join_all, select, Either};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -587,15 +587,7 @@ pub async fn list(req: Request, env: &Env) -> ApiResult {
 /// `GET /v1/probes/{name}/history?from&to` (admin): results and transitions, UTC.
 pub async fn history(req: Request, env: &Env, name: &str) -> ApiResult {
     require_admin(&req, env)?;
-    let pairs = query_pairs(&req)?;
-    if let Some((unknown, _)) = pairs.iter().find(|(k, _)| k != "from" && k != "to") {
-        return Err(ApiError::new(
-            400,
-            "unknown_parameter",
-            format!("unknown query parameter `{unknown}`; allowed: from, to"),
-        )
-        .with_field(unknown.clone()));
-    }
+    let pairs = query_pairs_allowing(&req, &["from", "to"])?;
     let def = probe_def(env, name).await?;
     let now = now_ms();
     let time = |key: &str, default: i64| match pairs.iter().find(|(k, _)| k == key) {

@@ -2,7 +2,7 @@
 //! raw event store). An unknown app, event or property is a 404 that names it.
 
 use crate::apps::{app_by_id, require_admin};
-use crate::http::{csv, json, now_ms, query_pairs, ApiError, ApiResult};
+use crate::http::{csv, json, now_ms, query_pairs, query_pairs_allowing, ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use telltale_core::stats::{
     fill_series, parse_stats_query, to_csv, Format, Source, StatsQuery, TopValue,
@@ -220,15 +220,7 @@ struct CatalogEvent {
 /// `GET /v1/catalog?app=` lists the app's known events and their properties.
 pub async fn catalog(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
-    let pairs = query_pairs(&req)?;
-    if let Some((unknown, _)) = pairs.iter().find(|(k, _)| k != "app") {
-        return Err(ApiError::new(
-            400,
-            "unknown_parameter",
-            format!("unknown query parameter `{unknown}`; allowed: app"),
-        )
-        .with_field(unknown.clone()));
-    }
+    let pairs = query_pairs_allowing(&req, &["app"])?;
     let app = pairs
         .iter()
         .find(|(k, _)| k == "app")
