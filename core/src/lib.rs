@@ -22,6 +22,7 @@
 pub mod apps;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod flags;
 pub mod ids;

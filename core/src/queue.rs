@@ -22,26 +22,51 @@ pub const ENVELOPE_OVERHEAD_BYTES: usize = 128;
 pub struct EventQueue {
     pending: VecDeque<QueuedEvent>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     dropped: u64,
 }
 
 impl EventQueue {
-    pub fn new(capacity: usize) -> Self {
+    /// A queue of at most `capacity` events and `max_bytes` of serialized events.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         EventQueue {
             pending: VecDeque::new(),
             capacity: capacity.max(1),
+            max_bytes: max_bytes.max(1),
+            bytes: 0,
             dropped: 0,
         }
     }
 
-    /// Appends an event and returns the queue length.
+    /// Appends an event and returns the queue length. The oldest events are evicted (and
+    /// counted) while the queue is over its count or byte budget.
     pub fn push(&mut self, event: QueuedEvent) -> usize {
-        while self.pending.len() >= self.capacity {
-            self.pending.pop_front();
-            self.dropped += 1;
-        }
+        self.bytes += event.json.len();
         self.pending.push_back(event);
+        self.evict_over_budget();
         self.pending.len()
+    }
+
+    fn evict_over_budget(&mut self) {
+        while self.pending.len() > self.capacity
+            || (self.bytes > self.max_bytes && self.pending.len() > 1)
+        {
+            if let Some(old) = self.pending.pop_front() {
+                self.bytes -= old.json.len();
+                self.dropped += 1;
+            }
+        }
+    }
+
+    /// Serialized bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Events waiting, oldest first (for persistence).
+    pub fn iter(&self) -> impl Iterator<Item = &QueuedEvent> {
+        self.pending.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -76,6 +101,7 @@ impl EventQueue {
             }
             bytes += size;
             if let Some(event) = self.pending.pop_front() {
+                self.bytes -= event.json.len();
                 batch.push(event);
             }
         }
@@ -85,16 +111,15 @@ impl EventQueue {
     /// Puts a batch whose send failed back at the front, in its original order.
     pub fn requeue_front(&mut self, batch: Vec<QueuedEvent>) {
         for event in batch.into_iter().rev() {
+            self.bytes += event.json.len();
             self.pending.push_front(event);
         }
-        while self.pending.len() > self.capacity {
-            self.pending.pop_front();
-            self.dropped += 1;
-        }
+        self.evict_over_budget();
     }
 
     /// Removes and returns everything, oldest first.
     pub fn drain_all(&mut self) -> Vec<QueuedEvent> {
+        self.bytes = 0;
         self.pending.drain(..).collect()
     }
 }
@@ -143,7 +168,7 @@ mod tests {
 
     #[test]
     fn batches_by_count_and_bytes() {
-        let mut q = EventQueue::new(100);
+        let mut q = EventQueue::new(100, 1 << 20);
         for i in 0..10 {
             q.push(ev(i, 100));
         }
@@ -155,14 +180,14 @@ mod tests {
 
     #[test]
     fn oversized_event_still_moves() {
-        let mut q = EventQueue::new(10);
+        let mut q = EventQueue::new(10, 1 << 20);
         q.push(ev(0, 10_000));
         assert_eq!(q.take_batch(10, 100).len(), 1);
     }
 
     #[test]
     fn requeue_keeps_order() {
-        let mut q = EventQueue::new(10);
+        let mut q = EventQueue::new(10, 1 << 20);
         for i in 0..5 {
             q.push(ev(i, 1));
         }
@@ -174,7 +199,7 @@ mod tests {
 
     #[test]
     fn evicts_oldest_and_counts() {
-        let mut q = EventQueue::new(3);
+        let mut q = EventQueue::new(3, 1 << 20);
         for i in 0..5 {
             q.push(ev(i, 1));
         }
@@ -184,6 +209,22 @@ mod tests {
         assert_eq!(q.dropped(), 1);
         q.acknowledge_dropped(5);
         assert_eq!(q.dropped(), 0);
+    }
+
+    #[test]
+    fn evicts_oldest_over_the_byte_budget() {
+        let mut q = EventQueue::new(1_000, 1_000);
+        for i in 0..20 {
+            q.push(ev(i, 100)); // about 110 bytes each
+        }
+        assert!(q.bytes() <= 1_000);
+        assert_eq!(q.len() as u64 + q.dropped(), 20);
+        assert_eq!(q.iter().next().map(|e| e.id.as_str()), Some("11"));
+        let batch = q.take_batch(3, 1 << 20);
+        q.requeue_front(batch);
+        assert!(q.bytes() <= 1_000);
+        q.drain_all();
+        assert_eq!(q.bytes(), 0);
     }
 
     #[test]

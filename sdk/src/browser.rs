@@ -53,6 +53,7 @@ pub struct HttpAnswer {
     pub status: u16,
     pub body: String,
     pub etag: Option<String>,
+    pub retry_after: Option<String>,
 }
 
 pub struct Browser {
@@ -182,13 +183,6 @@ impl Browser {
         }
     }
 
-    /// POSTs a JSON body with the ingest key; resolves to the HTTP status.
-    pub async fn post(&self, url: &str, key: &str, body: &str) -> Result<u16, String> {
-        self.request(url, key, Some(body), None)
-            .await
-            .map(|answer| answer.status)
-    }
-
     /// A request with the ingest key: POST when there is a body, else GET. Resolves to
     /// the status, the body text and the ETag.
     pub async fn request(
@@ -225,6 +219,7 @@ impl Browser {
         })?;
         let response: Response = response.dyn_into().map_err(|_| "not a Response")?;
         let etag = response.headers().get("ETag").ok().flatten();
+        let retry_after = response.headers().get("Retry-After").ok().flatten();
         let text = match response.text() {
             Ok(p) => JsFuture::from(p)
                 .await
@@ -237,7 +232,90 @@ impl Browser {
             status: response.status(),
             body: text,
             etag,
+            retry_after,
         })
+    }
+
+    /// Writes to localStorage; false when it is full or blocked.
+    pub fn try_save_item(&self, key: &str, value: &str) -> bool {
+        self.storage
+            .as_ref()
+            .is_some_and(|s| s.set_item(key, value).is_ok())
+    }
+
+    pub fn remove_item(&self, key: &str) {
+        if let Some(storage) = &self.storage {
+            let _ = storage.remove_item(key);
+        }
+    }
+
+    /// localStorage keys starting with `prefix`.
+    pub fn storage_keys(&self, prefix: &str) -> Vec<String> {
+        let Some(storage) = &self.storage else {
+            return Vec::new();
+        };
+        let n = storage.length().unwrap_or(0);
+        (0..n)
+            .filter_map(|i| storage.key(i).ok().flatten())
+            .filter(|k| k.starts_with(prefix))
+            .collect()
+    }
+
+    /// This page's id, kept in sessionStorage so a reload of the same tab keeps it.
+    pub fn tab_id(&self) -> String {
+        let session = self
+            .window
+            .as_ref()
+            .and_then(|w| w.session_storage().ok().flatten());
+        if let Some(id) = session
+            .as_ref()
+            .and_then(|s| s.get_item("telltale:tab").ok().flatten())
+        {
+            return id;
+        }
+        let id = random_uuid();
+        if let Some(s) = session {
+            let _ = s.set_item("telltale:tab", &id);
+        }
+        id
+    }
+
+    /// `navigator.onLine` (true where unknown).
+    pub fn is_online(&self) -> bool {
+        self.window
+            .as_ref()
+            .and_then(|w| Reflect::get(&w.navigator(), &"onLine".into()).ok())
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+    }
+
+    /// Do Not Track or Global Privacy Control is on.
+    pub fn privacy_signal(&self) -> bool {
+        let Some(window) = &self.window else {
+            return false;
+        };
+        let navigator: JsValue = window.navigator().into();
+        let get = |target: &JsValue, name: &str| {
+            Reflect::get(target, &name.into()).unwrap_or(JsValue::UNDEFINED)
+        };
+        get(&navigator, "doNotTrack").as_string().as_deref() == Some("1")
+            || get(window, "doNotTrack").as_string().as_deref() == Some("1")
+            || get(&navigator, "globalPrivacyControl").as_bool() == Some(true)
+    }
+
+    /// Runs `f` when the browser goes back online.
+    pub fn on_online<T: 'static>(&self, target: Weak<T>, f: fn(&Rc<T>)) {
+        let Some(window) = &self.window else {
+            return;
+        };
+        let on_online = Closure::<dyn FnMut(Event)>::new(move |_| {
+            if let Some(t) = target.upgrade() {
+                f(&t);
+            }
+        });
+        let _ =
+            window.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+        on_online.forget();
     }
 
     /// Reads a value from localStorage (None where storage is unavailable).

@@ -6,7 +6,7 @@ use js_sys::{Function, Object, Reflect};
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
-const OPTIONS: [&str; 12] = [
+const OPTIONS: [&str; 16] = [
     "endpoint",
     "key",
     "flushAt",
@@ -19,6 +19,10 @@ const OPTIONS: [&str; 12] = [
     "context",
     "bootstrap",
     "flagRefreshMs",
+    "maxStorageBytes",
+    "sampleRate",
+    "beforeSend",
+    "respectDoNotTrack",
 ];
 
 pub struct Config {
@@ -35,6 +39,12 @@ pub struct Config {
     pub bootstrap: Map<String, Value>,
     /// 0 turns periodic refreshes off.
     pub flag_refresh_ms: u32,
+    /// Byte budget of queued (and persisted) events; the oldest are evicted beyond it.
+    pub max_storage_bytes: usize,
+    /// Share of anonymous ids whose events are collected (0 to 1).
+    pub sample_rate: f64,
+    pub before_send: Option<Function>,
+    pub respect_do_not_track: bool,
 }
 
 fn object(options: &JsValue, name: &str) -> Result<Map<String, Value>, String> {
@@ -134,6 +144,34 @@ impl Config {
             context: object(options, "context")?,
             bootstrap: object(options, "bootstrap")?,
             flag_refresh_ms: number(options, "flagRefreshMs", 60_000.0, 0.0, 86_400_000.0)? as u32,
+            max_storage_bytes: number(
+                options,
+                "maxStorageBytes",
+                1_000_000.0,
+                1_000.0,
+                50_000_000.0,
+            )? as usize,
+            sample_rate: match get(options, "sampleRate") {
+                None => 1.0,
+                Some(v) => v
+                    .as_f64()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or("telltale: option `sampleRate` must be a number from 0 to 1")?,
+            },
+            before_send: match get(options, "beforeSend") {
+                None => None,
+                Some(f) => {
+                    Some(f.dyn_into::<Function>().map_err(|_| {
+                        "telltale: option `beforeSend` must be a function".to_string()
+                    })?)
+                }
+            },
+            respect_do_not_track: match get(options, "respectDoNotTrack") {
+                None => true,
+                Some(v) => v
+                    .as_bool()
+                    .ok_or("telltale: option `respectDoNotTrack` must be a boolean")?,
+            },
         })
     }
 

@@ -14,6 +14,7 @@
 
 mod browser;
 mod config;
+mod delivery;
 mod flag_api;
 mod flags;
 
@@ -23,20 +24,21 @@ use gloo_timers::callback::Interval;
 use js_sys::{Object, Reflect, JSON};
 use std::cell::RefCell;
 use std::rc::Rc;
-use telltale_core::queue::{batch_body, EventQueue, QueuedEvent};
+use telltale_core::queue::{EventQueue, QueuedEvent};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 /// Largest body sent with `sendBeacon` / keepalive fetch: browsers cap in-flight
 /// keepalive bodies at 64 KiB.
-const PAGE_HIDE_MAX_BYTES: usize = 60 * 1024;
+pub(crate) const PAGE_HIDE_MAX_BYTES: usize = 60 * 1024;
 /// Largest body of a regular batch (the collector accepts 512 KiB).
-const MAX_BATCH_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Largest batch (the collector accepts 500 events).
-const MAX_BATCH_EVENTS: usize = 500;
+pub(crate) const MAX_BATCH_EVENTS: usize = 500;
 
 /// What a send drains.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Flush {
+pub(crate) enum Flush {
     /// Everything queued (timer, `flush()`, `shutdown()`).
     All,
     /// Only full batches (the queue reached `flushAt`); the rest waits for the timer.
@@ -49,6 +51,14 @@ struct State {
     user_id: Option<String>,
     timer: Option<Interval>,
     closed: bool,
+    /// A batch that failed and waits to be retried with the same id and events.
+    retry: Option<delivery::RetryBatch>,
+    retry_timer: Option<gloo_timers::callback::Timeout>,
+    save_scheduled: bool,
+    storage_warned: bool,
+    opted_out: bool,
+    /// This page's id: its persisted queue is `telltale:q:<key>:<tab>`.
+    tab_id: String,
 }
 
 pub(crate) struct Inner {
@@ -91,7 +101,13 @@ impl Telltale {
             probe_listeners: RefCell::new(Vec::new()),
             flag_timer: RefCell::new(None),
             state: RefCell::new(State {
-                queue: EventQueue::new(config.max_queue),
+                queue: EventQueue::new(config.max_queue, config.max_storage_bytes),
+                retry: None,
+                retry_timer: None,
+                save_scheduled: false,
+                storage_warned: false,
+                opted_out: false,
+                tab_id: String::new(),
                 anonymous_id,
                 user_id,
                 timer: None,
@@ -101,6 +117,7 @@ impl Telltale {
             browser,
         });
         let client = Telltale { inner };
+        delivery::restore(&client.inner);
         client.start_timer();
         client
             .inner
@@ -149,6 +166,31 @@ impl Telltale {
         self.inner.enqueue("identify", "$identify", &traits);
     }
 
+    /// Stops collection on this device (persisted): nothing is stored or sent until
+    /// `optIn()`. What was queued is discarded.
+    #[wasm_bindgen(js_name = optOut)]
+    pub fn opt_out(&self) {
+        delivery::set_opt_out(&self.inner, true);
+    }
+
+    /// Resumes collection after `optOut()` (or over Do Not Track / GPC, by explicit consent).
+    #[wasm_bindgen(js_name = optIn)]
+    pub fn opt_in(&self) {
+        delivery::set_opt_out(&self.inner, false);
+    }
+
+    /// Whether collection is off (opted out, or Do Not Track / GPC respected).
+    #[wasm_bindgen(getter, js_name = optedOut)]
+    pub fn opted_out(&self) -> bool {
+        self.inner.state.borrow().opted_out
+    }
+
+    /// Events dropped (budget eviction) and not yet reported to the collector.
+    #[wasm_bindgen(getter, js_name = droppedCount)]
+    pub fn dropped_count(&self) -> f64 {
+        self.inner.state.borrow().queue.dropped() as f64
+    }
+
     /// Forgets the user (on logout): later events are anonymous again.
     pub fn reset(&self) {
         let mut state = self.inner.state.borrow_mut();
@@ -167,7 +209,8 @@ impl Telltale {
     /// Events waiting to be sent.
     #[wasm_bindgen(getter, js_name = queueLength)]
     pub fn queue_length(&self) -> usize {
-        self.inner.state.borrow().queue.len()
+        let state = self.inner.state.borrow();
+        state.queue.len() + state.retry.as_ref().map_or(0, |r| r.events.len())
     }
 
     /// Sends everything queued now. Resolves to the number of events the collector
@@ -185,6 +228,7 @@ impl Telltale {
             let mut state = self.inner.state.borrow_mut();
             state.closed = true;
             state.timer = None; // dropping the Interval cancels it
+            state.retry_timer = None;
         }
         *self.inner.flag_timer.borrow_mut() = None;
         self.flush()
@@ -196,7 +240,12 @@ impl Telltale {
         let weak = Rc::downgrade(&self.inner);
         let timer = Interval::new(self.inner.config.flush_interval_ms, move || {
             if let Some(inner) = weak.upgrade() {
-                if !inner.state.borrow().queue.is_empty() {
+                let state = inner.state.borrow();
+                let work = !state.queue.is_empty() || state.retry.is_some();
+                drop(state);
+                if work {
+                    // Also a heartbeat: a live tab's persisted queue is never adopted.
+                    delivery::schedule_save(&inner);
                     wasm_bindgen_futures::spawn_local(async move {
                         inner.send(Flush::All).await;
                     });
@@ -213,6 +262,23 @@ impl Inner {
             .report_error(self.config.on_error.as_ref(), message);
     }
 
+    /// Runs the `beforeSend` hook: it may return an edited event, or null/false to drop it.
+    /// A hook that throws keeps the event (never lose data silently) and is reported.
+    fn before_send(&self, event: Object) -> Option<Object> {
+        let Some(hook) = &self.config.before_send else {
+            return Some(event);
+        };
+        match hook.call1(&JsValue::NULL, &event) {
+            Ok(v) if v.is_null() || v.is_undefined() || v.as_bool() == Some(false) => None,
+            Ok(v) if v.is_object() => Some(v.unchecked_into()),
+            Ok(_) => Some(event),
+            Err(_) => {
+                self.report("beforeSend threw; the event is kept as it was");
+                Some(event)
+            }
+        }
+    }
+
     fn page_view(self: &Rc<Self>) {
         let props = self.browser.page_props();
         self.enqueue("page", "$pageview", &props);
@@ -220,8 +286,14 @@ impl Inner {
 
     /// Builds the event and queues it: no I/O here, only serialization.
     pub(crate) fn enqueue(self: &Rc<Self>, kind: &str, name: &str, props: &JsValue) {
-        if self.state.borrow().closed {
-            return;
+        {
+            let state = self.state.borrow();
+            if state.closed
+                || state.opted_out
+                || !telltale_core::delivery::sampled(&state.anonymous_id, self.config.sample_rate)
+            {
+                return;
+            }
         }
         if name.is_empty() {
             self.report("an event needs a name");
@@ -253,6 +325,10 @@ impl Inner {
             set("url", &JsValue::from_str(&url));
         }
         drop(state);
+        let event = match self.before_send(event) {
+            Some(event) => event,
+            None => return,
+        };
         let json = match JSON::stringify(&event) {
             Ok(s) => String::from(s),
             Err(_) => {
@@ -261,86 +337,12 @@ impl Inner {
             }
         };
         let length = self.state.borrow_mut().queue.push(QueuedEvent { id, json });
+        delivery::schedule_save(self);
         if length == self.config.flush_at {
             let inner = Rc::clone(self);
             wasm_bindgen_futures::spawn_local(async move {
                 inner.send(Flush::FullBatches).await;
             });
-        }
-    }
-
-    /// Sends batches until the queue is empty (or, for a size trigger, until less than a
-    /// full batch is left) or a send fails. Returns events delivered.
-    async fn send(self: Rc<Self>, mode: Flush) -> usize {
-        let mut delivered = 0;
-        let batch_size = self.config.flush_at.min(MAX_BATCH_EVENTS);
-        loop {
-            let (batch, dropped) = {
-                let mut state = self.state.borrow_mut();
-                if mode == Flush::FullBatches && state.queue.len() < batch_size {
-                    return delivered;
-                }
-                let batch = state.queue.take_batch(batch_size, MAX_BATCH_BYTES);
-                (batch, state.queue.dropped())
-            };
-            if batch.is_empty() {
-                return delivered;
-            }
-            let body = batch_body(now_ms() as i64, &random_uuid(), dropped, &batch);
-            match self
-                .browser
-                .post(&self.config.events_url(), &self.config.key, &body)
-                .await
-            {
-                Ok(status) if (200..300).contains(&status) => {
-                    delivered += batch.len();
-                    self.state.borrow_mut().queue.acknowledge_dropped(dropped);
-                }
-                Ok(status) if status == 408 || status == 429 || status >= 500 => {
-                    self.report(&format!("collector answered {status}; will retry"));
-                    self.state.borrow_mut().queue.requeue_front(batch);
-                    return delivered;
-                }
-                Ok(status) => {
-                    // Retrying cannot fix a 4xx: the batch is dropped, loudly.
-                    self.report(&format!(
-                        "collector refused a batch of {} events with {status}; dropped",
-                        batch.len()
-                    ));
-                }
-                Err(message) => {
-                    self.report(&format!("network error: {message}; will retry"));
-                    self.state.borrow_mut().queue.requeue_front(batch);
-                    return delivered;
-                }
-            }
-        }
-    }
-
-    /// On page hide: hand everything to `sendBeacon` (or keepalive fetch) in chunks that
-    /// fit the browser's keepalive budget.
-    fn flush_on_page_hide(&self) {
-        loop {
-            let (batch, dropped) = {
-                let mut state = self.state.borrow_mut();
-                let batch = state
-                    .queue
-                    .take_batch(MAX_BATCH_EVENTS, PAGE_HIDE_MAX_BYTES);
-                (batch, state.queue.dropped())
-            };
-            if batch.is_empty() {
-                return;
-            }
-            let body = batch_body(now_ms() as i64, &random_uuid(), dropped, &batch);
-            if self
-                .browser
-                .beacon(&self.config.beacon_url(), &self.config.key, &body)
-            {
-                self.state.borrow_mut().queue.acknowledge_dropped(dropped);
-            } else {
-                self.state.borrow_mut().queue.requeue_front(batch);
-                return;
-            }
         }
     }
 }

@@ -15,6 +15,42 @@ struct Faults {
     /// Every queue send fails.
     #[serde(default)]
     queue: bool,
+    /// The next ingest requests, one entry each: `500`, `503`, `429` (with Retry-After: 1)
+    /// answer that status without storing; `"store_then_500"` stores, then answers 500
+    /// (a lost response: the client must retry and the dedup must absorb it).
+    #[serde(default)]
+    ingest: Vec<IngestFault>,
+}
+
+/// One scripted ingest answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum IngestFault {
+    Status(u16),
+    Mode(IngestFaultMode),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestFaultMode {
+    #[serde(rename = "store_then_500")]
+    StoreThen500,
+}
+
+/// Takes the next scripted ingest answer, if fault injection is on and one is queued.
+pub async fn next_ingest_fault(env: &Env) -> Option<IngestFault> {
+    if !fault_injection_enabled(env) {
+        return None;
+    }
+    let store = kv(env).ok()?;
+    let mut list: Vec<IngestFault> = store.get("fault:ingest").json().await.ok()??;
+    if list.is_empty() {
+        return None;
+    }
+    let next = list.remove(0);
+    let text = serde_json::to_string(&list).ok()?;
+    store.put("fault:ingest", text).ok()?.execute().await.ok()?;
+    Some(next)
 }
 
 fn injection_enabled(env: &Env) -> Result<(), ApiError> {
@@ -34,6 +70,7 @@ async fn read_faults(env: &Env) -> Result<Faults, ApiError> {
     Ok(Faults {
         d1: store.get("fault:d1").text().await?.as_deref() == Some("on"),
         queue: store.get("fault:queue").text().await?.as_deref() == Some("on"),
+        ingest: store.get("fault:ingest").json().await?.unwrap_or_default(),
     })
 }
 
@@ -58,21 +95,52 @@ pub async fn put_faults(mut req: Request, env: &Env) -> ApiResult {
             store.delete(&key).await?;
         }
     }
+    if let Some(bad) = faults
+        .ingest
+        .iter()
+        .find(|f| matches!(f, IngestFault::Status(s) if ![429, 500, 503].contains(s)))
+    {
+        return Err(ApiError::new(
+            400,
+            "invalid_value",
+            format!("ingest faults are 429, 500, 503 or \"store_then_500\", not {bad:?}"),
+        )
+        .with_field("ingest"));
+    }
+    let text = serde_json::to_string(&faults.ingest)
+        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    store.put("fault:ingest", text)?.execute().await?;
     json(200, &read_faults(env).await?)
 }
 
 /// `GET /v1/admin/pipeline`: what waits in the spool.
 pub async fn pipeline(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
-    #[derive(Serialize)]
-    struct Status {
-        spooled_parts: usize,
+    #[derive(Deserialize)]
+    struct DropRow {
+        app: String,
+        dropped: f64,
     }
+    let db = env
+        .d1("DB")
+        .map_err(|e| ApiError::storage("opening D1", e))?;
+    let drops = db
+        .prepare("SELECT app, SUM(dropped) AS dropped FROM client_drops GROUP BY app ORDER BY app")
+        .all()
+        .await
+        .map_err(|e| ApiError::storage("reading client drops", e))?
+        .results::<DropRow>()?;
+    let client_dropped: serde_json::Map<String, serde_json::Value> = drops
+        .into_iter()
+        .map(|r| (r.app, serde_json::json!(r.dropped as u64)))
+        .collect();
     json(
         200,
-        &Status {
-            spooled_parts: spool_depth(env).await?,
-        },
+        &serde_json::json!({
+            "spooled_parts": spool_depth(env).await?,
+            // Events clients evicted (storage budget) and reported, per app.
+            "client_dropped": client_dropped,
+        }),
     )
 }
 

@@ -181,6 +181,18 @@ fn new_batch_id(now: i64) -> Result<String, ApiError> {
 async fn accept(mut req: Request, env: &Env, origin: Option<&str>) -> Result<Response, ApiError> {
     let app = authenticate(&req, env, origin).await?;
     rate_limit(&req, env, &app).await?;
+    let fault = crate::admin::next_ingest_fault(env).await;
+    if let Some(crate::admin::IngestFault::Status(status)) = fault {
+        let mut e = ApiError::new(
+            status,
+            "injected_fault",
+            format!("injected fault: {status}"),
+        );
+        if status == 429 {
+            e.retry_after_s = Some(1);
+        }
+        return Err(e);
+    }
     check_content_type(&req)?;
     let limits = Limits::default();
     let declared = req
@@ -265,6 +277,14 @@ async fn accept(mut req: Request, env: &Env, origin: Option<&str>) -> Result<Res
             app.id,
             batch.dropped
         );
+    }
+    if fault.is_some() {
+        // store_then_500: everything is queued, but the client never hears so.
+        return Err(ApiError::new(
+            500,
+            "injected_fault",
+            "injected fault: stored, then 500",
+        ));
     }
     if let Ok(put) = store.put(&memory_key, fingerprint) {
         if let Err(e) = put.expiration_ttl(BATCH_MEMORY_TTL_S).execute().await {

@@ -1,0 +1,270 @@
+// The SDK's delivery guarantees in headless Chromium against the real local collector:
+// offline and reload, server errors with Retry-After, a retry after the server already
+// stored a batch, storage limits and disabled storage, two tabs, consent and sampling.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { Collector, sleep, waitFor } from './harness.mjs';
+
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
+  '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'];
+
+let collector;
+let browser;
+before(async () => {
+  collector = await Collector.start();
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+});
+after(async () => {
+  await browser?.close();
+  await collector?.stop();
+});
+
+// A switch for "the network is down" that survives reloads of the tab: navigator.onLine
+// and fetch/sendBeacon to the collector fail while it is on. The collector stays real.
+const OFFLINE_SWITCH = () => {
+  const offline = () => sessionStorage.getItem('test:offline') === '1';
+  Object.defineProperty(Navigator.prototype, 'onLine', { get: () => !offline(), configurable: true });
+  const realFetch = window.fetch.bind(window);
+  const toCollector = (input) => /\/v1\//.test(String(input && input.url ? input.url : input));
+  window.fetch = (input, init) => (offline() && toCollector(input) ? Promise.reject(new TypeError('Failed to fetch (test offline)')) : realFetch(input, init));
+  const realBeacon = Navigator.prototype.sendBeacon;
+  Navigator.prototype.sendBeacon = function (url, data) { return offline() ? false : realBeacon.call(this, url, data); };
+  window.goOnline = () => { sessionStorage.removeItem('test:offline'); window.dispatchEvent(new Event('online')); };
+  window.goOffline = () => { sessionStorage.setItem('test:offline', '1'); window.dispatchEvent(new Event('offline')); };
+};
+
+async function open(context, initScripts = []) {
+  const page = await context.newPage();
+  for (const script of initScripts) await page.addInitScript(script);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${collector.url}/healthz`);
+  await loadSdk(page);
+  return { page, errors };
+}
+
+async function loadSdk(page) {
+  await page.evaluate(async () => {
+    const mod = await import('/sdk/telltale.js');
+    await mod.default();
+    window.Telltale = mod.Telltale;
+  });
+}
+
+async function appFor(id) {
+  return collector.createApp(id, [collector.url]);
+}
+
+function start(page, options) {
+  return page.evaluate((o) => {
+    window.errors = [];
+    window.tt = new window.Telltale({ flagMode: 'off', onError: (e) => window.errors.push(e.message), ...o });
+    return window.tt.anonymousId;
+  }, options);
+}
+
+describe('nothing lost', () => {
+  test('offline, 200 events, reload, online: exactly 200 arrive', async () => {
+    const app = await appFor('offline');
+    const context = await browser.newContext();
+    const { page, errors } = await open(context, [OFFLINE_SWITCH]);
+    await page.evaluate(() => window.goOffline());
+    await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 50, flushIntervalMs: 200 });
+    await page.evaluate(() => { for (let i = 0; i < 200; i++) window.tt.track('offline_event', { i }); });
+    await sleep(600); // timers fire while offline; nothing can leave
+    assert.equal(await collector.count('offline', 'offline_event'), null, 'nothing arrived while offline');
+    await page.reload();
+    await loadSdk(page);
+    const restored = await page.evaluate((o) => {
+      window.tt = new window.Telltale({ flagMode: 'off', ...o });
+      return window.tt.queueLength;
+    }, { endpoint: collector.url, key: app.ingest_key, flushAt: 50, flushIntervalMs: 200 });
+    assert.equal(restored, 200, 'the queue survived the reload');
+    await page.evaluate(() => window.goOnline());
+    await collector.waitForCount('offline', 'offline_event', 200);
+    await sleep(1500);
+    assert.equal(await collector.count('offline', 'offline_event'), 200);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test('500, then 429 with Retry-After: events arrive after the wait, once, with one batch id', async () => {
+    const app = await appFor('errors');
+    assert.equal((await collector.admin('PUT', '/v1/admin/faults', { ingest: [500, 429] })).status, 200);
+    const context = await browser.newContext();
+    const { page } = await open(context);
+    const posts = [];
+    page.on('request', (r) => { if (r.url().includes('/v1/events') && r.method() === 'POST') posts.push({ at: Date.now(), body: JSON.parse(r.postData()) }); });
+    await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 10, flushIntervalMs: 3_600_000 });
+    await page.evaluate(() => { for (let i = 0; i < 10; i++) window.tt.track('flaky', { i }); });
+    await collector.waitForCount('errors', 'flaky', 10);
+    assert.equal(posts.length, 3, JSON.stringify(posts.map((p) => p.body.batch_id)));
+    assert.equal(new Set(posts.map((p) => p.body.batch_id)).size, 1, 'a retry keeps its batch id');
+    assert.ok(posts[2].at - posts[1].at >= 950, `Retry-After honoured (${posts[2].at - posts[1].at} ms)`);
+    assert.ok(await page.evaluate(() => window.errors.some((e) => /answered 429/.test(e))));
+    await sleep(1000);
+    assert.equal(await collector.count('errors', 'flaky'), 10);
+    await context.close();
+  });
+
+  test('a retry after the server already stored the batch counts once', async () => {
+    const app = await appFor('stored');
+    assert.equal((await collector.admin('PUT', '/v1/admin/faults', { ingest: ['store_then_500'] })).status, 200);
+    const context = await browser.newContext();
+    const { page } = await open(context);
+    const posts = [];
+    page.on('request', (r) => { if (r.url().includes('/v1/events') && r.method() === 'POST') posts.push(JSON.parse(r.postData())); });
+    await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 5, flushIntervalMs: 3_600_000 });
+    await page.evaluate(() => { for (let i = 0; i < 5; i++) window.tt.track('twice', {}); });
+    await waitFor(() => posts.length >= 2, { what: 'the retry' });
+    assert.equal(posts[0].batch_id, posts[1].batch_id);
+    await collector.waitForCount('stored', 'twice', 5);
+    await sleep(1500);
+    assert.equal(await collector.count('stored', 'twice', { source: 'raw' }), 5);
+    assert.equal(await collector.count('stored', 'twice'), 5);
+    await context.close();
+  });
+
+  test('two tabs each track 100: exactly 200 arrive', async () => {
+    const app = await appFor('tabs');
+    const context = await browser.newContext();
+    const tabs = [await open(context), await open(context)];
+    const options = { endpoint: collector.url, key: app.ingest_key, flushAt: 20, flushIntervalMs: 300 };
+    await Promise.all(tabs.map(({ page }) => start(page, options)));
+    await Promise.all(tabs.map(({ page }, t) => page.evaluate((t) => { for (let i = 0; i < 100; i++) window.tt.track('tab_event', { t }); }, t)));
+    await collector.waitForCount('tabs', 'tab_event', 200);
+    await sleep(1500);
+    assert.equal(await collector.count('tabs', 'tab_event'), 200);
+    const byTab = await collector.stats({ app: 'tabs', event: 'tab_event', by: 't' });
+    assert.deepEqual(byTab.json.top, [{ value: '0', count: 100 }, { value: '1', count: 100 }]);
+    await context.close();
+  });
+});
+
+describe('storage limits never break the page', () => {
+  test('a full storage quota: no exception, events still delivered, the problem reported', async () => {
+    const app = await appFor('quota');
+    const context = await browser.newContext();
+    const { page, errors } = await open(context, [() => {
+      const real = Storage.prototype.setItem;
+      Storage.prototype.setItem = function (k, v) {
+        if (String(k).startsWith('telltale:q')) throw new DOMException('quota', 'QuotaExceededError');
+        return real.call(this, k, v);
+      };
+    }]);
+    await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 100, flushIntervalMs: 1000 });
+    await page.evaluate(() => { for (let i = 0; i < 10; i++) window.tt.track('quota_event', {}); });
+    await page.waitForFunction(() => window.errors.some((e) => /storage is full or blocked/.test(e)));
+    await collector.waitForCount('quota', 'quota_event', 10);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test('storage disabled (a locked-down webview): no exception, memory-only delivery', async () => {
+    const app = await appFor('nostorage');
+    const context = await browser.newContext();
+    const { page, errors } = await open(context, [() => {
+      Object.defineProperty(window, 'localStorage', { get() { throw new DOMException('denied', 'SecurityError'); } });
+      Object.defineProperty(window, 'sessionStorage', { get() { throw new DOMException('denied', 'SecurityError'); } });
+    }]);
+    await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 5, flushIntervalMs: 200 });
+    await page.evaluate(() => { for (let i = 0; i < 5; i++) window.tt.track('memory_only', {}); });
+    await collector.waitForCount('nostorage', 'memory_only', 5);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test('over the byte budget the oldest are evicted, counted, and the count reaches the collector', async () => {
+    const app = await appFor('budget');
+    const context = await browser.newContext();
+    const { page } = await open(context, [OFFLINE_SWITCH]);
+    await page.evaluate(() => window.goOffline());
+    await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 500, flushIntervalMs: 200, maxStorageBytes: 5000 });
+    await page.evaluate(() => { for (let i = 0; i < 100; i++) window.tt.track('budget_event', { pad: 'x'.repeat(100) }); });
+    const { queued, dropped } = await page.evaluate(() => ({ queued: window.tt.queueLength, dropped: window.tt.droppedCount }));
+    assert.equal(queued + dropped, 100);
+    assert.ok(dropped > 0 && queued > 0);
+    await page.evaluate(() => window.goOnline());
+    await collector.waitForCount('budget', 'budget_event', queued);
+    await waitFor(async () => (await collector.admin('GET', '/v1/admin/pipeline')).json.client_dropped.budget === dropped, { what: 'the drop report' });
+    await context.close();
+  });
+});
+
+describe('consent and privacy', () => {
+  test('optOut stops storing and sending, persists, and optIn resumes', async () => {
+    const app = await appFor('consent');
+    const context = await browser.newContext();
+    const { page } = await open(context);
+    const posts = [];
+    page.on('request', (r) => { if (r.url().includes('/v1/events') && r.method() === 'POST') posts.push(JSON.parse(r.postData())); });
+    const options = { endpoint: collector.url, key: app.ingest_key, flushAt: 1, flushIntervalMs: 200 };
+    await start(page, options);
+    const state = await page.evaluate(async () => {
+      window.tt.optOut();
+      for (let i = 0; i < 5; i++) window.tt.track('should_not_exist', {});
+      await window.tt.flush();
+      await new Promise((r) => setTimeout(r, 300));
+      const stored = Object.keys(localStorage).filter((k) => k.startsWith('telltale:q'));
+      return { queued: window.tt.queueLength, stored, optedOut: window.tt.optedOut };
+    });
+    assert.deepEqual(state, { queued: 0, stored: [], optedOut: true });
+    const again = await start(page, options).then(() => page.evaluate(() => window.tt.optedOut));
+    assert.equal(again, true, 'the choice persists');
+    await page.evaluate(() => { window.tt.optIn(); window.tt.track('after_opt_in', {}); });
+    await collector.waitForCount('consent', 'after_opt_in', 1);
+    assert.ok(posts.every((p) => p.events.every((e) => e.name !== 'should_not_exist')));
+    assert.equal(await page.evaluate(() => document.cookie), '', 'no cookies');
+    await context.close();
+  });
+
+  test('Global Privacy Control is respected by default, and configurable', async () => {
+    const context = await browser.newContext();
+    const { page } = await open(context, [() => { Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }); }]);
+    const result = await page.evaluate((endpoint) => {
+      const respected = new window.Telltale({ endpoint, key: 'k', flagMode: 'off' }).optedOut;
+      const overridden = new window.Telltale({ endpoint, key: 'k', flagMode: 'off', respectDoNotTrack: false }).optedOut;
+      return { respected, overridden };
+    }, collector.url);
+    assert.deepEqual(result, { respected: true, overridden: false });
+    await context.close();
+  });
+
+  test('sampleRate 0.5 over 1,000 anonymous ids keeps about half, with every event of each kept id', async () => {
+    const context = await browser.newContext();
+    const { page } = await open(context);
+    const result = await page.evaluate((endpoint) => {
+      const tt = new window.Telltale({ endpoint, key: 'k', flagMode: 'off', sampleRate: 0.5, flushAt: 500, maxQueue: 100000, flushIntervalMs: 3_600_000 });
+      let kept = 0; let partial = 0;
+      for (let i = 0; i < 1000; i++) {
+        tt.reset();
+        const before = tt.queueLength;
+        for (let j = 0; j < 3; j++) tt.track('sampled', {});
+        const added = tt.queueLength - before;
+        if (added === 3) kept++; else if (added !== 0) partial++;
+      }
+      return { kept, partial };
+    }, collector.url);
+    assert.equal(result.partial, 0);
+    assert.ok(result.kept >= 450 && result.kept <= 550, `kept ${result.kept}`);
+    await context.close();
+  });
+
+  test('beforeSend edits or drops events', async () => {
+    const app = await appFor('hooks');
+    const context = await browser.newContext();
+    const { page } = await open(context);
+    await page.evaluate((o) => {
+      window.tt = new window.Telltale({ ...o, flagMode: 'off', beforeSend: (e) => (e.name === 'secret' ? null : { ...e, props: { ...e.props, edited: true } }) });
+      window.tt.track('secret', {});
+      window.tt.track('public', { a: 1 });
+      return window.tt.flush();
+    }, { endpoint: collector.url, key: app.ingest_key, flushAt: 10, flushIntervalMs: 3_600_000 });
+    await collector.waitForCount('hooks', 'public', 1);
+    const top = await collector.stats({ app: 'hooks', event: 'public', by: 'edited' });
+    assert.deepEqual(top.json.top, [{ value: 'true', count: 1 }]);
+    assert.equal(await collector.count('hooks', 'secret'), null);
+    await context.close();
+  });
+});
