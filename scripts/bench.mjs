@@ -175,8 +175,33 @@ results.sqlite_with_aggregates_events_per_s = sqliteBaseline(true);
 results.sqlite_bare_events_per_s = sqliteBaseline(false);
 console.log(`SQLite baseline (in-process, ${EVENTS_PER_REQUEST} per transaction): ${results.sqlite_bare_events_per_s} events/s bare table, `
   + `${results.sqlite_with_aggregates_events_per_s} events/s with Telltale's schema and aggregation triggers`);
+/** `track()` in Chromium: ns per call over 100,000 calls (no network or storage on the call path). */
+async function trackCost(collector) {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: PATHS.chromium, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${collector.url}/healthz`);
+    return await page.evaluate(async ({ endpoint, key }) => {
+      const mod = await import('/sdk/telltale.js');
+      await mod.default();
+      const tt = new mod.Telltale({ endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxQueue: 100000, maxStorageBytes: 50000000 });
+      for (let i = 0; i < 2000; i++) tt.track('warmup', { i });
+      const n = 100000;
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) tt.track('bench_track', { i, plan: 'pro' });
+      const ms = performance.now() - t0;
+      return { calls: n, ns_per_call: Math.round((ms * 1e6) / n) };
+    }, { endpoint: collector.url, key: collector.ingestKey });
+  } finally {
+    await browser.close();
+  }
+}
+
 const collector = await Collector.start();
 try {
+  results.track = await trackCost(collector);
   results.ingest = await ingestThroughput(collector);
   results.flags_http = await evaluateLatency(collector);
 } finally {
@@ -187,6 +212,9 @@ console.log(`Ingest via wrangler dev (${TOTAL} events, ${REQUESTS} requests of $
   + `${results.ingest.accepted_events_per_s} events/s accepted (202), ${results.ingest.stored_events_per_s} events/s stored in D1 with aggregates`);
 console.log(`Ratios: stored/SQLite-with-aggregates = ${(results.ingest.stored_events_per_s / results.sqlite_with_aggregates_events_per_s).toFixed(3)}, `
   + `accepted/SQLite-bare = ${(results.ingest.accepted_events_per_s / results.sqlite_bare_events_per_s).toFixed(3)}`);
+const budget = JSON.parse(readFileSync(join(ROOT, 'sdk/size-budget.json'), 'utf8'));
+console.log(`SDK size vs budget: ${results.sdk.total_gzip} / ${budget.max_gzip_bytes} bytes (goal ${budget.goal_gzip_bytes}; ${(results.sdk.total_gzip / budget.goal_gzip_bytes).toFixed(1)}x the goal)`);
+console.log(`track() in Chromium: ${results.track.ns_per_call} ns per call over ${results.track.calls} calls`);
 const f = results.flags;
 console.log(`Flag evaluations (${FLAG_KEYS.length} flags x ${flagContexts.length} contexts): native ${f.native.per_second}/s (${f.native.ns_per_evaluation} ns), `
   + `wasm under Node ${f.wasm.per_second}/s (${f.wasm.ns_per_evaluation} ns) one call per flag, ${f.wasm_evaluate_all.per_second}/s (${f.wasm_evaluate_all.ns_per_evaluation} ns) with evaluateAll, `

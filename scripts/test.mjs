@@ -3,7 +3,8 @@
 // against `wrangler dev` and headless Chromium.
 //   npm test -- --e2e-only         skip lint and Rust tests
 //   npm test -- --file ingest      run only tests/e2e/*ingest*.test.mjs
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { ensureAll, log, PATHS, ROOT, run } from './toolchain.mjs';
 
@@ -12,6 +13,16 @@ const e2eOnly = args.includes('--e2e-only');
 const fileFilter = args.includes('--file') ? args[args.indexOf('--file') + 1] : '';
 
 ensureAll({ browser: true });
+
+// The size budget: measured on every run; over the budget fails the run.
+const budget = JSON.parse(readFileSync(join(ROOT, 'sdk/size-budget.json'), 'utf8'));
+const gz = (file) => gzipSync(readFileSync(join(PATHS.sdkPkg, file)), { level: 9 }).length;
+const size = gz('telltale_bg.wasm') + gz('telltale.js');
+log(`SDK size: ${size} bytes gzipped (budget ${budget.max_gzip_bytes}, goal ${budget.goal_gzip_bytes})`);
+if (size > budget.max_gzip_bytes) {
+  console.error(`SDK size ${size} bytes gzipped is over the budget of ${budget.max_gzip_bytes} in sdk/size-budget.json`);
+  process.exit(1);
+}
 
 if (!e2eOnly) {
   log('cargo fmt --check');
