@@ -199,7 +199,7 @@ async function trackCost(collector) {
   }
 }
 
-const collector = await Collector.start();
+const collector = await Collector.start({ devHooks: false });
 try {
   results.track = await trackCost(collector);
   results.ingest = await ingestThroughput(collector);

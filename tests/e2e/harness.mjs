@@ -48,9 +48,11 @@ export function makeEvent(overrides = {}) {
 }
 
 export class Collector {
-  static async start({ persistDir, vars = {} } = {}) {
+  /** `devHooks: false` runs without fault injection and evaluation overrides (benchmarks). */
+  static async start({ persistDir, vars = {}, devHooks = true } = {}) {
     const c = new Collector();
     c.extraVars = vars;
+    c.devHooks = devHooks;
     c.ownsDir = !persistDir;
     c.dir = persistDir || mkdtempSync(join(tmpdir(), 'telltale-e2e-'));
     await c.boot();
@@ -70,7 +72,7 @@ export class Collector {
     this.output = '';
     this.child = spawn(PATHS.node22, [PATHS.wrangler, 'dev', '--ip', '127.0.0.1', '--port', String(this.port),
       '--persist-to', this.dir, '--test-scheduled', '--inspector-port', String(await freePort()),
-      '--var', 'FAULT_INJECTION:on', '--var', 'EVAL_OVERRIDES:on', '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`,
+      ...(this.devHooks ? ['--var', 'FAULT_INJECTION:on', '--var', 'EVAL_OVERRIDES:on'] : []), '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`,
       ...Object.entries(this.extraVars || {}).flatMap(([k, v]) => ['--var', `${k}:${v}`])],
     { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (chunk) => { this.output = (this.output + chunk).slice(-200_000); };
