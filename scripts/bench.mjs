@@ -20,7 +20,7 @@ if (!process.versions.node.startsWith('22.')) {
   process.exit(r.status ?? 1);
 }
 
-const { Collector, makeEvent, uuidv7, waitFor } = await import('../tests/e2e/harness.mjs');
+const { Collector, launchChromium, makeEvent, uuidv7, waitFor } = await import('../tests/e2e/harness.mjs');
 const { DatabaseSync } = await import('node:sqlite');
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS || 200);
@@ -177,9 +177,7 @@ console.log(`SQLite baseline (in-process, ${EVENTS_PER_REQUEST} per transaction)
   + `${results.sqlite_with_aggregates_events_per_s} events/s with Telltale's schema and aggregation triggers`);
 /** `track()` in Chromium: ns per call over 100,000 calls (no network or storage on the call path). */
 async function trackCost(collector) {
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: PATHS.chromium, headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'] });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     await page.goto(`${collector.url}/healthz`);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { Collector, sleep, waitFor } from './harness.mjs';
+import { Collector, sleep, waitFor, launchChromium } from './harness.mjs';
 
 const PROBE_KEY = 'tt_probe_test_key';
 let partnerHealthy = true;
@@ -188,9 +188,7 @@ describe('pushed results and the API', () => {
 
 describe('the SDK and the demo page follow probe state', () => {
   test('probe(), onProbeChange, the banner and the hidden feature', async () => {
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'] });
+    const browser = await launchChromium();
     try {
       partnerHealthy = true;
       await cronUntil(async () => (await probeState()).state === 'up', 'probe up before the page opens');

@@ -3,17 +3,14 @@
 // stored a batch, storage limits and disabled storage, two tabs, consent and sampling.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { Collector, sleep, waitFor } from './harness.mjs';
+import { Collector, sleep, waitFor, launchChromium } from './harness.mjs';
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
-  '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'];
 
 let collector;
 let browser;
 before(async () => {
   collector = await Collector.start();
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

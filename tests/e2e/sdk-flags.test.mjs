@@ -4,18 +4,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { Collector } from './harness.mjs';
+import { Collector, launchChromium } from './harness.mjs';
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
-  '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'];
 const BOOL = [{ key: 'on', value: true }, { key: 'off', value: false }];
 
 let collector;
 let browser;
 before(async () => {
   collector = await Collector.start();
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   const admin = { Authorization: `Bearer ${collector.adminKey}` };
   const put = (key, body) => collector.request('PUT', `/v1/config/stage/flags/${key}`, { body, headers: admin });
   await put('checkout', { variants: BOOL, default_variant: 'off', rules: [{ id: 'teachers', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }], serve: { variant: 'on' } }] });
