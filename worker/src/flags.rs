@@ -287,7 +287,7 @@ pub fn with_etag(mut response: Response, etag: &str) -> ApiResult {
     Ok(response)
 }
 
-fn empty_304(etag: &str) -> ApiResult {
+pub fn empty_304(etag: &str) -> ApiResult {
     let headers = Headers::new();
     headers.set("ETag", etag)?;
     Ok(Response::empty()?.with_status(304).with_headers(headers))

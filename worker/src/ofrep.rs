@@ -4,12 +4,12 @@
 //! ETag/304) and `GET /ofrep/v1/configuration`. `targetingKey` becomes `user_id` (the
 //! default stickiness) unless the context sets `user_id` itself.
 
-use crate::flags::{authenticate, etag_for, not_modified, published, with_etag};
+use crate::flags::{authenticate, empty_304, etag_for, not_modified, published, with_etag};
 use crate::http::{json, now_ms, ApiResult};
 use serde_json::{json, Map, Value};
 use telltale_core::flags::engine::{error_code, reason};
 use telltale_core::flags::Decision;
-use worker::{Env, Headers, Request, Response};
+use worker::{Env, Request};
 
 fn context_of(body: &Value) -> Result<Map<String, Value>, String> {
     match body.get("context") {
@@ -64,10 +64,15 @@ async fn request_body(req: &mut Request) -> Result<Value, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))
 }
 
+/// The evaluation context of an OFREP request body (an empty body means no context).
+async fn read_context(req: &mut Request) -> Result<Map<String, Value>, String> {
+    context_of(&request_body(req).await?)
+}
+
 /// `POST /ofrep/v1/evaluate/flags/{key}`
 pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
     authenticate(&req, env).await?;
-    let ctx = match request_body(&mut req).await.and_then(|b| context_of(&b)) {
+    let ctx = match read_context(&mut req).await {
         Ok(ctx) => ctx,
         Err(details) => {
             return failure(
@@ -94,7 +99,7 @@ pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
 /// `POST /ofrep/v1/evaluate/flags` (bulk), with `ETag` and `If-None-Match`.
 pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
     authenticate(&req, env).await?;
-    let ctx = match request_body(&mut req).await.and_then(|b| context_of(&b)) {
+    let ctx = match read_context(&mut req).await {
         Ok(ctx) => ctx,
         Err(details) => {
             return failure(
@@ -109,9 +114,7 @@ pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
         &json!({"ofrep": Value::Object(ctx.clone())}),
     );
     if not_modified(&req, &etag)? {
-        let headers = Headers::new();
-        headers.set("ETag", &etag)?;
-        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+        return empty_304(&etag);
     }
     let flags: Vec<Value> = engine
         .evaluate_all(
