@@ -161,22 +161,30 @@ function upToDate(stampFile, inputs, outputs) {
 
 const RUST_INPUTS = ['Cargo.toml', 'Cargo.lock', 'core'].map((p) => join(ROOT, p));
 
+/** The npm package's wasm modules: the SDK core (always loaded) and the flag engine
+ * (loaded on demand by local mode). Each is `[cargo package, wasm-bindgen output name]`. */
+export const SDK_MODULES = [['telltale', 'telltale_wasm'], ['telltale-engine', 'telltale_engine']];
+
 /** Builds the npm package `telltale` into sdk/pkg and copies it to www/sdk for the demo. */
 export function buildSdk() {
   const stamp = join(ROOT, 'target/.telltale-sdk-stamp');
-  const inputs = [...RUST_INPUTS, join(ROOT, 'sdk/src'), join(ROOT, 'sdk/Cargo.toml'), join(ROOT, 'sdk/js'), join(ROOT, 'scripts/toolchain.mjs')];
-  const outputs = [join(PATHS.sdkPkg, 'telltale_bg.wasm'), join(PATHS.wwwSdk, 'telltale.js')];
+  const inputs = [...RUST_INPUTS, ...['sdk/src', 'sdk/js', 'sdk/Cargo.toml', 'sdk-engine', 'scripts/toolchain.mjs'].map((p) => join(ROOT, p))];
+  const outputs = [join(PATHS.sdkPkg, 'telltale_wasm_bg.wasm'), join(PATHS.sdkPkg, 'telltale_engine_bg.wasm'), join(PATHS.wwwSdk, 'telltale.js')];
   const { fresh, want } = upToDate(stamp, inputs, outputs);
   if (fresh) return;
-  log('building the SDK (wasm)');
-  run('cargo', ['build', '--quiet', '-p', 'telltale', '--target', 'wasm32-unknown-unknown', '--release']);
+  log('building the SDK (wasm core + flag engine)');
+  // One cargo run each: built together, the engine's std features would unify into the
+  // core's no_std dependencies.
+  for (const [pkg] of SDK_MODULES) run('cargo', ['build', '--quiet', '-p', pkg, '--target', 'wasm32-unknown-unknown', '--release']);
   rmSync(PATHS.sdkPkg, { recursive: true, force: true });
-  run(PATHS.wasmBindgen, [
-    join(ROOT, 'target/wasm32-unknown-unknown/release/telltale.wasm'),
-    '--out-dir', PATHS.sdkPkg, '--target', 'web', '--typescript',
-  ]);
-  const wasm = join(PATHS.sdkPkg, 'telltale_bg.wasm');
-  run(PATHS.wasmOpt, ['-Oz', wasm, '-o', wasm]);
+  for (const [, name] of SDK_MODULES) {
+    run(PATHS.wasmBindgen, [
+      join(ROOT, `target/wasm32-unknown-unknown/release/${name}.wasm`),
+      '--out-dir', PATHS.sdkPkg, '--target', 'web', '--typescript',
+    ]);
+    const wasm = join(PATHS.sdkPkg, `${name}_bg.wasm`);
+    run(PATHS.wasmOpt, ['-Oz', '--strip-debug', '--strip-producers', wasm, '-o', wasm]);
+  }
   for (const file of readdirSync(join(ROOT, 'sdk/js'))) {
     cpSync(join(ROOT, 'sdk/js', file), join(PATHS.sdkPkg, file));
   }
@@ -190,8 +198,13 @@ export function buildSdk() {
     main: 'telltale.js',
     module: 'telltale.js',
     types: 'telltale.d.ts',
-    exports: { '.': { types: './telltale.d.ts', default: './telltale.js' }, './telltale_bg.wasm': './telltale_bg.wasm' },
-    files: ['telltale.js', 'telltale.d.ts', 'telltale_bg.wasm', 'telltale_bg.wasm.d.ts', 'README.md'],
+    exports: {
+      '.': { types: './telltale.d.ts', default: './telltale.js' },
+      './engine': { types: './telltale_engine.d.ts', default: './telltale_engine.js' },
+      './telltale_wasm_bg.wasm': './telltale_wasm_bg.wasm',
+      './telltale_engine_bg.wasm': './telltale_engine_bg.wasm',
+    },
+    files: ['telltale.js', 'telltale.d.ts', 'README.md', ...SDK_MODULES.flatMap(([, n]) => [`${n}.js`, `${n}.d.ts`, `${n}_bg.wasm`])],
     sideEffects: false,
   }, null, 2) + '\n');
   rmSync(PATHS.wwwSdk, { recursive: true, force: true });

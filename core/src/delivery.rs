@@ -1,7 +1,8 @@
 //! Client delivery policy: what to do after a send, and who is sampled. Pure, so the
 //! SDK's retry and sampling rules are tested on the host.
 
-use crate::flags::hash::murmur3_32;
+use crate::hash::murmur3_32;
+use alloc::string::String;
 
 /// First retry delay; it doubles per attempt up to [`MAX_BACKOFF_MS`].
 pub const BASE_BACKOFF_MS: f64 = 1_000.0;
@@ -14,28 +15,43 @@ pub enum AfterSend {
     Delivered,
     /// Try the same batch (same id, same events) again at this time.
     RetryAt(f64),
-    /// Retrying cannot help (a 4xx other than 408/429): drop it, saying why.
-    Drop(String),
+    /// Retrying cannot help: the collector refused the batch with this status (a 4xx
+    /// other than 408/429). Drop it and say why.
+    Drop(u16),
 }
 
 /// Parses `Retry-After`: delay seconds, or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+/// Hand-rolled (no float parsing, no formatting) to keep the SDK's wasm small.
 pub fn retry_after_ms(value: &str, now_ms: f64) -> Option<f64> {
     let v = value.trim();
-    if let Ok(seconds) = v.parse::<f64>() {
-        return (seconds >= 0.0).then_some(seconds * 1000.0);
+    if let Some(seconds) = decimal(v) {
+        return Some(seconds as f64 * 1000.0);
     }
-    // "Sun, 06 Nov 1994 08:49:37 GMT" -> "1994-11-06T08:49:37Z"
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
+    // IMF-fixdate has fixed positions: "Sun, 06 Nov 1994 08:49:37 GMT".
+    let s = v.as_bytes();
+    if s.len() != 29 || &s[25..] != b" GMT" || s[3] != b',' || s[19] != b':' || s[22] != b':' {
         return None;
     }
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == parts[2])? + 1;
-    let text = format!("{}-{month:02}-{:0>2}T{}Z", parts[3], parts[1], parts[4]);
-    let at = crate::time::parse_rfc3339(&text)? as f64;
+    const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
+    let month = MONTHS.chunks(3).position(|m| m == &s[8..11])? as u32 + 1;
+    let number = |at: usize, len: usize| crate::time::digits(s, at, len);
+    let at = crate::time::utc_ms(
+        number(12, 4)?,
+        month,
+        u32::try_from(number(5, 2)?).ok()?,
+        [number(17, 2)?, number(20, 2)?, number(23, 2)?].map(|n| n.unsigned_abs()),
+    )? as f64;
     Some((at - now_ms).max(0.0))
+}
+
+/// A non-negative decimal integer of at most 12 digits.
+fn decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 12 {
+        return None;
+    }
+    text.bytes().try_fold(0u64, |acc, c| {
+        c.is_ascii_digit().then(|| acc * 10 + u64::from(c - b'0'))
+    })
 }
 
 /// Decides after a send. `status` is `None` for a network error. `jitter` is a random
@@ -61,7 +77,7 @@ pub fn after_send(
         },
         None | Some(408) => AfterSend::RetryAt(backoff()),
         Some(s) if s >= 500 => AfterSend::RetryAt(backoff()),
-        Some(s) => AfterSend::Drop(format!("the collector refused the batch with {s}")),
+        Some(s) => AfterSend::Drop(s),
     }
 }
 
@@ -88,14 +104,14 @@ mod tests {
             after_send(Some(202), None, 1, 0.0, 0.5),
             AfterSend::Delivered
         );
-        assert!(matches!(
+        assert_eq!(
             after_send(Some(400), None, 1, 0.0, 0.5),
-            AfterSend::Drop(_)
-        ));
-        assert!(matches!(
+            AfterSend::Drop(400)
+        );
+        assert_eq!(
             after_send(Some(413), None, 1, 0.0, 0.5),
-            AfterSend::Drop(_)
-        ));
+            AfterSend::Drop(413)
+        );
         for s in [None, Some(408), Some(500), Some(502), Some(429), Some(503)] {
             assert!(
                 matches!(after_send(s, None, 1, 0.0, 0.5), AfterSend::RetryAt(_)),
@@ -125,6 +141,14 @@ mod tests {
             AfterSend::RetryAt(MAX_RETRY_AFTER_MS)
         );
         assert_eq!(retry_after_ms("soon", 0.0), None);
+        assert_eq!(retry_after_ms("-1", 0.0), None);
+        assert_eq!(retry_after_ms("Thu, 01 Jan 1970 00:00:10 UTC", 0.0), None);
+        assert_eq!(retry_after_ms("Thu, 01 Foo 1970 00:00:10 GMT", 0.0), None);
+        assert_eq!(retry_after_ms("Thu, 31 Feb 2026 00:00:10 GMT", 0.0), None);
+        assert_eq!(
+            retry_after_ms("Sun, 22 Nov 2026 07:00:30 GMT", 1_795_330_800_000.0),
+            Some(30_000.0)
+        );
     }
 
     #[test]

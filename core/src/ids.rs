@@ -1,5 +1,7 @@
 //! Event and batch ids: UUIDv7 (RFC 9562), time-ordered, with randomness passed in.
 
+use alloc::string::String;
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes.
@@ -50,6 +52,34 @@ impl MonotonicUuidV7 {
     }
 }
 
+/// SplitMix64: the random part of event ids in the SDK, seeded once from
+/// `crypto.getRandomValues`. Ids need uniqueness, not secrecy, and one seeded generator
+/// keeps a Web Crypto call off every `track()`.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The 10 random bytes a UUIDv7 needs.
+    pub fn uuid_bytes(&mut self) -> [u8; 10] {
+        let (a, b) = (self.next_u64().to_le_bytes(), self.next_u64().to_le_bytes());
+        [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1]]
+    }
+}
+
 /// True for the canonical 8-4-4-4-12 hex form of any UUID version.
 pub fn is_uuid(text: &str) -> bool {
     let s = text.as_bytes();
@@ -96,6 +126,22 @@ mod tests {
         // A clock step back keeps the order.
         let later = ids.next(1_600_000_000_000, [0; 10]);
         assert!(later > previous);
+    }
+
+    #[test]
+    fn seeded_ids_differ_by_seed_and_never_repeat() {
+        // The published SplitMix64 reference output for seed 1234567.
+        assert_eq!(
+            SplitMix64::new(1_234_567).next_u64(),
+            6_457_827_717_110_365_317
+        );
+        let mut seen = std::collections::HashSet::new();
+        for seed in [1u64, 2] {
+            let mut rng = SplitMix64::new(seed);
+            for _ in 0..10_000 {
+                assert!(seen.insert(rng.uuid_bytes()));
+            }
+        }
     }
 
     #[test]

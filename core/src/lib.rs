@@ -19,17 +19,37 @@
 //! assert_eq!(batch.accepted[0].ts, 1_767_225_599_000);
 //! ```
 
-pub mod apps;
-pub mod auth;
-pub mod config;
+// Without `full` the crate is `no_std` (with `alloc`): the SDK's wasm then links no
+// panic-formatting machinery.
+#![cfg_attr(not(feature = "full"), no_std)]
+extern crate alloc;
+
+// Always built: what the browser SDK links. No dependencies, no formatting machinery,
+// so the SDK's wasm stays small.
 pub mod delivery;
-pub mod error;
-pub mod flags;
+pub mod hash;
 pub mod ids;
-pub mod ingest;
-pub mod probes;
+pub mod outbox;
 pub mod queue;
-pub mod stats;
 pub mod time;
 
+// The collector's and the flag engine's logic (feature `full`, on by default).
+#[cfg(feature = "full")]
+pub mod apps;
+#[cfg(feature = "full")]
+pub mod auth;
+#[cfg(feature = "full")]
+pub mod config;
+#[cfg(feature = "full")]
+pub mod error;
+#[cfg(feature = "full")]
+pub mod flags;
+#[cfg(feature = "full")]
+pub mod ingest;
+#[cfg(feature = "full")]
+pub mod probes;
+#[cfg(feature = "full")]
+pub mod stats;
+
+#[cfg(feature = "full")]
 pub use error::{FieldError, IngestError};

@@ -4,12 +4,12 @@
 //! Events are queued already serialized to JSON: the SDK pays serialization once, at
 //! `track()` time, and a batch body is plain string concatenation with exact byte sizes.
 
-use std::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
 
-/// One serialized event, with its id kept for dedup and diagnostics.
+/// One event, serialized to JSON (one line: `JSON.stringify` never writes a raw newline).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedEvent {
-    pub id: String,
     pub json: String,
 }
 
@@ -20,7 +20,9 @@ pub const ENVELOPE_OVERHEAD_BYTES: usize = 128;
 /// counted, so loss is reported instead of silent.
 #[derive(Debug, Default)]
 pub struct EventQueue {
-    pending: VecDeque<QueuedEvent>,
+    /// Oldest first. A Vec rather than a VecDeque: removals from the front are batched
+    /// (one `drain` per batch or eviction), and it is less code in the SDK's wasm.
+    pending: Vec<QueuedEvent>,
     capacity: usize,
     max_bytes: usize,
     bytes: usize,
@@ -31,7 +33,7 @@ impl EventQueue {
     /// A queue of at most `capacity` events and `max_bytes` of serialized events.
     pub fn new(capacity: usize, max_bytes: usize) -> Self {
         EventQueue {
-            pending: VecDeque::new(),
+            pending: Vec::new(),
             capacity: capacity.max(1),
             max_bytes: max_bytes.max(1),
             bytes: 0,
@@ -43,19 +45,25 @@ impl EventQueue {
     /// counted) while the queue is over its count or byte budget.
     pub fn push(&mut self, event: QueuedEvent) -> usize {
         self.bytes += event.json.len();
-        self.pending.push_back(event);
+        self.pending.push(event);
         self.evict_over_budget();
         self.pending.len()
     }
 
     fn evict_over_budget(&mut self) {
-        while self.pending.len() > self.capacity
-            || (self.bytes > self.max_bytes && self.pending.len() > 1)
-        {
-            if let Some(old) = self.pending.pop_front() {
-                self.bytes -= old.json.len();
-                self.dropped += 1;
-            }
+        let mut evict = self.pending.len().saturating_sub(self.capacity);
+        let mut bytes = self.bytes;
+        for old in &self.pending[..evict] {
+            bytes -= old.json.len();
+        }
+        while bytes > self.max_bytes && self.pending.len() - evict > 1 {
+            bytes -= self.pending[evict].json.len();
+            evict += 1;
+        }
+        if evict > 0 {
+            self.pending.drain(..evict);
+            self.bytes = bytes;
+            self.dropped += evict as u64;
         }
     }
 
@@ -92,35 +100,31 @@ impl EventQueue {
     /// `max_bytes` of body. The first event is always taken so that one oversized event
     /// cannot block the queue (the server will reject it and say why).
     pub fn take_batch(&mut self, max_events: usize, max_bytes: usize) -> Vec<QueuedEvent> {
-        let mut batch = Vec::new();
+        let mut count = 0;
         let mut bytes = ENVELOPE_OVERHEAD_BYTES;
-        while let Some(next) = self.pending.front() {
+        for next in &self.pending {
             let size = next.json.len() + 1;
-            if batch.len() >= max_events || (!batch.is_empty() && bytes + size > max_bytes) {
+            if count >= max_events || (count > 0 && bytes + size > max_bytes) {
                 break;
             }
             bytes += size;
-            if let Some(event) = self.pending.pop_front() {
-                self.bytes -= event.json.len();
-                batch.push(event);
-            }
+            self.bytes -= next.json.len();
+            count += 1;
         }
-        batch
+        self.pending.drain(..count).collect()
     }
 
     /// Puts a batch whose send failed back at the front, in its original order.
     pub fn requeue_front(&mut self, batch: Vec<QueuedEvent>) {
-        for event in batch.into_iter().rev() {
-            self.bytes += event.json.len();
-            self.pending.push_front(event);
-        }
+        self.bytes += batch.iter().map(|e| e.json.len()).sum::<usize>();
+        self.pending.splice(..0, batch);
         self.evict_over_budget();
     }
 
     /// Removes and returns everything, oldest first.
     pub fn drain_all(&mut self) -> Vec<QueuedEvent> {
         self.bytes = 0;
-        self.pending.drain(..).collect()
+        core::mem::take(&mut self.pending)
     }
 }
 
@@ -130,7 +134,7 @@ pub fn batch_body(sent_at_ms: i64, batch_id: &str, dropped: u64, events: &[Queue
         ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json.len() + 1).sum::<usize>(),
     );
     body.push_str("{\"sent_at\":");
-    body.push_str(&sent_at_ms.to_string());
+    push_decimal(&mut body, sent_at_ms.max(0).unsigned_abs());
     body.push_str(",\"batch_id\":\"");
     // Batch ids are UUIDs made by the SDK; anything else is dropped rather than escaped.
     if batch_id
@@ -142,7 +146,7 @@ pub fn batch_body(sent_at_ms: i64, batch_id: &str, dropped: u64, events: &[Queue
     body.push('"');
     if dropped > 0 {
         body.push_str(",\"dropped\":");
-        body.push_str(&dropped.to_string());
+        push_decimal(&mut body, dropped);
     }
     body.push_str(",\"events\":[");
     for (i, event) in events.iter().enumerate() {
@@ -155,14 +159,48 @@ pub fn batch_body(sent_at_ms: i64, batch_id: &str, dropped: u64, events: &[Queue
     body
 }
 
+/// Appends `n` in decimal (`to_string` would link the formatting machinery into the SDK).
+pub fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ev(n: usize, size: usize) -> QueuedEvent {
+        // About `size` + 8 bytes, as `{"n":"<size x>"}` would be.
+        let prefix = format!("{{\"n\":{n},\"p\":\"");
+        let pad = (size + 6).saturating_sub(prefix.len());
         QueuedEvent {
-            id: n.to_string(),
-            json: format!("{{\"n\":\"{}\"}}", "x".repeat(size)),
+            json: format!("{prefix}{}\"}}", "x".repeat(pad)),
+        }
+    }
+
+    fn n(e: &QueuedEvent) -> u64 {
+        serde_json::from_str::<serde_json::Value>(&e.json).unwrap()["n"]
+            .as_u64()
+            .unwrap()
+    }
+
+    #[test]
+    fn writes_decimals() {
+        for v in [0, 7, 10, 1_767_225_600_000, u64::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, v);
+            assert_eq!(s, v.to_string());
         }
     }
 
@@ -193,8 +231,8 @@ mod tests {
         }
         let batch = q.take_batch(3, 10_000);
         q.requeue_front(batch);
-        let ids: Vec<String> = q.drain_all().into_iter().map(|e| e.id).collect();
-        assert_eq!(ids, ["0", "1", "2", "3", "4"]);
+        let order: Vec<u64> = q.drain_all().iter().map(n).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4]);
     }
 
     #[test]
@@ -204,7 +242,7 @@ mod tests {
             q.push(ev(i, 1));
         }
         assert_eq!(q.dropped(), 2);
-        assert_eq!(q.take_batch(10, 10_000)[0].id, "2");
+        assert_eq!(n(&q.take_batch(10, 10_000)[0]), 2);
         q.acknowledge_dropped(1);
         assert_eq!(q.dropped(), 1);
         q.acknowledge_dropped(5);
@@ -219,7 +257,7 @@ mod tests {
         }
         assert!(q.bytes() <= 1_000);
         assert_eq!(q.len() as u64 + q.dropped(), 20);
-        assert_eq!(q.iter().next().map(|e| e.id.as_str()), Some("11"));
+        assert_eq!(q.iter().next().map(n), Some(11));
         let batch = q.take_batch(3, 1 << 20);
         q.requeue_front(batch);
         assert!(q.bytes() <= 1_000);

@@ -1,6 +1,9 @@
 //! UTC time on the wire and in the API: integer milliseconds since the Unix epoch, and
 //! RFC 3339 text that always ends in `Z`. No time zones other than UTC exist here.
 
+use alloc::format;
+use alloc::string::String;
+
 pub const MS_PER_SECOND: i64 = 1_000;
 pub const MS_PER_MINUTE: i64 = 60 * MS_PER_SECOND;
 pub const MS_PER_HOUR: i64 = 60 * MS_PER_MINUTE;
@@ -40,6 +43,19 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// Milliseconds since the epoch of a UTC calendar date and `[hour, minute, second]`;
+/// `None` for an impossible date or time (a leap second counts as :59).
+pub fn utc_ms(year: i64, month: u32, day: u32, [h, mi, sec]: [u64; 3]) -> Option<i64> {
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let clock_ms = (h * 3_600 + mi * 60 + sec.min(59)) as i64 * MS_PER_SECOND;
+    Some(days_from_civil(year, month, day) * MS_PER_DAY + clock_ms)
+}
+
 /// Formats milliseconds since the epoch as RFC 3339 in UTC, such as
 /// `2026-11-22T07:00:00Z`; milliseconds appear only when they are not zero.
 pub fn format_rfc3339(ms: i64) -> String {
@@ -57,7 +73,8 @@ pub fn format_rfc3339(ms: i64) -> String {
     }
 }
 
-fn digits(s: &[u8], at: usize, len: usize) -> Option<i64> {
+/// The decimal number in `s[at..at + len]` (digits only).
+pub(crate) fn digits(s: &[u8], at: usize, len: usize) -> Option<i64> {
     let part = s.get(at..at + len)?;
     part.iter().try_fold(0i64, |acc, &c| {
         c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))

@@ -1,348 +1,302 @@
-//! # telltale (browser SDK)
+//! # telltale (browser SDK, wasm core)
 //!
-//! Batched product analytics for web apps and mobile webviews, compiled to WebAssembly.
-//! The queue, batch assembly and ids come from `telltale-core`; this crate adapts them to
-//! the browser: `fetch`, `sendBeacon`, timers, DOM events and `localStorage`.
+//! The decisions of the npm package `telltale`, compiled to WebAssembly: option checks,
+//! event ids, sampling, consent, and the outbox (queue with count and byte budgets, one
+//! batch out at a time that keeps its id across retries, backoff and `Retry-After`,
+//! the persisted form, page-hide chunks). The package's JS shell (`js/telltale.js`) does
+//! the browser I/O around it (fetch, sendBeacon, storage, DOM events) and passes the time
+//! in. The logic itself lives in `telltale-core` and is tested on the host.
 //!
-//! ```js
-//! import init, { Telltale } from 'telltale';
-//! await init();
-//! const tt = new Telltale({ endpoint: 'https://collect.example.com', key: 'tt_ik_...' });
-//! tt.track('search', { query: 'rust' });
-//! await tt.flush();
-//! ```
+//! Nothing here formats with `format!` or parses JSON: both would link megabytes of
+//! machinery per user into a download whose budget is 18 KiB.
 
-mod browser;
-mod config;
-mod delivery;
-mod flag_api;
-mod flags;
+// On wasm32 the crate is `no_std`: a panic (which the code avoids) traps instead of
+// formatting a message, which keeps core::fmt out of the download.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+extern crate alloc;
 
-use crate::browser::{now_ms, random_uuid, Browser};
-use crate::config::Config;
-use gloo_timers::callback::Interval;
-use js_sys::{Object, Reflect, JSON};
-use std::cell::RefCell;
-use std::rc::Rc;
-use telltale_core::queue::{EventQueue, QueuedEvent};
+#[cfg(all(target_arch = "wasm32", not(test)))]
+#[panic_handler]
+fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+/// std is not linked on wasm32, so the allocator is named here: Talc, smaller than the
+/// dlmalloc std would bring.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+use alloc::string::String;
+use js_sys::Function;
+use telltale_core::delivery::{after_send, sampled, AfterSend};
+use telltale_core::hash::murmur3_32;
+use telltale_core::ids::{MonotonicUuidV7, SplitMix64};
+use telltale_core::outbox::{parse_persisted, BatchLimits, Next, Outbox};
+use telltale_core::queue::QueuedEvent;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 /// Largest body sent with `sendBeacon` / keepalive fetch: browsers cap in-flight
 /// keepalive bodies at 64 KiB.
-pub(crate) const PAGE_HIDE_MAX_BYTES: usize = 60 * 1024;
+pub const PAGE_HIDE_MAX_BYTES: usize = 60 * 1024;
 /// Largest body of a regular batch (the collector accepts 512 KiB).
-pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Largest batch (the collector accepts 500 events).
-pub(crate) const MAX_BATCH_EVENTS: usize = 500;
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// A tab whose persisted queue has not been written for this long is gone (live tabs
+/// rewrite theirs every few seconds while they hold events).
+pub const ORPHAN_AFTER_MS: f64 = 30_000.0;
 
-/// What a send drains.
+/// What [`Core::settle`] did with the batch.
+#[wasm_bindgen]
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flush {
-    /// Everything queued (timer, `flush()`, `shutdown()`).
-    All,
-    /// Only full batches (the queue reached `flushAt`); the rest waits for the timer.
-    FullBatches,
+pub enum Settled {
+    Delivered = 0,
+    Retry = 1,
+    Dropped = 2,
 }
 
-struct State {
-    queue: EventQueue,
-    anonymous_id: String,
-    user_id: Option<String>,
-    timer: Option<Interval>,
-    closed: bool,
-    /// A batch that failed and waits to be retried with the same id and events.
-    retry: Option<delivery::RetryBatch>,
-    retry_timer: Option<gloo_timers::callback::Timeout>,
-    save_scheduled: bool,
-    storage_warned: bool,
+/// The wasm core of one `Telltale` client. Not for direct use: the package's `Telltale`
+/// class wraps it.
+#[wasm_bindgen]
+pub struct Core {
+    flush_at: usize,
+    sample_rate: f64,
+    outbox: Outbox,
+    ids: MonotonicUuidV7,
+    rng: SplitMix64,
+    sampled: bool,
     opted_out: bool,
-    /// This page's id: its persisted queue is `telltale:q:<key>:<tab>`.
-    tab_id: String,
+    closed: bool,
+    last_settled: usize,
 }
 
-pub(crate) struct Inner {
-    config: Config,
-    browser: Browser,
-    state: RefCell<State>,
-    flags: RefCell<flags::FlagState>,
-    flag_listeners: RefCell<Vec<js_sys::Function>>,
-    probe_listeners: RefCell<Vec<js_sys::Function>>,
-    flag_timer: RefCell<Option<Interval>>,
-}
-
-/// The Telltale client. One per page is typical.
-#[wasm_bindgen]
-pub struct Telltale {
-    pub(crate) inner: Rc<Inner>,
+/// `n` as 8 lowercase hex digits.
+fn hex8(n: u32) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..8)
+        .rev()
+        .map(|i| char::from(HEX[((n >> (i * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 #[wasm_bindgen]
-impl Telltale {
-    /// Creates a client. Options: `endpoint` and `key` (required), `flushAt` (events per
-    /// batch, default 20), `flushIntervalMs` (default 5000), `maxQueue` (default 1000),
-    /// `autocapture` (clicks on `[data-track]` elements, default false), `capturePageviews`
-    /// (initial view and SPA route changes, default false), `onError` (a callback).
-    /// Throws only for invalid options.
+impl Core {
+    /// A core for options the shell has checked (see js/telltale.js), seeded with two
+    /// words from `crypto.getRandomValues`.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue) -> Result<Telltale, JsError> {
-        let config = Config::parse(&options).map_err(|e| JsError::new(&e))?;
-        let browser = Browser::new();
-        let anonymous_id = browser.load_or_create_anonymous_id();
-        let user_id = browser.load_user_id();
-        let flag_state = flags::FlagState::new(
-            config.flag_mode,
-            config.context.clone(),
-            config.bootstrap.clone(),
-        );
-        let inner = Rc::new(Inner {
-            flags: RefCell::new(flag_state),
-            flag_listeners: RefCell::new(Vec::new()),
-            probe_listeners: RefCell::new(Vec::new()),
-            flag_timer: RefCell::new(None),
-            state: RefCell::new(State {
-                queue: EventQueue::new(config.max_queue, config.max_storage_bytes),
-                retry: None,
-                retry_timer: None,
-                save_scheduled: false,
-                storage_warned: false,
-                opted_out: false,
-                tab_id: String::new(),
-                anonymous_id,
-                user_id,
-                timer: None,
-                closed: false,
-            }),
-            config,
-            browser,
-        });
-        let client = Telltale { inner };
-        delivery::restore(&client.inner);
-        client.start_timer();
-        client
-            .inner
-            .browser
-            .on_page_hide(Rc::downgrade(&client.inner), |inner| {
-                inner.flush_on_page_hide()
-            });
-        if client.inner.config.autocapture {
-            client.inner.browser.on_tracked_click(
-                Rc::downgrade(&client.inner),
-                |inner, name, props| {
-                    inner.enqueue("click", &name, &props);
-                },
-            );
+    pub fn new(
+        flush_at: u32,
+        max_queue: u32,
+        max_storage_bytes: u32,
+        sample_rate: f64,
+        seed_high: u32,
+        seed_low: u32,
+    ) -> Core {
+        Core {
+            flush_at: flush_at.max(1) as usize,
+            sample_rate,
+            outbox: Outbox::new(max_queue as usize, max_storage_bytes as usize),
+            ids: MonotonicUuidV7::default(),
+            rng: SplitMix64::new((u64::from(seed_high) << 32) | u64::from(seed_low)),
+            sampled: true,
+            opted_out: false,
+            closed: false,
+            last_settled: 0,
         }
-        flag_api::start(&client.inner);
-        if client.inner.config.capture_pageviews {
-            client
-                .inner
-                .browser
-                .on_route_change(Rc::downgrade(&client.inner), |inner| inner.page_view());
-            client.inner.page_view();
+    }
+
+    /// A new UUIDv7, monotonic within this page.
+    #[wasm_bindgen(js_name = nextId)]
+    pub fn next_id(&mut self, now_ms: f64) -> String {
+        let random = self.rng.uuid_bytes();
+        self.ids.next(now_ms.max(0.0) as u64, random)
+    }
+
+    /// Sets the anonymous id (loaded or new); sampling is decided per id.
+    #[wasm_bindgen(js_name = setAnonymousId)]
+    pub fn set_anonymous_id(&mut self, id: &str) {
+        self.sampled = sampled(id, self.sample_rate);
+    }
+
+    /// Whether `track()` records anything now: not shut down, not opted out, sampled in.
+    pub fn collecting(&self) -> bool {
+        !self.closed && !self.opted_out && self.sampled
+    }
+
+    /// Opting out forgets what is queued (the shell removes the persisted copy).
+    #[wasm_bindgen(js_name = setOptedOut)]
+    pub fn set_opted_out(&mut self, out: bool) {
+        self.opted_out = out;
+        if out {
+            self.outbox.clear();
         }
-        Ok(client)
     }
 
-    /// Records a custom event. `props` is a flat object of strings, numbers, booleans.
-    pub fn track(&self, name: &str, props: JsValue) {
-        self.inner.enqueue("track", name, &props);
-    }
-
-    /// Records a page view of the current URL (call it on SPA route changes, or set
-    /// `capturePageviews`).
-    pub fn page(&self) {
-        self.inner.page_view();
-    }
-
-    /// Links later events to a known user and records their traits.
-    pub fn identify(&self, user_id: &str, traits: JsValue) {
-        if user_id.is_empty() {
-            self.inner.report("identify() needs a non-empty user id");
-            return;
-        }
-        self.inner.state.borrow_mut().user_id = Some(user_id.to_string());
-        self.inner.browser.save_user_id(Some(user_id));
-        self.inner.enqueue("identify", "$identify", &traits);
-    }
-
-    /// Stops collection on this device (persisted): nothing is stored or sent until
-    /// `optIn()`. What was queued is discarded.
-    #[wasm_bindgen(js_name = optOut)]
-    pub fn opt_out(&self) {
-        delivery::set_opt_out(&self.inner, true);
-    }
-
-    /// Resumes collection after `optOut()` (or over Do Not Track / GPC, by explicit consent).
-    #[wasm_bindgen(js_name = optIn)]
-    pub fn opt_in(&self) {
-        delivery::set_opt_out(&self.inner, false);
-    }
-
-    /// Whether collection is off (opted out, or Do Not Track / GPC respected).
     #[wasm_bindgen(getter, js_name = optedOut)]
     pub fn opted_out(&self) -> bool {
-        self.inner.state.borrow().opted_out
+        self.opted_out
     }
 
-    /// Events dropped (budget eviction) and not yet reported to the collector.
+    /// After `shutdown()`: no more events are accepted.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Queues one serialized event. Returns true when a full batch is ready to send.
+    pub fn push(&mut self, json: String) -> bool {
+        if json.contains('\n') {
+            return false; // JSON.stringify never writes one; the persisted form needs lines
+        }
+        self.outbox.push(QueuedEvent { json }) >= self.flush_at
+    }
+
+    /// The next body to POST, or undefined (nothing to send, a send in flight, or a retry
+    /// that waits: see `retryAt`). With `onlyFull`, only a full batch starts.
+    #[wasm_bindgen(js_name = nextBody)]
+    pub fn next_body(&mut self, now_ms: f64, only_full: bool) -> Option<String> {
+        let limits = BatchLimits {
+            max_events: self.flush_at,
+            max_bytes: MAX_BATCH_BYTES,
+        };
+        if self.opted_out {
+            return None;
+        }
+        let (ids, rng) = (&mut self.ids, &mut self.rng);
+        let new_id = || ids.next(now_ms.max(0.0) as u64, rng.uuid_bytes());
+        match self.outbox.next(now_ms, limits, only_full, new_id) {
+            Next::Send(body) => Some(body),
+            Next::WaitUntil(_) | Next::Busy | Next::Idle => None,
+        }
+    }
+
+    /// When the batch that waits may be retried (ms since the epoch; 0 when none waits).
+    #[wasm_bindgen(js_name = retryAt)]
+    pub fn retry_at(&self) -> f64 {
+        self.outbox.retry_at().unwrap_or(0.0)
+    }
+
+    /// Applies the answer to the body `nextBody` gave: `status` 0 for a network error,
+    /// `retryAfter` the header if any, `jitter` a random number in [0, 1).
+    pub fn settle(
+        &mut self,
+        status: u16,
+        retry_after: Option<String>,
+        now_ms: f64,
+        jitter: f64,
+    ) -> Settled {
+        let status = (status != 0).then_some(status);
+        let attempt = self.outbox.attempts() + 1;
+        let outcome = after_send(status, retry_after.as_deref(), attempt, now_ms, jitter);
+        self.last_settled = self.outbox.settle(&outcome);
+        match outcome {
+            AfterSend::Delivered => Settled::Delivered,
+            AfterSend::RetryAt(_) => Settled::Retry,
+            AfterSend::Drop(_) => Settled::Dropped,
+        }
+    }
+
+    /// Events the last `settle` delivered or dropped.
+    #[wasm_bindgen(getter, js_name = lastSettled)]
+    pub fn last_settled(&self) -> u32 {
+        self.last_settled as u32
+    }
+
+    /// Back online: a batch that waits goes at once.
+    #[wasm_bindgen(js_name = retryNow)]
+    pub fn retry_now(&mut self) {
+        self.outbox.retry_now();
+    }
+
+    /// On page hide: hands everything to `beacon(body) -> boolean` in chunks that fit the
+    /// keepalive budget. Returns the events handed over.
+    #[wasm_bindgen(js_name = drainForPageHide)]
+    pub fn drain_for_page_hide(&mut self, now_ms: f64, beacon: &Function) -> u32 {
+        if self.opted_out {
+            return 0;
+        }
+        let (ids, rng) = (&mut self.ids, &mut self.rng);
+        let new_id = || ids.next(now_ms.max(0.0) as u64, rng.uuid_bytes());
+        let send = |body: &str| {
+            beacon
+                .call1(&JsValue::NULL, &JsValue::from_str(body))
+                .is_ok_and(|accepted| accepted.is_truthy())
+        };
+        self.outbox
+            .drain_for_page_hide(now_ms, PAGE_HIDE_MAX_BYTES, new_id, send) as u32
+    }
+
+    /// The text to persist (undefined: nothing to keep, remove the stored copy).
+    pub fn persist(&self, now_ms: f64) -> Option<String> {
+        if self.opted_out {
+            return None;
+        }
+        self.outbox.persist(now_ms)
+    }
+
+    /// Takes in a persisted queue found at start. `own` is this tab's (a reload); another
+    /// tab's is taken only when that tab is gone. Returns the events taken, -1 when the
+    /// queue belongs to a live tab (leave it), -2 when the text is not a queue (remove it).
+    pub fn adopt(&mut self, text: &str, now_ms: f64, own: bool) -> i32 {
+        let Some(saved) = parse_persisted(text) else {
+            return -2;
+        };
+        if !own && now_ms - (saved.saved_at_ms as f64) < ORPHAN_AFTER_MS {
+            return -1;
+        }
+        if self.opted_out {
+            return 0;
+        }
+        self.outbox.adopt(saved) as i32
+    }
+
+    /// Events not yet delivered (queued, in flight or waiting to be retried).
+    #[wasm_bindgen(getter, js_name = queueLength)]
+    pub fn queue_length(&self) -> u32 {
+        self.outbox.len() as u32
+    }
+
+    /// Events evicted by the budget and not yet reported to the collector.
     #[wasm_bindgen(getter, js_name = droppedCount)]
     pub fn dropped_count(&self) -> f64 {
-        self.inner.state.borrow().queue.dropped() as f64
+        self.outbox.dropped() as f64
     }
 
-    /// Forgets the user (on logout): later events are anonymous again.
-    pub fn reset(&self) {
-        let mut state = self.inner.state.borrow_mut();
-        state.user_id = None;
-        state.anonymous_id = random_uuid();
-        self.inner.browser.save_user_id(None);
-        self.inner.browser.save_anonymous_id(&state.anonymous_id);
-    }
-
-    /// The id that groups this browser's events while the user is unknown.
-    #[wasm_bindgen(getter, js_name = anonymousId)]
-    pub fn anonymous_id(&self) -> String {
-        self.inner.state.borrow().anonymous_id.clone()
-    }
-
-    /// Events waiting to be sent.
-    #[wasm_bindgen(getter, js_name = queueLength)]
-    pub fn queue_length(&self) -> usize {
-        let state = self.inner.state.borrow();
-        state.queue.len() + state.retry.as_ref().map_or(0, |r| r.events.len())
-    }
-
-    /// Sends everything queued now. Resolves to the number of events the collector
-    /// acknowledged; never rejects (failures go to `onError` and stay queued).
-    pub fn flush(&self) -> js_sys::Promise {
-        let inner = Rc::clone(&self.inner);
-        wasm_bindgen_futures::future_to_promise(async move {
-            Ok(JsValue::from(inner.send(Flush::All).await as u32))
-        })
-    }
-
-    /// Stops timers and listeners' effects and sends what is queued.
-    pub fn shutdown(&self) -> js_sys::Promise {
-        {
-            let mut state = self.inner.state.borrow_mut();
-            state.closed = true;
-            state.timer = None; // dropping the Interval cancels it
-            state.retry_timer = None;
-        }
-        *self.inner.flag_timer.borrow_mut() = None;
-        self.flush()
+    /// Whether there is something to send or persist.
+    #[wasm_bindgen(getter, js_name = hasWork)]
+    pub fn has_work(&self) -> bool {
+        !self.outbox.is_empty()
     }
 }
 
-impl Telltale {
-    fn start_timer(&self) {
-        let weak = Rc::downgrade(&self.inner);
-        let timer = Interval::new(self.inner.config.flush_interval_ms, move || {
-            if let Some(inner) = weak.upgrade() {
-                let state = inner.state.borrow();
-                let work = !state.queue.is_empty() || state.retry.is_some();
-                drop(state);
-                if work {
-                    // Also a heartbeat: a live tab's persisted queue is never adopted.
-                    delivery::schedule_save(&inner);
-                    wasm_bindgen_futures::spawn_local(async move {
-                        inner.send(Flush::All).await;
-                    });
-                }
-            }
-        });
-        self.inner.state.borrow_mut().timer = Some(timer);
-    }
+/// MurmurHash3 (x86, 32-bit) of a string's UTF-8 bytes, as 8 hex digits: names storage
+/// keys (flag caches per context) without storing the context.
+#[wasm_bindgen(js_name = hashKey)]
+pub fn hash_key(text: &str) -> String {
+    hex8(murmur3_32(text.as_bytes(), 0))
 }
 
-impl Inner {
-    pub(crate) fn report(&self, message: &str) {
-        self.browser
-            .report_error(self.config.on_error.as_ref(), message);
+/// Delay before the next flag refresh after `failures` failed ones: 1 s doubling to
+/// 5 min (the shell adds up to 20% jitter).
+#[wasm_bindgen(js_name = refreshBackoffMs)]
+pub fn refresh_backoff_ms(failures: u32) -> f64 {
+    let exp = failures.saturating_sub(1).min(9);
+    (1_000.0 * f64::from(1u32 << exp)).min(300_000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_keys() {
+        assert_eq!(hex8(0), "00000000");
+        assert_eq!(hex8(0xdead_beef), "deadbeef");
+        assert_eq!(hash_key(""), "00000000");
     }
 
-    /// Runs the `beforeSend` hook: it may return an edited event, or null/false to drop it.
-    /// A hook that throws keeps the event (never lose data silently) and is reported.
-    fn before_send(&self, event: Object) -> Option<Object> {
-        let Some(hook) = &self.config.before_send else {
-            return Some(event);
-        };
-        match hook.call1(&JsValue::NULL, &event) {
-            Ok(v) if v.is_null() || v.is_undefined() || v.as_bool() == Some(false) => None,
-            Ok(v) if v.is_object() => Some(v.unchecked_into()),
-            Ok(_) => Some(event),
-            Err(_) => {
-                self.report("beforeSend threw; the event is kept as it was");
-                Some(event)
-            }
-        }
-    }
-
-    fn page_view(self: &Rc<Self>) {
-        let props = self.browser.page_props();
-        self.enqueue("page", "$pageview", &props);
-    }
-
-    /// Builds the event and queues it: no I/O here, only serialization.
-    pub(crate) fn enqueue(self: &Rc<Self>, kind: &str, name: &str, props: &JsValue) {
-        {
-            let state = self.state.borrow();
-            if state.closed
-                || state.opted_out
-                || !telltale_core::delivery::sampled(&state.anonymous_id, self.config.sample_rate)
-            {
-                return;
-            }
-        }
-        if name.is_empty() {
-            self.report("an event needs a name");
-            return;
-        }
-        let flat_props = match self.browser.flat_props(props) {
-            Ok(p) => p,
-            Err(message) => {
-                self.report(&message);
-                return;
-            }
-        };
-        let id = random_uuid();
-        let event = Object::new();
-        let state = self.state.borrow();
-        let set = |k: &str, v: &JsValue| {
-            let _ = Reflect::set(&event, &JsValue::from_str(k), v);
-        };
-        set("id", &JsValue::from_str(&id));
-        set("type", &JsValue::from_str(kind));
-        set("name", &JsValue::from_str(name));
-        set("ts", &JsValue::from_f64(now_ms()));
-        set("anonymous_id", &JsValue::from_str(&state.anonymous_id));
-        if let Some(user_id) = &state.user_id {
-            set("user_id", &JsValue::from_str(user_id));
-        }
-        set("props", &flat_props);
-        if let Some(url) = self.browser.current_url() {
-            set("url", &JsValue::from_str(&url));
-        }
-        drop(state);
-        let event = match self.before_send(event) {
-            Some(event) => event,
-            None => return,
-        };
-        let json = match JSON::stringify(&event) {
-            Ok(s) => String::from(s),
-            Err(_) => {
-                self.report("event could not be serialized");
-                return;
-            }
-        };
-        let length = self.state.borrow_mut().queue.push(QueuedEvent { id, json });
-        delivery::schedule_save(self);
-        if length == self.config.flush_at {
-            let inner = Rc::clone(self);
-            wasm_bindgen_futures::spawn_local(async move {
-                inner.send(Flush::FullBatches).await;
-            });
-        }
+    #[test]
+    fn refresh_backs_off_exponentially_with_a_cap() {
+        assert_eq!(refresh_backoff_ms(1), 1_000.0);
+        assert_eq!(refresh_backoff_ms(3), 4_000.0);
+        assert_eq!(refresh_backoff_ms(30), 300_000.0);
     }
 }

@@ -5,7 +5,8 @@
 //! context, given probe states and the time. [`hash`] documents the bucketing contract.
 
 pub mod engine;
-pub mod hash;
+/// Bucketing lives at the crate root (the light SDK build uses it without the engine).
+pub use crate::hash;
 pub mod model;
 pub mod semver;
 

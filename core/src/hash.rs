@@ -5,6 +5,8 @@
 //! one). 100,000 buckets give rollout percentages three decimals of precision. This is a
 //! published contract: the test vectors pin actual bucket numbers, so it must never change.
 
+use alloc::string::String;
+
 /// The number of buckets.
 pub const BUCKETS: u32 = 100_000;
 

@@ -1,0 +1,574 @@
+// telltale: the package entry. The decisions (outbox, byte budget, batches, retries and
+// their timing, persisted form, page-hide chunks, ids, sampling) are made by the wasm core
+// (src/lib.rs over telltale-core); this shell does the browser I/O around it: fetch,
+// sendBeacon, storage, timers, DOM events, and the flags client. Nothing here may throw
+// into the host page: every entry point catches and reports to `onError`.
+
+import init, { Core, Settled, hashKey, refreshBackoffMs } from './telltale_wasm.js';
+
+export { init as default, init };
+
+const OPTIONS = {
+  endpoint: 'url', key: 'string', flushAt: [1, 500, 20], flushIntervalMs: [50, 3600000, 5000],
+  maxQueue: [1, 100000, 1000], maxStorageBytes: [1000, 50000000, 1000000], flagRefreshMs: [0, 86400000, 60000],
+  autocapture: 'boolean', capturePageviews: 'boolean', respectDoNotTrack: 'boolean', flagMode: 'mode',
+  sampleRate: 'rate', onError: 'function', beforeSend: 'function', context: 'object', bootstrap: 'object',
+};
+const ANON_KEY = 'telltale:anonymous_id';
+const USER_KEY = 'telltale:user_id';
+const OPT_OUT_KEY = 'telltale:optout';
+const TAB_KEY = 'telltale:tab';
+const MAX_URL_CHARS = 2048;
+/// Live tabs rewrite their persisted queue this often, so others never adopt it.
+const HEARTBEAT_MS = 10000;
+
+const fail = (message) => { throw new Error('telltale: ' + message); };
+
+/** Checks the options and fills in defaults; throws `telltale: ...` for a bad one. */
+function checkOptions(options) {
+  if (!options || typeof options !== 'object') fail('pass an options object: new Telltale({ endpoint, key })');
+  for (const name of Object.keys(options)) {
+    if (!Object.hasOwn(OPTIONS, name)) fail(`unknown option \`${name}\`; known: ${Object.keys(OPTIONS).join(', ')}`);
+  }
+  const out = {};
+  for (const [name, kind] of Object.entries(OPTIONS)) {
+    const v = options[name];
+    const must = (what) => fail(`option \`${name}\` must be ${what}`);
+    if (v == null) {
+      if (kind === 'url' || kind === 'string') fail(`option \`${name}\` is required and must be a non-empty string`);
+      out[name] = Array.isArray(kind) ? kind[2] : kind === 'rate' ? 1 : kind === 'mode' ? 'remote' : kind === 'object' ? {} : name === 'respectDoNotTrack' ? true : kind === 'boolean' ? false : undefined;
+      continue;
+    }
+    if (Array.isArray(kind)) {
+      if (!Number.isInteger(v) || v < kind[0] || v > kind[1]) must(`an integer from ${kind[0]} to ${kind[1]}`);
+    } else if (kind === 'url' || kind === 'string') {
+      if (typeof v !== 'string' || !v) fail(`option \`${name}\` is required and must be a non-empty string`);
+      if (kind === 'url' && !/^https?:\/\//.test(v)) must('an http(s) URL');
+    } else if (kind === 'rate') {
+      if (typeof v !== 'number' || !(v >= 0 && v <= 1)) must('a number from 0 to 1');
+    } else if (kind === 'mode') {
+      if (!['remote', 'local', 'off'].includes(v)) must('remote, local or off');
+    } else if (kind === 'object') {
+      if (typeof v !== 'object' || Array.isArray(v)) must('a plain object');
+    } else if (typeof v !== kind) {
+      must(`a ${kind}`);
+    }
+    out[name] = v;
+  }
+  out.endpoint = out.endpoint.replace(/\/+$/, '');
+  return out;
+}
+
+/** Web storage that never throws: undefined where it is disabled, false when full. */
+function storage(area) {
+  let s;
+  try { s = globalThis[area]; s.length; } catch { s = undefined; }
+  return {
+    get(key) { try { return s?.getItem(key) || undefined; } catch { return undefined; } },
+    set(key, value) { try { s.setItem(key, value); return true; } catch { return false; } },
+    remove(key) { try { s?.removeItem(key); } catch { /* blocked */ } },
+    keys(prefix) {
+      try { return Object.keys(s).filter((k) => k.startsWith(prefix)); } catch { return []; }
+    },
+  };
+}
+
+/** A GET or POST with the key. Resolves to {status, text, etag, retryAfter}; never rejects
+ * (a network error is status 0 with `error`). */
+async function request(url, key, body, etag) {
+  const headers = { Authorization: 'Bearer ' + key };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (etag) headers['If-None-Match'] = etag;
+  try {
+    const r = await fetch(url, { method: body === undefined ? 'GET' : 'POST', headers, body });
+    const h = (name) => r.headers.get(name) || undefined;
+    return { status: r.status, text: await r.text().catch(() => ''), etag: h('ETag'), retryAfter: h('Retry-After') };
+  } catch (e) {
+    return { status: 0, error: e?.message || 'fetch failed' };
+  }
+}
+
+/** Props as a fresh flat object, or an error message. */
+function flatProps(props) {
+  const out = {};
+  if (props == null) return out;
+  if (typeof props !== 'object' || Array.isArray(props)) return 'props must be a plain object';
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined) continue;
+    const t = typeof v;
+    if (!(v === null || t === 'string' || t === 'boolean' || (t === 'number' && Number.isFinite(v)))) {
+      return `prop \`${k}\` must be a string, finite number, boolean or null`;
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
+/** Canonical JSON (keys sorted at every level): the flag cache is keyed by context. */
+const canonical = (v) => v && typeof v === 'object'
+  ? Array.isArray(v) ? `[${v.map(canonical)}]` : `{${Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canonical(v[k]))}}`
+  : JSON.stringify(v) ?? 'null';
+
+const on = (target, type, fn, capture) => target?.addEventListener?.(type, fn, capture);
+
+let enginePromise;
+/** The flag engine (a second wasm module), loaded once, on first use by local mode. */
+function loadEngine() {
+  enginePromise ??= import('./telltale_engine.js').then(async (m) => { await m.default(); return m; });
+  return enginePromise;
+}
+
+export class Telltale {
+  #o; #core; #local = storage('localStorage'); #anon; #user; #timers = []; #retryTimer;
+  #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix;
+  #sending = Promise.resolve(0);
+  // flags
+  #decisions = new Map(); #probes = {}; #exposed = new Set(); #etag; #failures = 0; #nextFetchAt = 0;
+  #context; #engine; #flagListeners = []; #probeListeners = [];
+
+  /** Creates a client; throws (only) for invalid options. See telltale.d.ts for options. */
+  constructor(options) {
+    const o = this.#o = checkOptions(options);
+    const seed = new Uint32Array(2);
+    try { crypto.getRandomValues(seed); } catch { seed[0] = Math.random() * 2 ** 32; seed[1] = Date.now(); }
+    this.#core = new Core(o.flushAt, o.maxQueue, o.maxStorageBytes, o.sampleRate, seed[0], seed[1]);
+    this.#setAnonymous(this.#local.get(ANON_KEY));
+    this.#user = this.#local.get(USER_KEY);
+    const session = storage('sessionStorage');
+    let tab = session.get(TAB_KEY);
+    if (!tab) session.set(TAB_KEY, tab = this.#core.nextId(Date.now()));
+    this.#prefix = `telltale:q:${hashKey(o.key)}:`;
+    this.#queueKey = this.#prefix + tab;
+    const signal = o.respectDoNotTrack && (navigator.doNotTrack === '1' || globalThis.doNotTrack === '1' || navigator.globalPrivacyControl === true);
+    if (this.#local.get(OPT_OUT_KEY) === '1' || signal) this.#core.setOptedOut(true);
+    this.#guard(() => this.#restore());
+    this.#every(o.flushIntervalMs, () => this.#core.hasWork && this.#send(false));
+    // Also a heartbeat: a live tab's persisted queue is never adopted by another tab.
+    this.#every(HEARTBEAT_MS, () => this.#core.hasWork && this.#save());
+    const hide = () => this.#guard(() => this.#pageHidden());
+    on(globalThis, 'pagehide', hide);
+    on(globalThis.document, 'visibilitychange', () => document.visibilityState === 'hidden' ? hide() : this.#refresh(false));
+    on(globalThis, 'online', () => { this.#core.retryNow(); this.#send(false); });
+    if (o.autocapture) on(globalThis.document, 'click', (e) => this.#guard(() => this.#click(e)), true);
+    this.#startFlags();
+    if (o.capturePageviews) {
+      this.#watchRoutes();
+      this.page();
+    }
+  }
+
+  // ---- analytics ----
+
+  /** Records a custom event; `props` is a flat object of strings, numbers, booleans, nulls. */
+  track(name, props) { this.#guard(() => this.#enqueue('track', name, props)); }
+
+  /** Records a view of the current page (SPA route changes: or set `capturePageviews`). */
+  page() {
+    this.#guard(() => {
+      const props = { path: location.pathname, title: document.title };
+      if (document.referrer) props.referrer = document.referrer;
+      this.#enqueue('page', '$pageview', props);
+    });
+  }
+
+  /** Links later events to a known user and records their traits. */
+  identify(userId, traits) {
+    this.#guard(() => {
+      if (typeof userId !== 'string' || !userId) return this.#report('identify() needs a non-empty user id');
+      this.#user = userId;
+      this.#local.set(USER_KEY, userId);
+      this.#enqueue('identify', '$identify', traits);
+    });
+  }
+
+  /** Forgets the user (on logout): later events are anonymous again, under a new id. */
+  reset() {
+    this.#guard(() => {
+      this.#user = undefined;
+      this.#local.remove(USER_KEY);
+      this.#setAnonymous(undefined);
+    });
+  }
+
+  /** Stops collection on this device (persisted); what was queued is discarded. */
+  optOut() {
+    this.#guard(() => {
+      this.#core.setOptedOut(true);
+      this.#local.remove(this.#queueKey);
+      this.#local.set(OPT_OUT_KEY, '1');
+    });
+  }
+
+  /** Resumes collection after `optOut()` (or over Do Not Track / GPC, as explicit consent). */
+  optIn() {
+    this.#guard(() => {
+      this.#core.setOptedOut(false);
+      this.#local.remove(OPT_OUT_KEY);
+    });
+  }
+
+  /** Whether collection is off (opted out, or Do Not Track / GPC respected). */
+  get optedOut() { return this.#core.optedOut; }
+  /** Events evicted by the byte or count budget and not yet reported to the collector. */
+  get droppedCount() { return this.#core.droppedCount; }
+  /** The id that groups this browser's events while the user is unknown. */
+  get anonymousId() { return this.#anon; }
+  /** Events not yet delivered. */
+  get queueLength() { return this.#core.queueLength; }
+
+  /** Sends everything queued now. Resolves to the events the collector acknowledged;
+   * never rejects (failures go to `onError`, and the events stay queued). */
+  flush() { return this.#send(false); }
+
+  /** Cancels timers and sends what is queued; later calls record nothing. */
+  shutdown() {
+    this.#closed = true;
+    this.#core.close();
+    this.#timers.forEach(clearInterval);
+    clearTimeout(this.#retryTimer);
+    return this.flush();
+  }
+
+  #guard(fn) {
+    try { return fn(); } catch (e) { this.#report(e?.message || String(e)); }
+  }
+
+  #report(message) {
+    const error = new Error('telltale: ' + message);
+    try {
+      if (this.#o.onError) this.#o.onError(error);
+      else console.warn(error.message);
+    } catch { /* a throwing onError must not break the page either */ }
+  }
+
+  #every(ms, fn) {
+    if (ms > 0) this.#timers.push(setInterval(() => this.#guard(fn), ms));
+  }
+
+  #setAnonymous(id) {
+    if (!id) this.#local.set(ANON_KEY, id = this.#core.nextId(Date.now()));
+    this.#anon = id;
+    this.#core.setAnonymousId(id);
+  }
+
+  /** Builds the event and queues it: no network or storage I/O on this path. */
+  #enqueue(type, name, props) {
+    const core = this.#core;
+    if (!core.collecting()) return;
+    if (typeof name !== 'string' || !name) return this.#report('an event needs a name');
+    const flat = flatProps(props);
+    if (typeof flat === 'string') return this.#report(flat);
+    const ts = Date.now();
+    let event = { id: core.nextId(ts), type, name, ts, anonymous_id: this.#anon, props: flat };
+    if (this.#user) event.user_id = this.#user;
+    const url = globalThis.location?.href;
+    if (url) event.url = url.slice(0, MAX_URL_CHARS);
+    if (this.#o.beforeSend) {
+      try {
+        const edited = this.#o.beforeSend(event);
+        if (edited == null || edited === false) return;
+        if (typeof edited === 'object') event = edited;
+      } catch {
+        this.#report('beforeSend threw; the event is kept as it was');
+      }
+    }
+    const full = core.push(JSON.stringify(event));
+    this.#save();
+    if (full) this.#send(true);
+  }
+
+  /** Sends one after another: a flush waits for the send in flight, then sends the rest. */
+  #send(onlyFull) {
+    const run = this.#sending.then(() => this.#sendNow(onlyFull));
+    this.#sending = run;
+    return run;
+  }
+
+  /** Sends batches until none is left (or, `onlyFull`, no full one) or one failed and
+   * waits for its retry. Resolves to events delivered; never rejects. */
+  async #sendNow(onlyFull) {
+    const core = this.#core;
+    let delivered = 0;
+    try {
+      while (navigator.onLine !== false) { // offline: the `online` event resumes
+        const body = core.nextBody(Date.now(), onlyFull);
+        if (body === undefined) break;
+        const answer = await request(this.#o.endpoint + '/v1/events', this.#o.key, body);
+        const outcome = core.settle(answer.status, answer.retryAfter, Date.now(), Math.random());
+        if (outcome === Settled.Delivered) delivered += core.lastSettled;
+        if (outcome === Settled.Dropped) this.#report(`the collector refused the batch with ${answer.status}; ${core.lastSettled} events dropped`);
+        if (outcome === Settled.Retry) {
+          this.#report(`${answer.status ? 'collector answered ' + answer.status : 'network error: ' + answer.error}; will retry`);
+          break;
+        }
+      }
+      const at = core.retryAt();
+      if (at > 0 && !this.#closed) {
+        clearTimeout(this.#retryTimer);
+        // Timers may fire a little early; `nextBody` then re-arms.
+        this.#retryTimer = setTimeout(() => this.#send(false), Math.max(0, at - Date.now()));
+      }
+    } catch (e) {
+      this.#report(e?.message || String(e));
+    }
+    this.#save();
+    return delivered;
+  }
+
+  /** Persists the queue once per turn of the event loop, off the `track()` path. */
+  #save() {
+    if (this.#saveQueued) return;
+    this.#saveQueued = true;
+    setTimeout(() => this.#guard(() => {
+      this.#saveQueued = false;
+      const text = this.#core.persist(Date.now());
+      if (text === undefined) this.#local.remove(this.#queueKey);
+      else if (!this.#local.set(this.#queueKey, text) && !this.#storageWarned) {
+        this.#storageWarned = true;
+        this.#report('storage is full or blocked; queued events are kept in memory only');
+      }
+    }), 0);
+  }
+
+  /** At start: this tab's persisted queue (a reload), and queues of tabs that are gone. */
+  #restore() {
+    const core = this.#core;
+    if (core.optedOut) return;
+    let adopted = 0;
+    for (const key of this.#local.keys(this.#prefix)) {
+      const text = this.#local.get(key);
+      if (text === undefined) continue;
+      const own = key === this.#queueKey;
+      const taken = core.adopt(text, Date.now(), own);
+      if (taken === -1) continue; // a live tab's
+      if (!own) this.#local.remove(key); // ours now, or not a queue
+      adopted += Math.max(0, taken);
+    }
+    if (adopted > 0) {
+      this.#save();
+      this.#send(false);
+    }
+  }
+
+  /** Page hidden or closing: everything goes with sendBeacon (or keepalive fetch) in
+   * chunks under the keepalive budget. The persisted copy is not rewritten, so a beacon
+   * that never lands is resent by the next page (the collector dedups by event id). */
+  #pageHidden() {
+    if (navigator.onLine === false) return;
+    const { endpoint, key } = this.#o;
+    const beaconUrl = `${endpoint}/v1/events?key=${encodeURIComponent(key)}`;
+    this.#core.drainForPageHide(Date.now(), (body) => {
+      try {
+        if (navigator.sendBeacon?.(beaconUrl, body)) return true;
+      } catch { /* fall through to keepalive fetch */ }
+      try {
+        fetch(endpoint + '/v1/events', {
+          method: 'POST', keepalive: true, body,
+          headers: { 'Content-Type': 'text/plain', Authorization: 'Bearer ' + key },
+        }).catch(() => {});
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  #click(event) {
+    const el = event.target?.closest?.('[data-track]');
+    if (!el) return;
+    const props = {};
+    for (const attr of el.getAttributeNames()) {
+      if (attr.startsWith('data-track-')) props[attr.slice(11).replaceAll('-', '_')] = el.getAttribute(attr);
+    }
+    this.#enqueue('click', el.getAttribute('data-track'), props);
+  }
+
+  /** Page views on SPA navigations: pushState/replaceState that change the path, and
+   * back/forward. */
+  #watchRoutes() {
+    for (const method of ['pushState', 'replaceState']) {
+      const original = history[method];
+      history[method] = (...args) => {
+        const before = location.pathname;
+        const result = original.apply(history, args);
+        if (location.pathname !== before) this.page();
+        return result;
+      };
+    }
+    on(globalThis, 'popstate', () => this.page());
+  }
+
+  // ---- flags ----
+
+  #startFlags() {
+    const o = this.#o;
+    this.#context = o.context;
+    for (const [key, value] of Object.entries(o.bootstrap)) this.#decisions.set(key, { value, reason: 'BOOTSTRAP', version: '' });
+    if (o.flagMode === 'off') return;
+    this.#loadCached();
+    this.#refresh(true);
+    this.#every(o.flagRefreshMs, () => this.#refresh(false));
+  }
+
+  #cacheKey() {
+    return `telltale:flags:${this.#o.flagMode[0]}:${hashKey(canonical(this.#context))}`;
+  }
+
+  /** Shows cached decisions for the current context at once (no flicker on reload). */
+  #loadCached() {
+    try {
+      const cached = JSON.parse(this.#local.get(this.#cacheKey()) || 'null');
+      if (cached?.decisions) {
+        this.#etag = cached.etag;
+        this.#replace(cached.decisions);
+      }
+    } catch { /* a corrupt cache is ignored and overwritten */ }
+  }
+
+  /** Replaces the decisions and tells listeners which keys changed (value or variant). */
+  #replace(next) {
+    const changed = [];
+    const fingerprint = (d) => d && JSON.stringify([d.value, d.variant]);
+    for (const [key, d] of Object.entries(next)) {
+      if (fingerprint(this.#decisions.get(key)) !== fingerprint(d)) changed.push(key);
+    }
+    for (const key of this.#decisions.keys()) if (!(key in next)) changed.push(key);
+    this.#decisions = new Map(Object.entries(next));
+    if (changed.length) this.#notify(this.#flagListeners, [changed], 'onChange');
+  }
+
+  #replaceProbes(next) {
+    const old = this.#probes;
+    this.#probes = next;
+    for (const name of new Set([...Object.keys(old), ...Object.keys(next)])) {
+      if (old[name] !== next[name]) this.#notify(this.#probeListeners, [name, this.probe(name)], 'onProbeChange');
+    }
+  }
+
+  #notify(listeners, args, what) {
+    for (const listener of listeners.slice()) {
+      try { listener(...args); } catch { this.#report(`an ${what} listener threw`); }
+    }
+  }
+
+  /** Decisions from the collector (remote) or from the ruleset evaluated here (local).
+   * Unless `force`d it waits out the backoff after failures. Resolves to success. */
+  async #refresh(force) {
+    const o = this.#o;
+    const now = Date.now();
+    if (o.flagMode === 'off' || this.#closed || (!force && now < this.#nextFetchAt)) return false;
+    const context = this.#context;
+    try {
+      const local = o.flagMode === 'local';
+      const answer = local
+        // Without the engine loaded a 304 could not be evaluated: ask for the ruleset.
+        ? await request(o.endpoint + '/v1/flags/ruleset', o.key, undefined, this.#engine && this.#etag)
+        : await request(o.endpoint + '/v1/flags/evaluate', o.key, JSON.stringify({ context }), this.#etag);
+      if (context !== this.#context) return false; // setContext() started a newer refresh
+      if (answer.status === 200) {
+        this.#etag = answer.etag;
+        const body = JSON.parse(answer.text);
+        if (local) {
+          const { FlagEngine } = await loadEngine();
+          this.#engine?.free();
+          this.#engine = new FlagEngine(answer.text);
+          this.#replaceProbes(body.probes || {});
+          this.#evaluateLocally();
+        } else {
+          this.#replaceProbes(body.probes || {});
+          this.#replace(body.flags || {});
+        }
+      } else if (answer.status === 304) {
+        if (local) this.#evaluateLocally();
+      } else {
+        throw new Error(answer.status ? 'flags request answered ' + answer.status : answer.error);
+      }
+      this.#failures = 0;
+      this.#nextFetchAt = 0;
+      const decisions = Object.fromEntries(this.#decisions);
+      this.#local.set(this.#cacheKey(), JSON.stringify({ etag: this.#etag, decisions }));
+      return true;
+    } catch (e) {
+      this.#failures++;
+      this.#nextFetchAt = now + refreshBackoffMs(this.#failures) * (1 + Math.random() * 0.2);
+      this.#report(`flag refresh failed: ${e?.message || e}; backing off`);
+      return false;
+    }
+  }
+
+  #evaluateLocally() {
+    if (this.#engine) this.#replace(this.#engine.evaluateAll(this.#context, this.#probes, Date.now()));
+  }
+
+  /** The decision for `key`, recording an exposure the first time in this page. */
+  #decision(key) {
+    const d = this.#decisions.get(key);
+    if (d?.variant != null) {
+      const id = key + '\u001f' + d.variant;
+      if (!this.#exposed.has(id)) {
+        this.#exposed.add(id);
+        this.#guard(() => this.#enqueue('track', '$exposure', { flag: key, variant: d.variant, version: d.version ?? '', reason: d.reason }));
+      }
+    }
+    return d;
+  }
+
+  /** Whether a boolean flag is on; `defaultValue` when unknown or not a boolean. */
+  isEnabled(key, defaultValue) {
+    const v = this.#decision(key)?.value;
+    return typeof v === 'boolean' ? v : defaultValue;
+  }
+
+  /** The variant served for a flag, if known. */
+  variant(key) { return this.#decision(key)?.variant ?? undefined; }
+
+  /** A flag's value; `defaultValue` when unknown or of another type than the default. */
+  value(key, defaultValue) {
+    const d = this.#decision(key);
+    if (!d) return defaultValue;
+    const v = d.value;
+    const same = defaultValue == null || (typeof v === typeof defaultValue && Array.isArray(v) === Array.isArray(defaultValue));
+    return same ? v : defaultValue;
+  }
+
+  /** Everything known about a decision: value, variant, reason, error code, version. */
+  details(key) {
+    const d = this.#decision(key);
+    return d ? { ...d, key } : { key, value: null, reason: 'ERROR', error_code: 'FLAG_NOT_FOUND' };
+  }
+
+  /** Replaces the evaluation context and refreshes decisions. Resolves to success. */
+  setContext(context) {
+    if (context != null && (typeof context !== 'object' || Array.isArray(context))) {
+      this.#report('setContext() needs a plain object');
+      return Promise.resolve(false);
+    }
+    this.#context = context ?? {};
+    if (this.#o.flagMode === 'local' && this.#engine) {
+      this.#guard(() => this.#evaluateLocally()); // the ruleset (and its ETag) still holds
+    } else {
+      this.#etag = undefined; // decisions for another context
+      this.#loadCached();
+    }
+    return this.#refresh(true);
+  }
+
+  /** Calls `listener(changedKeys)` whenever decisions change. */
+  onChange(listener) { this.#flagListeners.push(listener); }
+
+  /** A probe's health as the collector last reported it: `up`, `down` or `unknown`. */
+  probe(name) {
+    const s = this.#probes[name];
+    return s === 'up' || s === 'down' ? s : 'unknown';
+  }
+
+  /** Calls `listener(name, state)` whenever a probe's state changes. */
+  onProbeChange(listener) { this.#probeListeners.push(listener); }
+
+  /** Refreshes decisions now. Resolves to success. */
+  refreshFlags() { return this.#refresh(true); }
+}
+
+/** Loads the flag engine module on demand (it is what local mode uses): `FlagEngine` and
+ * `evaluateRuleset`, for tools, tests and server-side rendering. */
+export { loadEngine as loadFlagEngine };
