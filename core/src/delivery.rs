@@ -23,7 +23,7 @@ pub enum AfterSend {
 /// Parses `Retry-After`: delay seconds, or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 /// Hand-rolled (no float parsing, no formatting) to keep the SDK's wasm small.
 pub fn retry_after_ms(value: &str, now_ms: f64) -> Option<f64> {
-    let v = value.trim();
+    let v = value.trim_ascii();
     if let Some(seconds) = decimal(v) {
         return Some(seconds as f64 * 1000.0);
     }
@@ -44,9 +44,10 @@ pub fn retry_after_ms(value: &str, now_ms: f64) -> Option<f64> {
     Some((at - now_ms).max(0.0))
 }
 
-/// A non-negative decimal integer of at most 12 digits.
-fn decimal(text: &str) -> Option<u64> {
-    if text.is_empty() || text.len() > 12 {
+/// A non-negative decimal integer of at most 15 digits (no sign, no spaces): enough for
+/// millisecond timestamps, and never an overflow.
+pub(crate) fn decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 15 {
         return None;
     }
     text.bytes().try_fold(0u64, |acc, c| {

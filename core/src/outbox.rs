@@ -5,7 +5,7 @@
 //! One batch is *out* at a time (being sent, or waiting to be retried). It keeps its id and
 //! events across retries, so the collector's dedup by event id makes delivery exactly-once.
 
-use crate::delivery::AfterSend;
+use crate::delivery::{decimal, AfterSend};
 use crate::queue::{batch_body, push_decimal, EventQueue, QueuedEvent};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -46,6 +46,9 @@ pub struct BatchLimits {
 pub struct Outbox {
     queue: EventQueue,
     out: Option<OutBatch>,
+    /// The body handed to `sendBeacon`, until the browser answers; and whether it was the
+    /// out batch.
+    beacon: Option<(OutBatch, bool)>,
 }
 
 /// First line of the persisted form; bump the number when the format changes.
@@ -66,6 +69,7 @@ impl Outbox {
         Outbox {
             queue: EventQueue::new(capacity, max_bytes),
             out: None,
+            beacon: None,
         }
     }
 
@@ -170,40 +174,57 @@ impl Outbox {
         self.out.as_ref().map_or(0, |b| b.attempts)
     }
 
-    /// On page hide: hands everything to `beacon` in bodies of at most `max_bytes`,
-    /// stopping at the first refusal (what was refused stays queued). A batch in flight is
-    /// left alone: its fetch may still land, and the persisted copy covers it if not.
-    /// Returns the events handed over.
-    pub fn drain_for_page_hide(
+    /// On page hide, the next body for `sendBeacon` (at most `max_bytes`): the out batch
+    /// if it waits for a retry (with its id), else the oldest queued events. A batch in
+    /// flight is left alone: its fetch may still land, and the persisted copy covers it.
+    /// Call [`Outbox::beacon_done`] with the browser's answer before asking again.
+    pub fn next_beacon(
         &mut self,
         now_ms: f64,
         max_bytes: usize,
-        mut new_id: impl FnMut() -> String,
-        mut beacon: impl FnMut(&str) -> bool,
-    ) -> usize {
-        let mut handed = 0;
-        if let Some(b) = self.out.as_ref().filter(|b| !b.sending) {
-            if !beacon(&batch_body(now_ms as i64, &b.id, b.dropped, &b.events)) {
-                return 0;
-            }
-            handed += b.events.len();
-            let dropped = b.dropped;
-            self.out = None;
-            self.queue.acknowledge_dropped(dropped);
+        new_id: impl FnOnce() -> String,
+    ) -> Option<String> {
+        if self.beacon.is_some() {
+            return None;
         }
-        loop {
-            let batch = self.queue.take_batch(usize::MAX, max_bytes);
-            if batch.is_empty() {
-                return handed;
+        let from_out = self.out.as_ref().is_some_and(|b| !b.sending);
+        let batch = if from_out {
+            self.out.take()?
+        } else {
+            let events = self.queue.take_batch(usize::MAX, max_bytes);
+            if events.is_empty() {
+                return None;
             }
-            let dropped = self.queue.dropped();
-            if beacon(&batch_body(now_ms as i64, &new_id(), dropped, &batch)) {
-                handed += batch.len();
-                self.queue.acknowledge_dropped(dropped);
+            OutBatch {
+                id: new_id(),
+                events,
+                dropped: self.queue.dropped(),
+                attempts: 0,
+                retry_at: 0.0,
+                sending: false,
+            }
+        };
+        let body = batch_body(now_ms as i64, &batch.id, batch.dropped, &batch.events);
+        self.beacon = Some((batch, from_out));
+        Some(body)
+    }
+
+    /// The browser took (`accepted`) or refused the body [`Outbox::next_beacon`] gave. A
+    /// refused one goes back where it came from. Returns the events handed over.
+    pub fn beacon_done(&mut self, accepted: bool) -> usize {
+        let Some((batch, from_out)) = self.beacon.take() else {
+            return 0;
+        };
+        if accepted {
+            self.queue.acknowledge_dropped(batch.dropped);
+            batch.events.len()
+        } else {
+            if from_out {
+                self.out = Some(batch);
             } else {
-                self.queue.requeue_front(batch);
-                return handed;
+                self.queue.requeue_front(batch.events);
             }
+            0
         }
     }
 
@@ -268,8 +289,8 @@ pub fn parse_persisted(text: &str) -> Option<Persisted> {
     if header.next()? != PERSIST_MAGIC {
         return None;
     }
-    let saved_at_ms = header.next()?.parse::<u64>().ok()?;
-    let out_len = header.next()?.parse::<usize>().ok()?;
+    let saved_at_ms = decimal(header.next()?)?;
+    let out_len = usize::try_from(decimal(header.next()?)?).ok()?;
     let out_id = header.next()?;
     let mut events: Vec<QueuedEvent> = lines
         .filter(|l| !l.is_empty())
@@ -390,30 +411,40 @@ mod tests {
         assert!(o.is_empty());
     }
 
+    /// What the SDK's shell does on page hide: bodies until one is refused.
+    fn drain(o: &mut Outbox, max_bytes: usize, mut accept: impl FnMut(&str) -> bool) -> usize {
+        let mut handed = 0;
+        let mut ids = 0;
+        while let Some(body) = o.next_beacon(0.0, max_bytes, || {
+            ids += 1;
+            format!("p{ids}")
+        }) {
+            let accepted = accept(&body);
+            handed += o.beacon_done(accepted);
+            if !accepted {
+                break;
+            }
+        }
+        handed
+    }
+
     #[test]
     fn page_hide_chunks_and_stops_at_a_refusal() {
         let mut o = filled(10);
         let mut bodies = Vec::new();
-        let mut ids = 0;
-        let handed = o.drain_for_page_hide(
-            0.0,
-            crate::queue::ENVELOPE_OVERHEAD_BYTES + 3 * 9,
-            || {
-                ids += 1;
-                format!("p{ids}")
-            },
-            |b| {
-                bodies.push(b.to_string());
-                bodies.len() < 3
-            },
-        );
+        let handed = drain(&mut o, crate::queue::ENVELOPE_OVERHEAD_BYTES + 3 * 9, |b| {
+            bodies.push(b.to_string());
+            bodies.len() < 3
+        });
         assert_eq!(handed, 6);
         assert_eq!(bodies.len(), 3);
         assert_eq!(o.len(), 4, "the refused chunk is queued again");
-        let n = |b: &str| {
+        let first_n = |b: &str| {
             serde_json::from_str::<serde_json::Value>(b).unwrap()["events"][0]["n"].clone()
         };
-        assert_eq!(n(&bodies[1]), 3);
+        assert_eq!(first_n(&bodies[1]), 3);
+        assert_eq!(first_n(&bodies[2]), 6);
+        assert_eq!(o.persist(0.0).unwrap().lines().nth(1), Some("{\"n\":6}"));
     }
 
     #[test]
@@ -421,15 +452,10 @@ mod tests {
         let mut o = filled(3);
         o.next(0.0, LIMITS, false, || "b1".into());
         let mut seen = Vec::new();
-        o.drain_for_page_hide(
-            0.0,
-            1 << 16,
-            || "p".into(),
-            |b| {
-                seen.push(b.to_string());
-                true
-            },
-        );
+        drain(&mut o, 1 << 16, |b| {
+            seen.push(b.to_string());
+            true
+        });
         assert_eq!(
             seen.len(),
             1,
@@ -437,16 +463,17 @@ mod tests {
         );
         assert_eq!(o.len(), 2);
         o.settle(&AfterSend::RetryAt(1e12));
-        seen.clear();
-        o.drain_for_page_hide(
-            0.0,
-            1 << 16,
-            || "p".into(),
-            |b| {
-                seen.push(b.to_string());
-                true
-            },
+        assert_eq!(drain(&mut o, 1 << 16, |_| false), 0);
+        assert_eq!(
+            o.retry_at(),
+            Some(1e12),
+            "a refused retry batch waits as before"
         );
+        seen.clear();
+        drain(&mut o, 1 << 16, |b| {
+            seen.push(b.to_string());
+            true
+        });
         assert!(seen[0].contains("\"batch_id\":\"b1\""));
         assert!(o.is_empty());
     }
@@ -456,13 +483,13 @@ mod tests {
         let mut o = filled(5);
         assert_eq!(Outbox::new(1, 1).persist(0.0), None);
         o.next(0.0, LIMITS, false, || "b1".into());
-        let text = o.persist(1_000.0).unwrap();
-        assert!(text.starts_with("tq1 1000 2 b1\n"));
+        let text = o.persist(1_795_330_800_000.0).unwrap();
+        assert!(text.starts_with("tq1 1795330800000 2 b1\n"));
         let saved = parse_persisted(&text).unwrap();
-        assert_eq!(saved.saved_at_ms, 1_000);
+        assert_eq!(saved.saved_at_ms, 1_795_330_800_000);
         let mut restored = Outbox::new(100, 1 << 20);
         assert_eq!(restored.adopt(saved.clone()), 5);
-        assert_eq!(restored.persist(1_000.0).unwrap(), text);
+        assert_eq!(restored.persist(1_795_330_800_000.0).unwrap(), text);
         // A second adoption (an orphaned tab's) goes behind, its out batch into the queue.
         assert_eq!(restored.adopt(saved), 5);
         assert_eq!(restored.len(), 10);

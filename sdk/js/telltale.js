@@ -357,7 +357,7 @@ export class Telltale {
     if (navigator.onLine === false) return;
     const { endpoint, key } = this.#o;
     const beaconUrl = `${endpoint}/v1/events?key=${encodeURIComponent(key)}`;
-    this.#core.drainForPageHide(Date.now(), (body) => {
+    const beacon = (body) => {
       try {
         if (navigator.sendBeacon?.(beaconUrl, body)) return true;
       } catch { /* fall through to keepalive fetch */ }
@@ -370,7 +370,12 @@ export class Telltale {
       } catch {
         return false;
       }
-    });
+    };
+    for (let body; (body = this.#core.nextBeaconBody(Date.now())) !== undefined;) {
+      const accepted = beacon(body);
+      this.#core.beaconDone(accepted);
+      if (!accepted) break;
+    }
   }
 
   #click(event) {

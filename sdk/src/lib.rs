@@ -28,7 +28,6 @@ fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 use alloc::string::String;
-use js_sys::Function;
 use telltale_core::delivery::{after_send, sampled, AfterSend};
 use telltale_core::hash::murmur3_32;
 use telltale_core::ids::{MonotonicUuidV7, SplitMix64};
@@ -206,22 +205,22 @@ impl Core {
         self.outbox.retry_now();
     }
 
-    /// On page hide: hands everything to `beacon(body) -> boolean` in chunks that fit the
-    /// keepalive budget. Returns the events handed over.
-    #[wasm_bindgen(js_name = drainForPageHide)]
-    pub fn drain_for_page_hide(&mut self, now_ms: f64, beacon: &Function) -> u32 {
+    /// On page hide, the next body for `sendBeacon` (chunks fit the browser's keepalive
+    /// budget); undefined when nothing is left. Answer each with `beaconDone`.
+    #[wasm_bindgen(js_name = nextBeaconBody)]
+    pub fn next_beacon_body(&mut self, now_ms: f64) -> Option<String> {
         if self.opted_out {
-            return 0;
+            return None;
         }
         let (ids, rng) = (&mut self.ids, &mut self.rng);
         let new_id = || ids.next(now_ms.max(0.0) as u64, rng.uuid_bytes());
-        let send = |body: &str| {
-            beacon
-                .call1(&JsValue::NULL, &JsValue::from_str(body))
-                .is_ok_and(|accepted| accepted.is_truthy())
-        };
-        self.outbox
-            .drain_for_page_hide(now_ms, PAGE_HIDE_MAX_BYTES, new_id, send) as u32
+        self.outbox.next_beacon(now_ms, PAGE_HIDE_MAX_BYTES, new_id)
+    }
+
+    /// Whether the browser took the body `nextBeaconBody` gave (a refused one stays queued).
+    #[wasm_bindgen(js_name = beaconDone)]
+    pub fn beacon_done(&mut self, accepted: bool) {
+        self.outbox.beacon_done(accepted);
     }
 
     /// The text to persist (undefined: nothing to keep, remove the stored copy).
