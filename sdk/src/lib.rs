@@ -140,12 +140,13 @@ impl Core {
         self.closed = true;
     }
 
-    /// Queues one serialized event. Returns true when a full batch is ready to send.
+    /// Queues one serialized event. Returns true when the queue just reached a full batch
+    /// (a send already under way keeps sending full batches, so crossing once is enough).
     pub fn push(&mut self, json: String) -> bool {
         if json.contains('\n') {
             return false; // JSON.stringify never writes one; the persisted form needs lines
         }
-        self.outbox.push(QueuedEvent { json }) >= self.flush_at
+        self.outbox.push(QueuedEvent { json }) == self.flush_at
     }
 
     /// The next body to POST, or undefined (nothing to send, a send in flight, or a retry

@@ -10,11 +10,14 @@ import { PATHS, readDevVars, ROOT, toolEnv } from '../../scripts/toolchain.mjs';
 
 /** Debian's Chromium, headless, as root, with its background networking off (the
  * machine's network is closed), through playwright-core. */
-export async function launchChromium() {
+/** Debian's Chromium, headless. `backForwardCache` keeps the back/forward cache on
+ * (Playwright turns it off by default). */
+export async function launchChromium({ backForwardCache = false } = {}) {
   const { chromium } = await import('playwright-core');
   return chromium.launch({
     executablePath: PATHS.chromium,
     headless: true,
+    ignoreDefaultArgs: backForwardCache ? ['--disable-back-forward-cache'] : [],
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
       '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'],
   });

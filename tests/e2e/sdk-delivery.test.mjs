@@ -1,6 +1,7 @@
 // The SDK's delivery guarantees in headless Chromium against the real local collector:
 // offline and reload, server errors with Retry-After, a retry after the server already
-// stored a batch, storage limits and disabled storage, two tabs, consent and sampling.
+// stored a batch, page close without sendBeacon, the back/forward cache, storage limits
+// and disabled storage, two tabs, consent and sampling.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Collector, sleep, waitFor, launchChromium } from './harness.mjs';
@@ -136,6 +137,69 @@ describe('nothing lost', () => {
     const byTab = await collector.stats({ app: 'tabs', event: 'tab_event', by: 't' });
     assert.deepEqual(byTab.json.top, [{ value: '0', count: 100 }, { value: '1', count: 100 }]);
     await context.close();
+  });
+});
+
+describe('page close', () => {
+  // Requests made while a page goes away are not reported to Playwright, so the page logs
+  // the event ids it hands to sendBeacon or fetch itself (the log survives a restore from
+  // the back/forward cache, as all of the page's state does).
+  const LOG_SENDS = () => {
+    window.sentIds = [];
+    const log = (body) => { try { window.sentIds.push(...JSON.parse(body).events.map((e) => e.id)); } catch { /* not a batch */ } };
+    const realBeacon = Navigator.prototype.sendBeacon;
+    Navigator.prototype.sendBeacon = function (url, body) { log(body); return realBeacon.call(this, url, body); };
+    const realFetch = window.fetch;
+    window.fetch = function (input, init) { if (String(input).includes('/v1/events')) log(init?.body); return realFetch.call(this, input, init); };
+  };
+
+  test('a webview without sendBeacon or IndexedDB: a closed page still delivers, by keepalive fetch', async () => {
+    const app = await appFor('webview');
+    const context = await browser.newContext();
+    const { page, errors } = await open(context, [() => {
+      delete Navigator.prototype.sendBeacon;
+      Object.defineProperty(window, 'indexedDB', { value: undefined });
+    }]);
+    await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 100, flushIntervalMs: 3_600_000 });
+    const apis = await page.evaluate(() => {
+      for (let i = 0; i < 3; i++) window.tt.track('closing', { i });
+      return [typeof navigator.sendBeacon, typeof window.indexedDB];
+    });
+    assert.deepEqual(apis, ['undefined', 'undefined']);
+    assert.deepEqual(errors, []);
+    // No timer or size trigger is due: only the page-hide path (keepalive fetch) can send.
+    await page.close({ runBeforeUnload: true });
+    await collector.waitForCount('webview', 'closing', 3);
+    await context.close();
+  });
+
+  test('a page restored from the back/forward cache does not send its page-hide events again', async () => {
+    const app = await appFor('bfcache');
+    // Playwright turns the cache off by default; this browser keeps it on.
+    const cachingBrowser = await launchChromium({ backForwardCache: true });
+    try {
+      const page = await cachingBrowser.newPage();
+      await page.addInitScript(LOG_SENDS);
+      await page.goto(`${collector.url}/healthz`);
+      await loadSdk(page);
+      await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 100, flushIntervalMs: 3_600_000 });
+      await page.evaluate(() => { for (let i = 0; i < 5; i++) window.tt.track('before_leaving', { i }); });
+      await page.goto(`${collector.url}/healthz?elsewhere`); // pagehide: the 5 leave by beacon
+      await page.goBack({ waitUntil: 'commit' }); // a restore fires no load event
+      const restored = await waitFor(
+        () => page.evaluate(() => window.tt && { queued: window.tt.queueLength }).catch(() => undefined),
+        { what: 'the page restored from the back/forward cache, its client alive' },
+      );
+      assert.deepEqual(restored, { queued: 0 }, 'nothing left to send after the restore');
+      await page.evaluate(() => { window.tt.track('after_return', {}); return window.tt.flush(); });
+      await collector.waitForCount('bfcache', 'before_leaving', 5);
+      await collector.waitForCount('bfcache', 'after_return', 1);
+      const ids = await page.evaluate(() => window.sentIds);
+      assert.equal(ids.length, 6, JSON.stringify(ids));
+      assert.equal(new Set(ids).size, 6, 'every event was sent exactly once');
+    } finally {
+      await cachingBrowser.close();
+    }
   });
 });
 
