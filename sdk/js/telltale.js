@@ -132,15 +132,13 @@ export class Telltale {
     const seed = new Uint32Array(2);
     try { crypto.getRandomValues(seed); } catch { seed[0] = Math.random() * 2 ** 32; seed[1] = Date.now(); }
     this.#core = new Core(o.flushAt, o.maxQueue, o.maxStorageBytes, o.sampleRate, seed[0], seed[1]);
-    this.#setAnonymous(this.#local.get(ANON_KEY));
-    this.#user = this.#local.get(USER_KEY);
-    const session = storage('sessionStorage');
-    let tab = session.get(TAB_KEY);
-    if (!tab) session.set(TAB_KEY, tab = this.#core.nextId(Date.now()));
-    this.#prefix = `telltale:q:${hashKey(o.key)}:`;
-    this.#queueKey = this.#prefix + tab;
     const signal = o.respectDoNotTrack && (navigator.doNotTrack === '1' || globalThis.doNotTrack === '1' || navigator.globalPrivacyControl === true);
     if (this.#local.get(OPT_OUT_KEY) === '1' || signal) this.#core.setOptedOut(true);
+    // Opted out, new ids live in memory only: nothing is stored.
+    this.#setAnonymous(this.#local.get(ANON_KEY));
+    this.#user = this.#local.get(USER_KEY);
+    this.#prefix = `telltale:q:${hashKey(o.key)}:`;
+    this.#queueKey = this.#prefix + this.#tabId();
     this.#guard(() => this.#restore());
     this.#every(o.flushIntervalMs, () => this.#core.hasWork && this.#send(false));
     // Also a heartbeat: a live tab's persisted queue is never adopted by another tab.
@@ -204,6 +202,8 @@ export class Telltale {
     this.#guard(() => {
       this.#core.setOptedOut(false);
       this.#local.remove(OPT_OUT_KEY);
+      this.#setAnonymous(this.#anon); // now it may be stored
+      this.#queueKey = this.#prefix + this.#tabId();
     });
   }
 
@@ -246,9 +246,18 @@ export class Telltale {
   }
 
   #setAnonymous(id) {
-    if (!id) this.#local.set(ANON_KEY, id = this.#core.nextId(Date.now()));
+    id ||= this.#core.nextId(Date.now());
+    if (!this.#core.optedOut) this.#local.set(ANON_KEY, id);
     this.#anon = id;
     this.#core.setAnonymousId(id);
+  }
+
+  /** This tab's id, kept in sessionStorage so that a reload of the tab finds its queue. */
+  #tabId() {
+    const session = storage('sessionStorage');
+    const tab = session.get(TAB_KEY) || this.#core.nextId(Date.now());
+    if (!this.#core.optedOut) session.set(TAB_KEY, tab);
+    return tab;
   }
 
   /** Builds the event and queues it: no network or storage I/O on this path. */

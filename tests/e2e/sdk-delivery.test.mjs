@@ -284,11 +284,15 @@ describe('consent and privacy', () => {
     const context = await browser.newContext();
     const { page } = await open(context, [() => { Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }); }]);
     const result = await page.evaluate((endpoint) => {
-      const respected = new window.Telltale({ endpoint, key: 'k', flagMode: 'off' }).optedOut;
+      const stored = () => [...Object.keys(localStorage), ...Object.keys(sessionStorage)].filter((k) => k.startsWith('telltale'));
+      const client = new window.Telltale({ endpoint, key: 'k', flagMode: 'off' });
+      client.track('not_collected', {});
+      const respected = client.optedOut;
+      const storedWhileOptedOut = stored();
       const overridden = new window.Telltale({ endpoint, key: 'k', flagMode: 'off', respectDoNotTrack: false }).optedOut;
-      return { respected, overridden };
+      return { respected, storedWhileOptedOut, overridden, storedOnceCollecting: stored().length > 0 };
     }, collector.url);
-    assert.deepEqual(result, { respected: true, overridden: false });
+    assert.deepEqual(result, { respected: true, storedWhileOptedOut: [], overridden: false, storedOnceCollecting: true });
     await context.close();
   });
 
