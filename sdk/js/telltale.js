@@ -111,6 +111,9 @@ const canonical = (v) => v && typeof v === 'object'
 
 const on = (target, type, fn, capture) => target?.addEventListener?.(type, fn, capture);
 
+/** Clients made on this page: each after the first gets its own queue key. */
+let clientsOnPage = 0;
+
 let enginePromise;
 /** The flag engine (a second wasm module), loaded once, on first use by local mode. */
 function loadEngine() {
@@ -120,7 +123,7 @@ function loadEngine() {
 
 export class Telltale {
   #o; #core; #local = storage('localStorage'); #anon; #user; #timers = []; #retryTimer;
-  #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix;
+  #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix; #suffix;
   #sending = Promise.resolve(0);
   // flags
   #decisions = new Map(); #probes = {}; #exposed = new Set(); #etag; #failures = 0; #nextFetchAt = 0;
@@ -138,7 +141,8 @@ export class Telltale {
     this.#setAnonymous(this.#local.get(ANON_KEY));
     this.#user = this.#local.get(USER_KEY);
     this.#prefix = `telltale:q:${hashKey(o.key)}:`;
-    this.#queueKey = this.#prefix + this.#tabId();
+    this.#suffix = clientsOnPage++ ? '.' + clientsOnPage : '';
+    this.#queueKey = this.#prefix + this.#tabId() + this.#suffix;
     this.#guard(() => this.#restore());
     this.#every(o.flushIntervalMs, () => this.#core.hasWork && this.#send(false));
     // Also a heartbeat: a live tab's persisted queue is never adopted by another tab.
@@ -203,7 +207,7 @@ export class Telltale {
       this.#core.setOptedOut(false);
       this.#local.remove(OPT_OUT_KEY);
       this.#setAnonymous(this.#anon); // now it may be stored
-      this.#queueKey = this.#prefix + this.#tabId();
+      this.#queueKey = this.#prefix + this.#tabId() + this.#suffix;
     });
   }
 

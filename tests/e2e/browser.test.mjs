@@ -72,6 +72,27 @@ describe('SDK batching', () => {
     await context.close();
   });
 
+  test('shutdown() sends what is queued, then cancels every timer: nothing more goes out', async () => {
+    const { page, context } = await sdkPage();
+    const requests = [];
+    page.on('request', (r) => { if (r.url().includes('/v1/')) requests.push(r.url()); });
+    const sent = await page.evaluate(async ({ endpoint, key }) => {
+      // Short periods, so live timers would show within the wait below.
+      const tt = new window.Telltale({ endpoint, key, flushAt: 100, flushIntervalMs: 100, flagRefreshMs: 200 });
+      tt.track('before_shutdown', {});
+      const delivered = await tt.shutdown();
+      tt.track('after_shutdown', {});
+      return { delivered, queued: tt.queueLength };
+    }, { endpoint: collector.url, key: collector.ingestKey });
+    assert.deepEqual(sent, { delivered: 1, queued: 0 });
+    const settled = requests.length;
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(requests.length, settled, `requests after shutdown: ${requests.slice(settled).join(', ')}`);
+    await collector.waitForCount('demo', 'before_shutdown', 1);
+    assert.equal(await collector.count('demo', 'after_shutdown'), null);
+    await context.close();
+  });
+
   test('payload shape and ids', async () => {
     const { page, posts, context } = await sdkPage();
     const before = Date.now();
