@@ -150,6 +150,28 @@ describe('versioned config', () => {
     assert.ok(head.json.snapshot.segments.teachers, 'the segment is still there');
     assert.equal((await cfg(collector, 'DELETE', '/stage/segments/teachers')).status, 200);
   });
+
+  test('expected_head: a commit reviewed against an old head is refused, and nothing changes', async () => {
+    const head = (await cfg(collector, 'GET', '/commits/head')).json.id;
+    await cfg(collector, 'PUT', '/stage/flags/concurrency', { variants: BOOL, default_variant: 'on' });
+    // Grace reviewed the stage; Ada commits first.
+    const ada = await cfg(collector, 'POST', '/commits', { message: 'ada first', expected_head: head });
+    assert.equal(ada.status, 201, JSON.stringify(ada.json));
+    assert.deepEqual((await cfg(collector, 'GET', '/stage')).json.changes, [], 'the committed rows left the stage');
+    await cfg(collector, 'PUT', '/stage/flags/concurrency', { variants: BOOL, default_variant: 'off' });
+    const stageBefore = (await cfg(collector, 'GET', '/stage')).json;
+    const grace = await cfg(collector, 'POST', '/commits', { message: 'grace, stale', expected_head: head }, 'grace@example.com');
+    assert.deepEqual([grace.status, grace.json.error.code, grace.json.error.field], [409, 'head_moved', 'expected_head']);
+    assert.deepEqual(grace.json.error.details, { expected_head: head, head: ada.json.id });
+    const none = await cfg(collector, 'POST', '/commits', { message: 'as if empty', expected_head: null });
+    assert.deepEqual([none.status, none.json.error.code], [409, 'head_moved']);
+    assert.equal((await cfg(collector, 'GET', '/commits/head')).json.id, ada.json.id, 'head did not move');
+    assert.deepEqual((await cfg(collector, 'GET', '/stage')).json, stageBefore, 'the stage is as it was');
+    const audit = (await cfg(collector, 'GET', '/audit')).json;
+    assert.ok(!JSON.stringify(audit).includes('grace, stale'), 'a refused commit leaves no audit line');
+    const retry = await cfg(collector, 'POST', '/commits', { message: 'grace, reviewed again', expected_head: ada.json.id });
+    assert.equal(retry.status, 201);
+  });
 });
 
 describe('export and import between environments', () => {

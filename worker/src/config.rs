@@ -256,6 +256,20 @@ fn audit(
     before: &Value,
     after: &Value,
 ) -> worker::Result<D1PreparedStatement> {
+    audit_if_head(db, None, actor, action, target, before, after)
+}
+
+/// An audit line, written only if head is then `head` (when given): a guarded commit
+/// records only what happened.
+fn audit_if_head(
+    db: &D1Database,
+    head: Option<&str>,
+    actor: &str,
+    action: &str,
+    target: &str,
+    before: &Value,
+    after: &Value,
+) -> worker::Result<D1PreparedStatement> {
     let text = |v: &Value| {
         if v.is_null() {
             JsValue::NULL
@@ -263,13 +277,14 @@ fn audit(
             JsValue::from_str(&v.to_string())
         }
     };
-    db.prepare("INSERT INTO audit (at, actor, action, target, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)").bind(&[
+    db.prepare("INSERT INTO audit (at, actor, action, target, before, after) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE ?7 IS NULL OR (SELECT commit_id FROM refs WHERE name = 'head') = ?7").bind(&[
         JsValue::from_f64(now_ms() as f64),
         actor.into(),
         action.into(),
         target.into(),
         text(before),
         text(after),
+        head.map_or(JsValue::NULL, JsValue::from_str),
     ])
 }
 
@@ -553,6 +568,27 @@ pub async fn stage_get(req: Request, env: &Env) -> ApiResult {
 #[serde(deny_unknown_fields)]
 struct CommitRequest {
     message: String,
+    /// The head the caller reviewed the stage against (`null`: no commit yet). Absent:
+    /// not checked.
+    #[serde(default, deserialize_with = "present")]
+    expected_head: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Another admin moved head (or changed the stage) since the caller looked.
+fn head_moved(expected: Option<&str>, actual: Option<&str>) -> ApiError {
+    let mut e = ApiError::new(
+        409,
+        "head_moved",
+        "head or the stage changed since they were read; review the stage against the new head and commit again",
+    )
+    .with_field("expected_head");
+    e.details = Some(json!({"expected_head": expected, "head": actual}));
+    e
 }
 
 /// `POST /v1/config/commits {message}`: snapshot the stage as a new head commit.
@@ -571,6 +607,12 @@ pub async fn commit(mut req: Request, env: &Env) -> ApiResult {
     }
     let db = db(env)?;
     let (head, snapshot, stage) = effective(&db).await?;
+    let head_id = head.as_ref().map(|h| h.id.as_str());
+    if let Some(expected) = &input.expected_head {
+        if expected.as_deref() != head_id {
+            return Err(head_moved(expected.as_deref(), head_id));
+        }
+    }
     if stage.is_empty() {
         return Err(ApiError::new(
             409,
@@ -585,14 +627,18 @@ pub async fn commit(mut req: Request, env: &Env) -> ApiResult {
         created_at: now_ms(),
         snapshot,
     };
-    let view = write_commit(&db, &content, &who, "commit").await?;
+    let view = write_commit(&db, &content, &stage, &who, "commit").await?;
     json(201, &view)
 }
 
-/// Inserts a commit, moves head, clears the stage and audits, in one transaction.
+/// Inserts a commit, moves head, removes the committed stage rows and audits, in one
+/// transaction. Every statement is guarded by head still being the commit's parent, and
+/// only the stage rows that were read are removed: a concurrent commit makes this one a
+/// 409 with nothing written, and a change staged meanwhile stays staged.
 async fn write_commit(
     db: &D1Database,
     content: &CommitContent,
+    committed_stage: &[StageRow],
     who: &str,
     action: &str,
 ) -> Result<CommitView, ApiError> {
@@ -604,15 +650,26 @@ async fn write_commit(
         .parent
         .as_deref()
         .map_or(JsValue::NULL, JsValue::from_str);
+    let rows: Vec<Value> = committed_stage
+        .iter()
+        .map(|r| json!([r.kind, r.key, r.revision]))
+        .collect();
+    const HEAD: &str = "(SELECT commit_id FROM refs WHERE name = 'head')";
     let statements = vec![
-        db.prepare("INSERT INTO commits (id, parent, author, message, created_at, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            .bind(&[id.as_str().into(), parent, content.author.as_str().into(), content.message.as_str().into(), created.clone(), snapshot.into()])?,
-        db.prepare("INSERT INTO refs (name, commit_id, updated_at) VALUES ('head', ?1, ?2) ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, updated_at = excluded.updated_at")
-            .bind(&[id.as_str().into(), created])?,
-        db.prepare("DELETE FROM stage"),
-        audit(db, who, action, &format!("commits/{id}"), &json!(content.parent), &json!({"id": id, "message": content.message}))?,
+        db.prepare(format!("INSERT INTO commits (id, parent, author, message, created_at, snapshot) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE {HEAD} IS ?2"))
+            .bind(&[id.as_str().into(), parent.clone(), content.author.as_str().into(), content.message.as_str().into(), created.clone(), snapshot.into()])?,
+        db.prepare(format!("INSERT INTO refs (name, commit_id, updated_at) SELECT 'head', ?1, ?2 WHERE {HEAD} IS ?3 ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, updated_at = excluded.updated_at"))
+            .bind(&[id.as_str().into(), created, parent])?,
+        db.prepare(format!("DELETE FROM stage WHERE {HEAD} = ?1 AND EXISTS (SELECT 1 FROM json_each(?2) AS j WHERE json_extract(j.value, '$[0]') = stage.kind AND json_extract(j.value, '$[1]') = stage.key AND json_extract(j.value, '$[2]') IS stage.revision)"))
+            .bind(&[id.as_str().into(), Value::Array(rows).to_string().into()])?,
+        audit_if_head(db, Some(&id), who, action, &format!("commits/{id}"), &json!(content.parent), &json!({"id": id, "message": content.message}))?,
     ];
     d1("committing", db.batch(statements).await)?;
+    let now_head = ref_commit(db, "head").await?;
+    if now_head.as_deref() != Some(id.as_str()) {
+        // Every statement was guarded: nothing was written.
+        return Err(head_moved(content.parent.as_deref(), now_head.as_deref()));
+    }
     Ok(CommitView {
         id,
         parent: content.parent.clone(),
@@ -1046,7 +1103,7 @@ pub async fn import(mut req: Request, env: &Env) -> ApiResult {
         created_at: now_ms(),
         snapshot: merged,
     };
-    let view = write_commit(&db, &content, &who, "import").await?;
+    let view = write_commit(&db, &content, &[], &who, "import").await?;
     json(201, &json!({"merged": true, "commit": view}))
 }
 
