@@ -21,7 +21,7 @@ if (!process.versions.node.startsWith('22.')) {
   process.exit(r.status ?? 1);
 }
 
-const { Collector, launchChromium, makeEvent, uuidv7, waitFor } = await import('../tests/e2e/harness.mjs');
+const { Collector, launchChromium, loadSdk, makeEvent, uuidv7, waitFor } = await import('../tests/e2e/harness.mjs');
 const { DatabaseSync } = await import('node:sqlite');
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS || 200);
@@ -176,10 +176,9 @@ async function trackCost(collector) {
   try {
     const page = await browser.newPage();
     await page.goto(`${collector.url}/healthz`);
-    return await page.evaluate(async ({ endpoint, key }) => {
-      const mod = await import('/sdk/telltale.js');
-      await mod.default();
-      const tt = new mod.Telltale({ endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxQueue: 100000, maxStorageBytes: 50000000 });
+    await loadSdk(page);
+    return await page.evaluate(({ endpoint, key }) => {
+      const tt = new window.Telltale({ endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxQueue: 100000, maxStorageBytes: 50000000 });
       for (let i = 0; i < 2000; i++) tt.track('warmup', { i });
       const n = 100000;
       const t0 = performance.now();

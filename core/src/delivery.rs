@@ -55,6 +55,13 @@ pub(crate) fn decimal(text: &str) -> Option<u64> {
     })
 }
 
+/// Exponential backoff before jitter: [`BASE_BACKOFF_MS`] after the first failure,
+/// doubling per failure, at most `max_ms`.
+pub fn backoff_ms(failures: u32, max_ms: f64) -> f64 {
+    let exp = failures.saturating_sub(1).min(16);
+    (BASE_BACKOFF_MS * f64::from(1u32 << exp)).min(max_ms)
+}
+
 /// Decides after a send. `status` is `None` for a network error. `jitter` is a random
 /// number in [0, 1) (passed in); `attempt` counts failures of this batch, from 1.
 pub fn after_send(
@@ -65,10 +72,8 @@ pub fn after_send(
     jitter: f64,
 ) -> AfterSend {
     let backoff = || {
-        let exp = attempt.saturating_sub(1).min(16);
-        let base = (BASE_BACKOFF_MS * f64::from(1u32 << exp)).min(MAX_BACKOFF_MS);
         // Equal jitter: half fixed, half random, so clients spread out but still wait.
-        now_ms + base * (0.5 + jitter.clamp(0.0, 1.0) * 0.5)
+        now_ms + backoff_ms(attempt, MAX_BACKOFF_MS) * (0.5 + jitter.clamp(0.0, 1.0) * 0.5)
     };
     match status {
         Some(s) if (200..300).contains(&s) => AfterSend::Delivered,

@@ -8,11 +8,14 @@ import init, { Core, Settled, hashKey, refreshBackoffMs } from './telltale_wasm.
 
 export { init as default, init };
 
+// name: [kind, default, min, max]. `url` and `string` are required.
 const OPTIONS = {
-  endpoint: 'url', key: 'string', flushAt: [1, 500, 20], flushIntervalMs: [50, 3600000, 5000],
-  maxQueue: [1, 100000, 1000], maxStorageBytes: [1000, 50000000, 1000000], flagRefreshMs: [0, 86400000, 60000],
-  autocapture: 'boolean', capturePageviews: 'boolean', respectDoNotTrack: 'boolean', flagMode: 'mode',
-  sampleRate: 'rate', onError: 'function', beforeSend: 'function', context: 'object', bootstrap: 'object',
+  endpoint: ['url'], key: ['string'],
+  flushAt: ['int', 20, 1, 500], flushIntervalMs: ['int', 5000, 50, 3600000], maxQueue: ['int', 1000, 1, 100000],
+  maxStorageBytes: ['int', 1000000, 1000, 50000000], flagRefreshMs: ['int', 60000, 0, 86400000],
+  autocapture: ['boolean', false], capturePageviews: ['boolean', false], respectDoNotTrack: ['boolean', true],
+  flagMode: ['mode', 'remote'], sampleRate: ['rate', 1], onError: ['function'], beforeSend: ['function'],
+  context: ['object'], bootstrap: ['object'],
 };
 const ANON_KEY = 'telltale:anonymous_id';
 const USER_KEY = 'telltale:user_id';
@@ -31,19 +34,17 @@ function checkOptions(options) {
     if (!Object.hasOwn(OPTIONS, name)) fail(`unknown option \`${name}\`; known: ${Object.keys(OPTIONS).join(', ')}`);
   }
   const out = {};
-  for (const [name, kind] of Object.entries(OPTIONS)) {
+  for (const [name, [kind, fallback, min, max]] of Object.entries(OPTIONS)) {
     const v = options[name];
     const must = (what) => fail(`option \`${name}\` must be ${what}`);
-    if (v == null) {
-      if (kind === 'url' || kind === 'string') fail(`option \`${name}\` is required and must be a non-empty string`);
-      out[name] = Array.isArray(kind) ? kind[2] : kind === 'rate' ? 1 : kind === 'mode' ? 'remote' : kind === 'object' ? {} : name === 'respectDoNotTrack' ? true : kind === 'boolean' ? false : undefined;
-      continue;
-    }
-    if (Array.isArray(kind)) {
-      if (!Number.isInteger(v) || v < kind[0] || v > kind[1]) must(`an integer from ${kind[0]} to ${kind[1]}`);
-    } else if (kind === 'url' || kind === 'string') {
+    if (kind === 'url' || kind === 'string') {
       if (typeof v !== 'string' || !v) fail(`option \`${name}\` is required and must be a non-empty string`);
       if (kind === 'url' && !/^https?:\/\//.test(v)) must('an http(s) URL');
+    } else if (v == null) {
+      out[name] = kind === 'object' ? {} : fallback;
+      continue;
+    } else if (kind === 'int') {
+      if (!Number.isInteger(v) || v < min || v > max) must(`an integer from ${min} to ${max}`);
     } else if (kind === 'rate') {
       if (typeof v !== 'number' || !(v >= 0 && v <= 1)) must('a number from 0 to 1');
     } else if (kind === 'mode') {
@@ -56,6 +57,9 @@ function checkOptions(options) {
     out[name] = v;
   }
   out.endpoint = out.endpoint.replace(/\/+$/, '');
+  out.eventsUrl = out.endpoint + '/v1/events';
+  // Beacons cannot set headers, so the (public, write-only) key rides in the URL.
+  out.beaconUrl = `${out.eventsUrl}?key=${encodeURIComponent(out.key)}`;
   return out;
 }
 
@@ -306,7 +310,7 @@ export class Telltale {
       while (navigator.onLine !== false) { // offline: the `online` event resumes
         const body = core.nextBody(Date.now(), onlyFull);
         if (body === undefined) break;
-        const answer = await request(this.#o.endpoint + '/v1/events', this.#o.key, body);
+        const answer = await request(this.#o.eventsUrl, this.#o.key, body);
         const outcome = core.settle(answer.status, answer.retryAfter, Date.now(), Math.random());
         if (outcome === Settled.Delivered) delivered += core.lastSettled;
         if (outcome === Settled.Dropped) this.#report(`the collector refused the batch with ${answer.status}; ${core.lastSettled} events dropped`);
@@ -368,14 +372,13 @@ export class Telltale {
    * that never lands is resent by the next page (the collector dedups by event id). */
   #pageHidden() {
     if (navigator.onLine === false) return;
-    const { endpoint, key } = this.#o;
-    const beaconUrl = `${endpoint}/v1/events?key=${encodeURIComponent(key)}`;
+    const { eventsUrl, beaconUrl, key } = this.#o;
     const beacon = (body) => {
       try {
         if (navigator.sendBeacon?.(beaconUrl, body)) return true;
       } catch { /* fall through to keepalive fetch */ }
       try {
-        fetch(endpoint + '/v1/events', {
+        fetch(eventsUrl, {
           method: 'POST', keepalive: true, body,
           headers: { 'Content-Type': 'text/plain', Authorization: 'Bearer ' + key },
         }).catch(() => {});
@@ -485,14 +488,14 @@ export class Telltale {
       if (context !== this.#context) return false; // setContext() started a newer refresh
       if (answer.status === 200) {
         this.#etag = answer.etag;
-        const body = JSON.parse(answer.text);
         if (local) {
           const { FlagEngine } = await loadEngine();
           this.#engine?.free();
-          this.#engine = new FlagEngine(answer.text);
-          this.#replaceProbes(body.probes || {});
+          this.#engine = new FlagEngine(answer.text); // parsed once, in the engine
+          this.#replaceProbes(this.#engine.servedProbes());
           this.#evaluateLocally();
         } else {
+          const body = JSON.parse(answer.text);
           this.#replaceProbes(body.probes || {});
           this.#replace(body.flags || {});
         }

@@ -1,11 +1,12 @@
 //! # telltale (browser SDK, wasm core)
 //!
-//! The decisions of the npm package `telltale`, compiled to WebAssembly: option checks,
-//! event ids, sampling, consent, and the outbox (queue with count and byte budgets, one
+//! The decisions of the npm package `telltale`, compiled to WebAssembly: event ids,
+//! sampling, consent, and the outbox (queue with count and byte budgets, one
 //! batch out at a time that keeps its id across retries, backoff and `Retry-After`,
 //! the persisted form, page-hide chunks). The package's JS shell (`js/telltale.js`) does
-//! the browser I/O around it (fetch, sendBeacon, storage, DOM events) and passes the time
-//! in. The logic itself lives in `telltale-core` and is tested on the host.
+//! the browser I/O around it (fetch, sendBeacon, storage, DOM events), checks options and
+//! props where the JS values are, and passes the time in. The logic itself lives in
+//! `telltale-core` and is tested on the host.
 //!
 //! Nothing here formats with `format!` or parses JSON: both would link megabytes of
 //! machinery per user into a download whose budget is 18 KiB.
@@ -28,7 +29,7 @@ fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 use alloc::string::String;
-use telltale_core::delivery::{after_send, sampled, AfterSend};
+use telltale_core::delivery::{after_send, backoff_ms, sampled, AfterSend};
 use telltale_core::hash::murmur3_32;
 use telltale_core::ids::{MonotonicUuidV7, SplitMix64};
 use telltale_core::outbox::{parse_persisted, BatchLimits, Next, Outbox};
@@ -40,6 +41,8 @@ use wasm_bindgen::prelude::*;
 pub const PAGE_HIDE_MAX_BYTES: usize = 60 * 1024;
 /// Largest body of a regular batch (the collector accepts 512 KiB).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// The longest wait between flag refreshes after failures.
+pub const MAX_REFRESH_BACKOFF_MS: f64 = 300_000.0;
 /// A tab whose persisted queue has not been written for this long is gone (live tabs
 /// rewrite theirs every few seconds while they hold events).
 pub const ORPHAN_AFTER_MS: f64 = 30_000.0;
@@ -66,6 +69,11 @@ pub struct Core {
     opted_out: bool,
     closed: bool,
     last_settled: usize,
+}
+
+/// The next UUIDv7 from this client's clock-ordered generator and seeded randomness.
+fn new_id(ids: &mut MonotonicUuidV7, rng: &mut SplitMix64, now_ms: f64) -> String {
+    ids.next(now_ms.max(0.0) as u64, rng.uuid_bytes())
 }
 
 /// `n` as 8 lowercase hex digits.
@@ -106,8 +114,7 @@ impl Core {
     /// A new UUIDv7, monotonic within this page.
     #[wasm_bindgen(js_name = nextId)]
     pub fn next_id(&mut self, now_ms: f64) -> String {
-        let random = self.rng.uuid_bytes();
-        self.ids.next(now_ms.max(0.0) as u64, random)
+        new_id(&mut self.ids, &mut self.rng, now_ms)
     }
 
     /// Sets the anonymous id (loaded or new); sampling is decided per id.
@@ -142,9 +149,12 @@ impl Core {
 
     /// Queues one serialized event. Returns true when the queue just reached a full batch
     /// (a send already under way keeps sending full batches, so crossing once is enough).
-    pub fn push(&mut self, json: String) -> bool {
+    pub fn push(&mut self, mut json: String) -> bool {
         if json.contains('\n') {
-            return false; // JSON.stringify never writes one; the persisted form needs lines
+            // The persisted form is one event per line. JSON.stringify never writes a raw
+            // newline; should one come anyway, it is whitespace (or invalid) JSON: a space
+            // keeps the event instead of dropping it.
+            json = json.replace('\n', " ");
         }
         self.outbox.push(QueuedEvent { json }) == self.flush_at
     }
@@ -161,8 +171,10 @@ impl Core {
             return None;
         }
         let (ids, rng) = (&mut self.ids, &mut self.rng);
-        let new_id = || ids.next(now_ms.max(0.0) as u64, rng.uuid_bytes());
-        match self.outbox.next(now_ms, limits, only_full, new_id) {
+        match self
+            .outbox
+            .next(now_ms, limits, only_full, || new_id(ids, rng, now_ms))
+        {
             Next::Send(body) => Some(body),
             Next::WaitUntil(_) | Next::Busy | Next::Idle => None,
         }
@@ -214,8 +226,8 @@ impl Core {
             return None;
         }
         let (ids, rng) = (&mut self.ids, &mut self.rng);
-        let new_id = || ids.next(now_ms.max(0.0) as u64, rng.uuid_bytes());
-        self.outbox.next_beacon(now_ms, PAGE_HIDE_MAX_BYTES, new_id)
+        self.outbox
+            .next_beacon(now_ms, PAGE_HIDE_MAX_BYTES, || new_id(ids, rng, now_ms))
     }
 
     /// Whether the browser took the body `nextBeaconBody` gave (a refused one stays queued).
@@ -278,8 +290,7 @@ pub fn hash_key(text: &str) -> String {
 /// 5 min (the shell adds up to 20% jitter).
 #[wasm_bindgen(js_name = refreshBackoffMs)]
 pub fn refresh_backoff_ms(failures: u32) -> f64 {
-    let exp = failures.saturating_sub(1).min(9);
-    (1_000.0 * f64::from(1u32 << exp)).min(300_000.0)
+    backoff_ms(failures, MAX_REFRESH_BACKOFF_MS)
 }
 
 #[cfg(test)]
@@ -291,6 +302,19 @@ mod tests {
         assert_eq!(hex8(0), "00000000");
         assert_eq!(hex8(0xdead_beef), "deadbeef");
         assert_eq!(hash_key(""), "00000000");
+    }
+
+    #[test]
+    fn a_raw_newline_never_splits_or_drops_an_event() {
+        let mut core = Core::new(2, 10, 10_000, 1.0, 1, 2);
+        assert!(!core.push("{\"a\":\n1}".into()));
+        assert_eq!(core.queue_length(), 1);
+        let saved = core.persist(0.0).unwrap();
+        assert_eq!(saved.lines().skip(1).collect::<Vec<_>>(), ["{\"a\": 1}"]);
+        assert!(
+            core.push("{}".into()),
+            "the second event fills a batch of 2"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 // through to /v1/stats.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Collector, waitFor, launchChromium } from './harness.mjs';
+import { Collector, waitFor, launchChromium, loadSdk } from './harness.mjs';
 
 
 let collector;
@@ -28,11 +28,7 @@ async function sdkPage() {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`${collector.url}/healthz`);
-  await page.evaluate(async () => {
-    const mod = await import('/sdk/telltale.js');
-    await mod.default();
-    window.Telltale = mod.Telltale;
-  });
+  await loadSdk(page);
   return { page, posts, errors, context };
 }
 

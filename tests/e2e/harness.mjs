@@ -23,6 +23,16 @@ export async function launchChromium({ backForwardCache = false } = {}) {
   });
 }
 
+/** Loads the built SDK into a page: the module as `window.sdk`, and `window.Telltale`. */
+export async function loadSdk(page) {
+  await page.evaluate(async () => {
+    const sdk = await import('/sdk/telltale.js');
+    await sdk.default();
+    window.sdk = sdk;
+    window.Telltale = sdk.Telltale;
+  });
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function freePort() {

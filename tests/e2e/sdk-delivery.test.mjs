@@ -4,7 +4,7 @@
 // and disabled storage, two tabs, consent and sampling.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Collector, sleep, waitFor, launchChromium } from './harness.mjs';
+import { Collector, sleep, waitFor, launchChromium, loadSdk } from './harness.mjs';
 
 
 let collector;
@@ -42,13 +42,6 @@ async function open(context, initScripts = []) {
   return { page, errors };
 }
 
-async function loadSdk(page) {
-  await page.evaluate(async () => {
-    const mod = await import('/sdk/telltale.js');
-    await mod.default();
-    window.Telltale = mod.Telltale;
-  });
-}
 
 async function appFor(id) {
   return collector.createApp(id, [collector.url]);

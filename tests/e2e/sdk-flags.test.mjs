@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { Collector, launchChromium } from './harness.mjs';
+import { Collector, launchChromium, loadSdk } from './harness.mjs';
 
 const BOOL = [{ key: 'on', value: true }, { key: 'off', value: false }];
 
@@ -30,11 +30,7 @@ after(async () => {
 async function sdkPage(context) {
   const page = await (context || await browser.newContext()).newPage();
   await page.goto(`${collector.url}/healthz`);
-  await page.evaluate(async () => {
-    const mod = await import('/sdk/telltale.js');
-    await mod.default();
-    window.sdk = mod;
-  });
+  await loadSdk(page);
   return page;
 }
 
@@ -116,7 +112,7 @@ describe('flags client', () => {
     }, options());
     assert.deepEqual(first, { before: [false, 'BOOTSTRAP'], after: true });
     await page.reload();
-    await page.evaluate(async () => { const m = await import('/sdk/telltale.js'); await m.default(); window.sdk = m; });
+    await loadSdk(page);
     const cached = await page.evaluate((opts) => {
       // Synchronously after construction: no network answer yet, the cache decides.
       const tt = new window.sdk.Telltale({ ...opts, context: { role: 'teacher' } });

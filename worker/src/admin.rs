@@ -1,7 +1,7 @@
 //! Operator endpoints: pipeline health and (in development only) fault injection.
 
 use crate::apps::{kv, require_admin};
-use crate::http::{fault_injection_enabled, json, read_json, ApiError, ApiResult};
+use crate::http::{d1, db, fault_injection_enabled, json, read_json, ApiError, ApiResult};
 use crate::pipeline::{drain_spool, spool_depth};
 use serde::{Deserialize, Serialize};
 use worker::{Env, Request};
@@ -121,15 +121,16 @@ pub async fn pipeline(req: Request, env: &Env) -> ApiResult {
         app: String,
         dropped: f64,
     }
-    let db = env
-        .d1("DB")
-        .map_err(|e| ApiError::storage("opening D1", e))?;
-    let drops = db
-        .prepare("SELECT app, SUM(dropped) AS dropped FROM client_drops GROUP BY app ORDER BY app")
-        .all()
-        .await
-        .map_err(|e| ApiError::storage("reading client drops", e))?
-        .results::<DropRow>()?;
+    let drops = d1(
+        "reading client drops",
+        db(env)?
+            .prepare(
+                "SELECT app, SUM(dropped) AS dropped FROM client_drops GROUP BY app ORDER BY app",
+            )
+            .all()
+            .await,
+    )?
+    .results::<DropRow>()?;
     let client_dropped: serde_json::Map<String, serde_json::Value> = drops
         .into_iter()
         .map(|r| (r.app, serde_json::json!(r.dropped as u64)))

@@ -5,7 +5,7 @@
 use crate::apps::{kv, require_admin};
 use crate::flags;
 use crate::http::{
-    json, now_ms, query_pairs, query_pairs_allowing, read_json, ApiError, ApiResult,
+    d1, db, json, now_ms, query_pairs, query_pairs_allowing, read_json, ApiError, ApiResult,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -22,14 +22,6 @@ use worker::{D1Database, D1PreparedStatement, Env, Request};
 
 const MAX_ACTOR_CHARS: usize = 128;
 const MAX_MESSAGE_CHARS: usize = 2_000;
-
-fn db(env: &Env) -> Result<D1Database, ApiError> {
-    env.d1("DB").map_err(|e| ApiError::storage("opening D1", e))
-}
-
-fn d1<T>(context: &str, r: worker::Result<T>) -> Result<T, ApiError> {
-    r.map_err(|e| ApiError::storage(context, e))
-}
 
 /// Who is acting: the `X-Telltale-Actor` header (a name or email), else `admin`.
 fn actor(req: &Request) -> Result<String, ApiError> {
@@ -248,7 +240,8 @@ pub fn ruleset_of(version: &str, snapshot: &Snapshot, bodies: &HashMap<String, V
     }
 }
 
-fn audit(
+/// An audit line (`before`/`after` as JSON, null as SQL NULL), as a batch statement.
+pub(crate) fn audit(
     db: &D1Database,
     actor: &str,
     action: &str,

@@ -34,8 +34,9 @@ struct Published {
     commit: String,
     engine: Rc<Engine>,
     probes: Rc<Vec<ProbeDef>>,
-    /// The wire ruleset served to SDKs for local evaluation.
-    ruleset_json: Rc<String>,
+    /// The wire ruleset served to SDKs for local evaluation (kept as a value: each
+    /// answer adds the current probe states to a copy).
+    ruleset: Rc<Value>,
     checked_at: i64,
 }
 
@@ -97,7 +98,7 @@ pub async fn warm(env: &Env, manifest: Manifest) -> Result<(), ApiError> {
             w.message
         );
     }
-    let ruleset_json = serde_json::to_string(&ruleset)
+    let ruleset_value = serde_json::to_value(&ruleset)
         .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
     let probes: Vec<ProbeDef> = manifest
         .snapshot
@@ -117,7 +118,7 @@ pub async fn warm(env: &Env, manifest: Manifest) -> Result<(), ApiError> {
             commit: manifest.commit,
             engine: Rc::new(engine),
             probes: Rc::new(probes),
-            ruleset_json: Rc::new(ruleset_json),
+            ruleset: Rc::new(ruleset_value),
             checked_at: now_ms(),
         })
     });
@@ -164,13 +165,13 @@ pub async fn probe_state_map(env: &Env) -> Result<Map<String, Value>, ApiError> 
 }
 
 /// The published engine, from the isolate cache when fresh.
-pub async fn published(env: &Env) -> Result<(Rc<Engine>, Rc<String>), ApiError> {
+pub async fn published(env: &Env) -> Result<(Rc<Engine>, Rc<Value>), ApiError> {
     let now = now_ms();
     let fresh = PUBLISHED.with(|p| {
         p.borrow()
             .as_ref()
             .filter(|p| now - p.checked_at < MANIFEST_TTL_MS)
-            .map(|p| (Rc::clone(&p.engine), Rc::clone(&p.ruleset_json)))
+            .map(|p| (Rc::clone(&p.engine), Rc::clone(&p.ruleset)))
     });
     if let Some(hit) = fresh {
         return Ok(hit);
@@ -205,7 +206,7 @@ pub async fn published(env: &Env) -> Result<(Rc<Engine>, Rc<String>), ApiError> 
     PUBLISHED.with(|p| {
         p.borrow()
             .as_ref()
-            .map(|p| (Rc::clone(&p.engine), Rc::clone(&p.ruleset_json)))
+            .map(|p| (Rc::clone(&p.engine), Rc::clone(&p.ruleset)))
             .ok_or_else(|| ApiError::new(500, "internal", "flag cache is empty"))
     })
 }
@@ -350,16 +351,6 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
             keys.clone()
         }
     };
-    let decisions: Map<String, Value> = keys
-        .iter()
-        .map(|k| {
-            (
-                k.clone(),
-                serde_json::to_value(engine.evaluate(k, &input.context, &probes, now))
-                    .unwrap_or(Value::Null),
-            )
-        })
-        .collect();
     let probe_view: Map<String, Value> = probes
         .iter()
         .map(|(k, s)| {
@@ -373,7 +364,7 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
             )
         })
         .collect();
-    let body = json!({"version": engine.version(), "flags": decisions, "probes": probe_view});
+    // The answer is a function of these: a 304 is decided before any evaluation.
     let etag = etag_for(
         engine.version(),
         &json!({"context": input.context, "flags": input.flags, "now": input.now, "probes": probe_view}),
@@ -381,6 +372,17 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
     if not_modified(&req, &etag)? && input.now.is_none() {
         return empty_304(&etag);
     }
+    let decisions: Map<String, Value> = keys
+        .iter()
+        .map(|k| {
+            (
+                k.clone(),
+                serde_json::to_value(engine.evaluate(k, &input.context, &probes, now))
+                    .unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    let body = json!({"version": engine.version(), "flags": decisions, "probes": probe_view});
     with_etag(json(200, &body)?, &etag)
 }
 
@@ -388,7 +390,7 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
 /// evaluation in the SDK. The ETag changes with either.
 pub async fn ruleset(req: Request, env: &Env) -> ApiResult {
     authenticate(&req, env).await?;
-    let (engine, ruleset_json) = published(env).await?;
+    let (engine, ruleset) = published(env).await?;
     let states = probe_state_map(env).await?;
     let etag = etag_for(
         engine.version(),
@@ -397,8 +399,7 @@ pub async fn ruleset(req: Request, env: &Env) -> ApiResult {
     if not_modified(&req, &etag)? {
         return empty_304(&etag);
     }
-    let mut body: Value = serde_json::from_str(&ruleset_json)
-        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let mut body = Value::clone(&ruleset);
     body["probes"] = Value::Object(states);
     with_etag(json(200, &body)?, &etag)
 }

@@ -172,3 +172,13 @@ pub fn env_string(env: &worker::Env, name: &str) -> Option<String> {
 pub fn fault_injection_enabled(env: &worker::Env) -> bool {
     env_string(env, "FAULT_INJECTION").as_deref() == Some("on")
 }
+
+/// The D1 binding `DB`; a missing binding is a logged 503 like any storage failure.
+pub fn db(env: &worker::Env) -> Result<worker::D1Database, ApiError> {
+    env.d1("DB").map_err(|e| ApiError::storage("opening D1", e))
+}
+
+/// A D1 result, its failure logged with `context` and turned into a 503.
+pub fn d1<T>(context: &str, r: worker::Result<T>) -> Result<T, ApiError> {
+    r.map_err(|e| ApiError::storage(context, e))
+}

@@ -64,22 +64,29 @@ async fn request_body(req: &mut Request) -> Result<Value, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))
 }
 
-/// The evaluation context of an OFREP request body (an empty body means no context).
-async fn read_context(req: &mut Request) -> Result<Map<String, Value>, String> {
-    context_of(&request_body(req).await?)
+/// The evaluation context of an OFREP request body (an empty body means no context). A
+/// bad one is the OFREP 400 answer, naming the flag when one was asked for.
+async fn read_context(
+    req: &mut Request,
+    key: Option<&str>,
+) -> Result<Map<String, Value>, ApiResult> {
+    let details = match request_body(req).await.and_then(|body| context_of(&body)) {
+        Ok(ctx) => return Ok(ctx),
+        Err(details) => details,
+    };
+    let mut body = json!({"errorCode": "INVALID_CONTEXT", "errorDetails": details});
+    if let Some(key) = key {
+        body["key"] = json!(key);
+    }
+    Err(failure(400, body))
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
 pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
     authenticate(&req, env).await?;
-    let ctx = match read_context(&mut req).await {
+    let ctx = match read_context(&mut req, Some(key)).await {
         Ok(ctx) => ctx,
-        Err(details) => {
-            return failure(
-                400,
-                json!({"key": key, "errorCode": "INVALID_CONTEXT", "errorDetails": details}),
-            )
-        }
+        Err(answer) => return answer,
     };
     let (engine, _) = published(env).await?;
     let probes = crate::flags::probe_states(env, None).await?;
@@ -99,14 +106,9 @@ pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
 /// `POST /ofrep/v1/evaluate/flags` (bulk), with `ETag` and `If-None-Match`.
 pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
     authenticate(&req, env).await?;
-    let ctx = match read_context(&mut req).await {
+    let ctx = match read_context(&mut req, None).await {
         Ok(ctx) => ctx,
-        Err(details) => {
-            return failure(
-                400,
-                json!({"errorCode": "INVALID_CONTEXT", "errorDetails": details}),
-            )
-        }
+        Err(answer) => return answer,
     };
     let (engine, _) = published(env).await?;
     let etag = etag_for(

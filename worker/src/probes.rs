@@ -5,8 +5,11 @@
 //! the decision. Also: pushed results, manual overrides, and the read API.
 
 use crate::apps::{kv, require_admin};
+use crate::config::audit;
 use crate::flags::{self, published_probes};
-use crate::http::{env_string, json, now_ms, query_pairs_allowing, read_json, ApiError, ApiResult};
+use crate::http::{
+    d1, db, env_string, json, now_ms, query_pairs_allowing, read_json, ApiError, ApiResult,
+};
 use futures_util::future::{join_all, select, Either};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -23,14 +26,6 @@ use worker::{
 const RETENTION_MS: i64 = 7 * MS_PER_DAY;
 const ALERT_ATTEMPTS: u32 = 3;
 pub const STATES_KEY: &str = "probes:states";
-
-fn db(env: &Env) -> Result<D1Database, ApiError> {
-    env.d1("DB").map_err(|e| ApiError::storage("opening D1", e))
-}
-
-fn d1<T>(context: &str, r: worker::Result<T>) -> Result<T, ApiError> {
-    r.map_err(|e| ApiError::storage(context, e))
-}
 
 /// One probe run, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,13 +237,14 @@ async fn transition(
                 rate(verdict.disable_rate),
                 rate(verdict.enable_rate),
             ])?,
-        db.prepare("INSERT INTO audit (at, actor, action, target, before, after) VALUES (?1, ?2, 'probe.transition', ?3, ?4, ?5)").bind(&[
-            JsValue::from_f64(now as f64),
-            actor.into(),
-            format!("probes/{}", def.key).into(),
-            json!(from.as_str()).to_string().into(),
-            json!({"state": verdict.state.as_str(), "reason": verdict.reason, "disable_rate": verdict.disable_rate, "enable_rate": verdict.enable_rate}).to_string().into(),
-        ])?,
+        audit(
+            db,
+            actor,
+            "probe.transition",
+            &format!("probes/{}", def.key),
+            &json!(from.as_str()),
+            &json!({"state": verdict.state.as_str(), "reason": verdict.reason, "disable_rate": verdict.disable_rate, "enable_rate": verdict.enable_rate}),
+        )?,
     ];
     d1("recording a probe transition", db.batch(statements).await)?;
     publish_states(env, db).await?;
@@ -520,14 +516,15 @@ pub async fn set_override(mut req: Request, env: &Env, name: &str) -> ApiResult 
                 "INSERT INTO probe_states (probe, state, since, override, override_by, override_reason, updated_at) VALUES (?1, 'unknown', ?2, ?3, ?4, ?5, ?2) \
                  ON CONFLICT (probe) DO UPDATE SET override = excluded.override, override_by = excluded.override_by, override_reason = excluded.override_reason, updated_at = excluded.updated_at",
             )
-            .bind(&[name.into(), now.clone(), mode.into(), who.as_str().into(), input.reason.as_str().into()])?,
-            db.prepare("INSERT INTO audit (at, actor, action, target, before, after) VALUES (?1, ?2, 'probe.override', ?3, ?4, ?5)").bind(&[
-                now,
-                who.as_str().into(),
-                format!("probes/{name}").into(),
-                json!(before.as_ref().map(|b| &b.mode)).to_string().into(),
-                json!({"mode": mode, "reason": input.reason}).to_string().into(),
-            ])?,
+            .bind(&[name.into(), now, mode.into(), who.as_str().into(), input.reason.as_str().into()])?,
+            audit(
+                &db,
+                &who,
+                "probe.override",
+                &format!("probes/{name}"),
+                &json!(before.as_ref().map(|b| &b.mode)),
+                &json!({"mode": mode, "reason": input.reason}),
+            )?,
         ])
         .await,
     )?;

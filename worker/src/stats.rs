@@ -2,7 +2,7 @@
 //! raw event store). An unknown app, event or property is a 404 that names it.
 
 use crate::apps::{app_by_id, require_admin};
-use crate::http::{csv, json, now_ms, query_pairs, query_pairs_allowing, ApiError, ApiResult};
+use crate::http::{csv, db, json, now_ms, query_pairs, query_pairs_allowing, ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use telltale_core::stats::{
     fill_series, parse_stats_query, to_csv, Format, Source, StatsQuery, TopValue,
@@ -41,10 +41,6 @@ struct StatsAnswer {
     by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top: Option<Vec<TopValue>>,
-}
-
-fn db(env: &Env) -> Result<D1Database, ApiError> {
-    env.d1("DB").map_err(|e| ApiError::storage("opening D1", e))
 }
 
 fn num(v: i64) -> JsValue {
