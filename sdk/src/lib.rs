@@ -147,15 +147,11 @@ impl Core {
         self.closed = true;
     }
 
-    /// Queues one serialized event. Returns true when the queue just reached a full batch
-    /// (a send already under way keeps sending full batches, so crossing once is enough).
-    pub fn push(&mut self, mut json: String) -> bool {
-        if json.contains('\n') {
-            // The persisted form is one event per line. JSON.stringify never writes a raw
-            // newline; should one come anyway, it is whitespace (or invalid) JSON: a space
-            // keeps the event instead of dropping it.
-            json = json.replace('\n', " ");
-        }
+    /// Queues one serialized event: `JSON.stringify` output, which never holds a raw
+    /// newline (the persisted form is one event per line; the shell is the only caller).
+    /// Returns true when the queue just reached a full batch (a send already under way
+    /// keeps sending full batches, so crossing once is enough).
+    pub fn push(&mut self, json: String) -> bool {
         self.outbox.push(QueuedEvent { json }) == self.flush_at
     }
 
@@ -305,15 +301,19 @@ mod tests {
     }
 
     #[test]
-    fn a_raw_newline_never_splits_or_drops_an_event() {
+    fn push_reports_a_full_batch_once_and_persists_one_line_per_event() {
         let mut core = Core::new(2, 10, 10_000, 1.0, 1, 2);
-        assert!(!core.push("{\"a\":\n1}".into()));
-        assert_eq!(core.queue_length(), 1);
-        let saved = core.persist(0.0).unwrap();
-        assert_eq!(saved.lines().skip(1).collect::<Vec<_>>(), ["{\"a\": 1}"]);
+        assert!(!core.push("{\"a\":1}".into()));
         assert!(
-            core.push("{}".into()),
+            core.push("{\"b\":2}".into()),
             "the second event fills a batch of 2"
+        );
+        assert!(!core.push("{\"c\":3}".into()));
+        let saved = core.persist(0.0).unwrap();
+        assert_eq!(
+            saved.lines().count(),
+            4,
+            "a header and three events: {saved}"
         );
     }
 
