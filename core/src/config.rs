@@ -7,13 +7,113 @@
 //! - A **commit** is a snapshot plus parent, author, message and UTC time; its id is the
 //!   SHA-256 of the canonical JSON of all of that.
 
+use crate::error::FieldError;
+use crate::flags::engine::{compile, validate_flag, validate_segment};
+use crate::probes::validate_probe;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// The kinds of versioned entries.
-pub const KINDS: [&str; 3] = ["flags", "segments", "probes"];
+/// The kinds of versioned entries, as named in paths and snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Flags,
+    Segments,
+    Probes,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Flags, Kind::Segments, Kind::Probes];
+
+    /// The plural name used in paths and snapshots (`flags`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Flags => "flags",
+            Kind::Segments => "segments",
+            Kind::Probes => "probes",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// One entry of the kind, in messages (`flag`).
+    pub const fn singular(self) -> &'static str {
+        match self {
+            Kind::Flags => "flag",
+            Kind::Segments => "segment",
+            Kind::Probes => "probe",
+        }
+    }
+
+    /// The error code for a key of this kind that does not exist.
+    pub const fn unknown_code(self) -> &'static str {
+        match self {
+            Kind::Flags => "unknown_flag",
+            Kind::Segments => "unknown_segment",
+            Kind::Probes => "unknown_probe",
+        }
+    }
+
+    /// The error code for deleting an entry that others still reference.
+    pub const fn in_use_code(self) -> &'static str {
+        match self {
+            Kind::Flags => "flag_in_use",
+            Kind::Segments => "segment_in_use",
+            Kind::Probes => "probe_in_use",
+        }
+    }
+}
+
+/// The kinds' names, in order.
+pub const KINDS: [&str; 3] = [
+    Kind::Flags.as_str(),
+    Kind::Segments.as_str(),
+    Kind::Probes.as_str(),
+];
+
+/// Whether a flag body refers to `key` of `kind`: a segment in a rule, a required probe,
+/// or a prerequisite flag.
+pub fn flag_refers_to(flag: &Value, kind: Kind, key: &str) -> bool {
+    let listed = |list: &Value, field: Option<&str>| {
+        list.as_array().into_iter().flatten().any(|item| {
+            let name = match field {
+                Some(f) => item.get(f),
+                None => Some(item),
+            };
+            name.and_then(Value::as_str) == Some(key)
+        })
+    };
+    match kind {
+        Kind::Segments => flag["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| listed(&rule["segments"], None)),
+        Kind::Probes => flag["requires_probe"].as_str() == Some(key),
+        Kind::Flags => listed(&flag["prerequisites"], Some("flag")),
+    }
+}
+
+/// The flags (other than `key` itself) that refer to `key` of `kind`, sorted. An entry
+/// with referrers cannot be deleted: removing a reference never removes what it names.
+pub fn referrers<'a>(
+    kind: Kind,
+    key: &str,
+    flags: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Vec<String> {
+    let mut users: Vec<String> = flags
+        .into_iter()
+        .filter(|(flag_key, _)| !(kind == Kind::Flags && *flag_key == key))
+        .filter(|(_, body)| flag_refers_to(body, kind, key))
+        .map(|(flag_key, _)| flag_key.to_string())
+        .collect();
+    users.sort();
+    users
+}
 
 /// key -> revision id, per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,20 +128,26 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn kind(&self, kind: &str) -> Option<&BTreeMap<String, String>> {
-        match kind {
-            "flags" => Some(&self.flags),
-            "segments" => Some(&self.segments),
-            "probes" => Some(&self.probes),
-            _ => None,
-        }
+        Kind::parse(kind).map(|k| self.entries(k))
     }
 
     pub fn kind_mut(&mut self, kind: &str) -> Option<&mut BTreeMap<String, String>> {
+        Kind::parse(kind).map(|k| self.entries_mut(k))
+    }
+
+    pub fn entries(&self, kind: Kind) -> &BTreeMap<String, String> {
         match kind {
-            "flags" => Some(&mut self.flags),
-            "segments" => Some(&mut self.segments),
-            "probes" => Some(&mut self.probes),
-            _ => None,
+            Kind::Flags => &self.flags,
+            Kind::Segments => &self.segments,
+            Kind::Probes => &self.probes,
+        }
+    }
+
+    pub fn entries_mut(&mut self, kind: Kind) -> &mut BTreeMap<String, String> {
+        match kind {
+            Kind::Flags => &mut self.flags,
+            Kind::Segments => &mut self.segments,
+            Kind::Probes => &mut self.probes,
         }
     }
 
@@ -54,6 +160,144 @@ impl Snapshot {
             .map(String::as_str)
             .collect()
     }
+}
+
+/// The wire ruleset of a snapshot (flags and segments in key order), from the bodies of
+/// its revisions.
+pub fn ruleset_of(
+    version: &str,
+    snapshot: &Snapshot,
+    bodies: &HashMap<String, Value>,
+) -> crate::flags::Ruleset {
+    let pick = |map: &BTreeMap<String, String>| {
+        map.values()
+            .filter_map(|r| bodies.get(r).cloned())
+            .collect()
+    };
+    crate::flags::Ruleset {
+        version: version.to_string(),
+        flags: pick(&snapshot.flags),
+        segments: pick(&snapshot.segments),
+    }
+}
+
+/// Checks one entry as it would stand in `snapshot` (which already holds it): its own
+/// fields, that its body names the key it is stored under, and that what it refers to
+/// exists there. Field paths are relative to the entry.
+pub fn check_entry(
+    kind: Kind,
+    key: &str,
+    body: &Value,
+    snapshot: &Snapshot,
+) -> Result<(), FieldError> {
+    if body.get("key").and_then(Value::as_str) != Some(key) {
+        return Err(FieldError::new(
+            "key_mismatch",
+            "key",
+            format!("the body's key must equal the entry's key `{key}`"),
+        ));
+    }
+    match kind {
+        Kind::Flags => {
+            let segments: Vec<&str> = snapshot.segments.keys().map(String::as_str).collect();
+            let flags: Vec<&str> = snapshot.flags.keys().map(String::as_str).collect();
+            validate_flag(body, &segments, &flags)?;
+            if let Some(probe) = body.get("requires_probe").and_then(Value::as_str) {
+                if !snapshot.probes.contains_key(probe) {
+                    return Err(FieldError::new(
+                        "unknown_probe",
+                        "requires_probe",
+                        format!("no probe `{probe}`; stage it first"),
+                    ));
+                }
+            }
+        }
+        Kind::Segments => {
+            validate_segment(body)?;
+        }
+        Kind::Probes => {
+            validate_probe(body)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prerequisite cycles only show across flags: compiles the whole config and reports
+/// the first cycle found.
+pub fn check_cycles(
+    snapshot: &Snapshot,
+    bodies: &HashMap<String, Value>,
+) -> Result<(), FieldError> {
+    let engine = compile(&ruleset_of("", snapshot, bodies));
+    match engine
+        .warnings()
+        .iter()
+        .find(|w| w.code == "prerequisite_cycle")
+    {
+        Some(w) => Err(FieldError::new(
+            "prerequisite_cycle",
+            "prerequisites",
+            w.message.clone(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks one staged entry against the would-be config (`snapshot` and `bodies` already
+/// hold it): what staging runs.
+pub fn validate_entry(
+    kind: Kind,
+    key: &str,
+    body: &Value,
+    snapshot: &Snapshot,
+    bodies: &HashMap<String, Value>,
+) -> Result<(), FieldError> {
+    check_entry(kind, key, body, snapshot)?;
+    if kind == Kind::Flags {
+        check_cycles(snapshot, bodies)?;
+    }
+    Ok(())
+}
+
+/// Every problem of a whole config, each with its entry's path (`flags/checkout.rules[0]`):
+/// what an import runs, so that nothing enters unchecked. Empty when the config is valid.
+pub fn validate_snapshot(snapshot: &Snapshot, bodies: &HashMap<String, Value>) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    for kind in Kind::ALL {
+        for (key, rev) in snapshot.entries(kind) {
+            let prefix = format!("{}/{key}", kind.as_str());
+            let located = |e: FieldError| {
+                let field = if e.field.is_empty() {
+                    prefix.clone()
+                } else {
+                    format!("{prefix}.{}", e.field)
+                };
+                FieldError::new(e.code, field, e.message)
+            };
+            if let Err(e) = crate::flags::engine::validate_key(key) {
+                problems.push(located(FieldError::new(e.code, "key", e.message)));
+                continue;
+            }
+            match bodies.get(rev) {
+                None => problems.push(located(FieldError::new(
+                    "missing_revision",
+                    "",
+                    format!("revision {rev} is missing"),
+                ))),
+                Some(body) => {
+                    if let Err(e) = check_entry(kind, key, body, snapshot) {
+                        problems.push(located(e));
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        if let Err(e) = check_cycles(snapshot, bodies) {
+            problems.push(FieldError::new(e.code, "flags", e.message));
+        }
+    }
+    problems
 }
 
 /// JSON with object keys sorted and no insignificant whitespace.
@@ -360,6 +604,163 @@ pub fn merge_three_way(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(entries: &[(Kind, Value)]) -> (Snapshot, HashMap<String, Value>) {
+        let mut snapshot = Snapshot::default();
+        let mut bodies = HashMap::new();
+        for (kind, body) in entries {
+            let rev = revision_id(body);
+            let key = body["key"].as_str().unwrap_or("bad key").to_string();
+            snapshot.entries_mut(*kind).insert(key, rev.clone());
+            bodies.insert(rev, body.clone());
+        }
+        (snapshot, bodies)
+    }
+
+    fn flag(key: &str, extra: Value) -> Value {
+        let mut body = serde_json::json!({"key": key, "variants": [{"key": "on", "value": true}], "default_variant": "on"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    }
+
+    #[test]
+    fn a_valid_config_has_no_problems() {
+        use serde_json::json;
+        let (snapshot, bodies) = config(&[
+            (
+                Kind::Probes,
+                json!({"key": "partner", "url": "https://partner.example/health"}),
+            ),
+            (
+                Kind::Segments,
+                json!({"key": "beta", "conditions": [{"attribute": "plan", "op": "eq", "value": "pro"}]}),
+            ),
+            (
+                Kind::Flags,
+                flag(
+                    "a",
+                    json!({"requires_probe": "partner", "rules": [{"segments": ["beta"], "serve": {"variant": "on"}}]}),
+                ),
+            ),
+            (
+                Kind::Flags,
+                flag(
+                    "b",
+                    json!({"prerequisites": [{"flag": "a", "variants": ["on"]}]}),
+                ),
+            ),
+        ]);
+        assert!(validate_snapshot(&snapshot, &bodies).is_empty());
+    }
+
+    #[test]
+    fn every_problem_names_its_entry_and_field() {
+        use serde_json::json;
+        let (mut snapshot, mut bodies) = config(&[
+            (
+                Kind::Probes,
+                json!({"key": "bad", "url": "file:///etc/passwd"}),
+            ),
+            (
+                Kind::Flags,
+                flag(
+                    "dangling",
+                    json!({"requires_probe": "ghost", "rules": [{"segments": ["nobody"], "serve": {"variant": "on"}}]}),
+                ),
+            ),
+        ]);
+        // A body stored under another key, and a key that is not a key.
+        let other = flag("other", json!({}));
+        snapshot.flags.insert("renamed".into(), revision_id(&other));
+        bodies.insert(revision_id(&other), other.clone());
+        snapshot.flags.insert("../../x".into(), revision_id(&other));
+        let fields: Vec<(String, &str)> = validate_snapshot(&snapshot, &bodies)
+            .into_iter()
+            .map(|e| (e.field, e.code))
+            .collect();
+        assert!(
+            fields.contains(&("probes/bad.url".to_string(), "invalid_value")),
+            "{fields:?}"
+        );
+        assert!(fields.iter().any(|(f, c)| f == "flags/dangling.rules[0].segments[0]" && *c == "unknown_segment"), "{fields:?}");
+        assert!(
+            fields.contains(&("flags/renamed.key".to_string(), "key_mismatch")),
+            "{fields:?}"
+        );
+        assert!(
+            fields.iter().any(|(f, _)| f == "flags/../../x.key"),
+            "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn cycles_are_found_across_flags() {
+        use serde_json::json;
+        let (snapshot, bodies) = config(&[
+            (
+                Kind::Flags,
+                flag(
+                    "a",
+                    json!({"prerequisites": [{"flag": "b", "variants": ["on"]}]}),
+                ),
+            ),
+            (
+                Kind::Flags,
+                flag(
+                    "b",
+                    json!({"prerequisites": [{"flag": "a", "variants": ["on"]}]}),
+                ),
+            ),
+        ]);
+        let problems = validate_snapshot(&snapshot, &bodies);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].code, "prerequisite_cycle");
+        let a = bodies[&snapshot.flags["a"]].clone();
+        assert_eq!(
+            validate_entry(Kind::Flags, "a", &a, &snapshot, &bodies)
+                .unwrap_err()
+                .code,
+            "prerequisite_cycle"
+        );
+    }
+
+    #[test]
+    fn kinds_have_one_vocabulary() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        assert_eq!(KINDS, ["flags", "segments", "probes"]);
+        assert_eq!(Kind::parse("flag"), None);
+        assert_eq!(Kind::Segments.in_use_code(), "segment_in_use");
+    }
+
+    #[test]
+    fn referrers_find_segments_probes_and_prerequisites() {
+        use serde_json::json;
+        let checkout = json!({"key": "checkout", "requires_probe": "partner",
+            "rules": [{"segments": ["beta"], "serve": {"variant": "on"}}],
+            "prerequisites": [{"flag": "new-ui", "variants": ["on"]}]});
+        let new_ui =
+            json!({"key": "new-ui", "prerequisites": [{"flag": "new-ui", "variants": ["on"]}]});
+        let plain = json!({"key": "plain"});
+        let flags = [
+            ("checkout", &checkout),
+            ("new-ui", &new_ui),
+            ("plain", &plain),
+        ];
+        assert_eq!(referrers(Kind::Segments, "beta", flags), vec!["checkout"]);
+        assert_eq!(referrers(Kind::Probes, "partner", flags), vec!["checkout"]);
+        // A flag naming itself does not keep itself alive.
+        assert_eq!(referrers(Kind::Flags, "new-ui", flags), vec!["checkout"]);
+        assert!(referrers(Kind::Segments, "ghosts", flags).is_empty());
+        assert!(referrers(Kind::Flags, "plain", flags).is_empty());
+    }
     use serde_json::json;
 
     #[test]

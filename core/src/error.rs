@@ -4,7 +4,7 @@ use std::fmt;
 
 /// A problem with one named field of a request, reported as
 /// `{"error": {"code", "message", "field"}}` by the Worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
     /// Stable machine-readable code, such as `required` or `too_long`.
     pub code: &'static str,

@@ -1,4 +1,4 @@
-//! Health probes that switch features off and back on by themselves.
+//! ProbeState probes that switch features off and back on by themselves.
 //!
 //! A probe's results (pass/fail with a UTC end time) feed a pure state machine with
 //! hysteresis: it goes **down** when the pass rate over the short `disable_window` falls
@@ -12,20 +12,35 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// A probe's state: what the hysteresis machine decided, what flags read, what the SDK
+/// shows. The one vocabulary for it in every runtime (wire names `up`, `down`, `unknown`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Health {
+pub enum ProbeState {
     Unknown,
     Up,
     Down,
 }
 
-impl Health {
+impl ProbeState {
     pub fn as_str(self) -> &'static str {
         match self {
-            Health::Unknown => "unknown",
-            Health::Up => "up",
-            Health::Down => "down",
+            ProbeState::Unknown => "unknown",
+            ProbeState::Up => "up",
+            ProbeState::Down => "down",
+        }
+    }
+
+    /// Reads a served state: `"up"`, `"down"`, or `{"state": "up", ...}`. Anything else
+    /// (a missing probe, an unknown word) is `Unknown`, which never disables a flag.
+    pub fn from_served(value: &Value) -> ProbeState {
+        let name = value
+            .as_str()
+            .or_else(|| value.get("state").and_then(Value::as_str));
+        match name {
+            Some("up") => ProbeState::Up,
+            Some("down") => ProbeState::Down,
+            _ => ProbeState::Unknown,
         }
     }
 }
@@ -115,6 +130,11 @@ pub struct ProbeDef {
     pub min_samples: u32,
 }
 
+/// The longest decision window: a day.
+pub const MAX_WINDOW_MS: i64 = 24 * 60 * MS_PER_MINUTE;
+/// The probe intervals: each divides a minute, so a schedule repeats every cron minute.
+pub const INTERVALS_S: [u32; 6] = [10, 12, 15, 20, 30, 60];
+
 fn invalid(field: &str, message: impl Into<String>) -> FieldError {
     FieldError::new("invalid_value", field, message)
 }
@@ -167,7 +187,7 @@ pub fn validate_probe(raw: &Value) -> Result<ProbeDef, FieldError> {
     if !(100..=20_000).contains(&def.timeout_ms) {
         return Err(invalid("timeout_ms", "timeout_ms must be 100 to 20,000"));
     }
-    if ![10, 12, 15, 20, 30, 60].contains(&def.interval_s) {
+    if !INTERVALS_S.contains(&def.interval_s) {
         return Err(invalid(
             "interval_s",
             "interval_s must divide a minute: 10, 12, 15, 20, 30 or 60",
@@ -187,8 +207,14 @@ pub fn validate_probe(raw: &Value) -> Result<ProbeDef, FieldError> {
             "enable_at_least must be above disable_below (hysteresis)",
         ));
     }
-    if def.disable_window_ms < MS_PER_SECOND || def.enable_window_ms > 24 * 60 * MS_PER_MINUTE {
-        return Err(invalid("disable_window_ms", "windows are 1 s to 24 h"));
+    // Each window is checked on its own, so the error names the field that is wrong.
+    for (field, window) in [
+        ("disable_window_ms", def.disable_window_ms),
+        ("enable_window_ms", def.enable_window_ms),
+    ] {
+        if !(MS_PER_SECOND..=MAX_WINDOW_MS).contains(&window) {
+            return Err(invalid(field, "windows are 1 s to 24 h"));
+        }
     }
     if def.enable_window_ms <= def.disable_window_ms {
         return Err(invalid(
@@ -254,7 +280,7 @@ pub fn window_stats(samples: &[Sample], now_ms: i64, window_ms: i64) -> (Option<
 /// The outcome of one decision step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
-    pub state: Health,
+    pub state: ProbeState,
     pub changed: bool,
     pub disable_rate: Option<f64>,
     pub disable_samples: u32,
@@ -267,7 +293,7 @@ pub struct Verdict {
 /// Decides the next state from the current one and the samples.
 pub fn decide(
     def: &ProbeDef,
-    current: Health,
+    current: ProbeState,
     mode: Override,
     samples: &[Sample],
     now_ms: i64,
@@ -279,25 +305,28 @@ pub fn decide(
     let falling = enough_short && disable_rate.is_some_and(|r| r < def.disable_below);
     let recovered = enough_long && enable_rate.is_some_and(|r| r >= def.enable_at_least);
     let (state, reason) = match (mode, current) {
-        (Override::ForceUp, _) => (Health::Up, "forced up by an operator".to_string()),
-        (Override::ForceDown, _) => (Health::Down, "forced down by an operator".to_string()),
-        (Override::Auto, Health::Unknown) if falling => {
-            (Health::Down, "pass rate below disable_below".into())
+        (Override::ForceUp, _) => (ProbeState::Up, "forced up by an operator".to_string()),
+        (Override::ForceDown, _) => (ProbeState::Down, "forced down by an operator".to_string()),
+        (Override::Auto, ProbeState::Unknown) if falling => {
+            (ProbeState::Down, "pass rate below disable_below".into())
         }
-        (Override::Auto, Health::Unknown) if enough_short => {
-            (Health::Up, "enough passing samples".into())
+        (Override::Auto, ProbeState::Unknown) if enough_short => {
+            (ProbeState::Up, "enough passing samples".into())
         }
-        (Override::Auto, Health::Unknown) => (Health::Unknown, "not enough samples yet".into()),
-        (Override::Auto, Health::Up) if falling => {
-            (Health::Down, "pass rate below disable_below".into())
+        (Override::Auto, ProbeState::Unknown) => {
+            (ProbeState::Unknown, "not enough samples yet".into())
         }
-        (Override::Auto, Health::Up) => (Health::Up, "pass rate holds".into()),
-        (Override::Auto, Health::Down) if recovered => {
-            (Health::Up, "pass rate reached enable_at_least".into())
+        (Override::Auto, ProbeState::Up) if falling => {
+            (ProbeState::Down, "pass rate below disable_below".into())
         }
-        (Override::Auto, Health::Down) => {
-            (Health::Down, "not recovered over the enable window".into())
+        (Override::Auto, ProbeState::Up) => (ProbeState::Up, "pass rate holds".into()),
+        (Override::Auto, ProbeState::Down) if recovered => {
+            (ProbeState::Up, "pass rate reached enable_at_least".into())
         }
+        (Override::Auto, ProbeState::Down) => (
+            ProbeState::Down,
+            "not recovered over the enable window".into(),
+        ),
     };
     Verdict {
         state,
@@ -308,6 +337,36 @@ pub fn decide(
         enable_samples,
         reason,
     }
+}
+
+/// One round of a cron minute: the second it starts at, and the probes due then (indices
+/// into the list given to [`cron_rounds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    pub offset_s: u32,
+    pub due: Vec<usize>,
+}
+
+/// The rounds of one cron minute. A probe with interval `i` runs at seconds 0, i, 2i, ...
+/// below 60, so it runs exactly `60 / i` times a minute whatever the other probes'
+/// intervals are; probes due at the same second share a round. Rounds are in time order.
+/// An interval outside (0, 60] runs once, at second 0.
+pub fn cron_rounds(intervals_s: &[u32]) -> Vec<Round> {
+    let mut rounds: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (index, &interval) in intervals_s.iter().enumerate() {
+        let step = if (1..=60).contains(&interval) {
+            interval
+        } else {
+            60
+        };
+        for offset_s in (0..60).step_by(step as usize) {
+            rounds.entry(offset_s).or_default().push(index);
+        }
+    }
+    rounds
+        .into_iter()
+        .map(|(offset_s, due)| Round { offset_s, due })
+        .collect()
 }
 
 #[cfg(test)]
@@ -404,18 +463,18 @@ mod tests {
         let d = def();
         let two = samples(0, 2, 20_000, |_| true);
         assert_eq!(
-            decide(&d, Health::Unknown, Override::Auto, &two, 40_000).state,
-            Health::Unknown
+            decide(&d, ProbeState::Unknown, Override::Auto, &two, 40_000).state,
+            ProbeState::Unknown
         );
         let three = samples(0, 3, 20_000, |_| true);
         assert_eq!(
-            decide(&d, Health::Unknown, Override::Auto, &three, 40_000).state,
-            Health::Up
+            decide(&d, ProbeState::Unknown, Override::Auto, &three, 40_000).state,
+            ProbeState::Up
         );
         let failing = samples(0, 3, 20_000, |_| false);
         assert_eq!(
-            decide(&d, Health::Unknown, Override::Auto, &failing, 40_000).state,
-            Health::Down
+            decide(&d, ProbeState::Unknown, Override::Auto, &failing, 40_000).state,
+            ProbeState::Down
         );
     }
 
@@ -423,12 +482,12 @@ mod tests {
     fn overrides_beat_the_machine() {
         let d = def();
         let failing = samples(0, 30, 20_000, |_| false);
-        let v = decide(&d, Health::Up, Override::ForceUp, &failing, 600_000);
-        assert_eq!((v.state, v.changed), (Health::Up, false));
+        let v = decide(&d, ProbeState::Up, Override::ForceUp, &failing, 600_000);
+        assert_eq!((v.state, v.changed), (ProbeState::Up, false));
         let healthy = samples(0, 30, 20_000, |_| true);
         assert_eq!(
-            decide(&d, Health::Up, Override::ForceDown, &healthy, 600_000).state,
-            Health::Down
+            decide(&d, ProbeState::Up, Override::ForceDown, &healthy, 600_000).state,
+            ProbeState::Down
         );
     }
 
@@ -447,5 +506,46 @@ mod tests {
         assert_eq!(window_stats(&s, 200, 100), (Some(0.0), 1));
         assert_eq!(window_stats(&s, 200, 101), (Some(0.5), 2));
         assert_eq!(window_stats(&s, 50, 1000), (None, 0));
+    }
+
+    fn runs_per_minute(intervals: &[u32]) -> Vec<usize> {
+        let rounds = cron_rounds(intervals);
+        (0..intervals.len())
+            .map(|i| rounds.iter().filter(|r| r.due.contains(&i)).count())
+            .collect()
+    }
+
+    #[test]
+    fn every_probe_runs_sixty_over_its_interval_times() {
+        // The defect: rounds spaced by the smallest interval ran a 12 s probe beside a
+        // 10 s one once a minute, and a 30 s one beside a 20 s one once.
+        assert_eq!(runs_per_minute(&[10, 12]), vec![6, 5]);
+        assert_eq!(runs_per_minute(&[20, 30]), vec![3, 2]);
+        assert_eq!(runs_per_minute(&[60, 15, 12]), vec![1, 4, 5]);
+        for &i in &INTERVALS_S {
+            assert_eq!(runs_per_minute(&[i]), vec![(60 / i) as usize]);
+        }
+    }
+
+    #[test]
+    fn rounds_are_ordered_and_shared() {
+        let rounds = cron_rounds(&[20, 30]);
+        let offsets: Vec<u32> = rounds.iter().map(|r| r.offset_s).collect();
+        assert_eq!(offsets, vec![0, 20, 30, 40]);
+        assert_eq!(rounds[0].due, vec![0, 1]);
+        assert_eq!(rounds[2].due, vec![1]);
+        assert!(cron_rounds(&[]).is_empty());
+        // Out-of-range intervals cannot loop or divide by zero: once, at second 0.
+        assert_eq!(runs_per_minute(&[0, 600]), vec![1, 1]);
+    }
+
+    #[test]
+    fn window_errors_name_the_window_that_is_wrong() {
+        let mut raw = json!({"key": "p", "url": "https://partner.example/health"});
+        raw["enable_window_ms"] = json!(25 * 60 * MS_PER_MINUTE);
+        assert_eq!(validate_probe(&raw).unwrap_err().field, "enable_window_ms");
+        raw["enable_window_ms"] = json!(15 * MS_PER_MINUTE);
+        raw["disable_window_ms"] = json!(10);
+        assert_eq!(validate_probe(&raw).unwrap_err().field, "disable_window_ms");
     }
 }

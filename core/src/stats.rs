@@ -13,7 +13,8 @@ pub const MAX_BUCKETS: i64 = 1_000;
 pub const DEFAULT_TOP: usize = 10;
 pub const MAX_TOP: usize = 100;
 
-const PARAMS: [&str; 9] = [
+/// The query parameters `GET /v1/stats` takes.
+pub const PARAMS: [&str; 9] = [
     "app", "event", "from", "to", "interval", "by", "limit", "format", "source",
 ];
 

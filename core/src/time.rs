@@ -4,6 +4,32 @@
 use alloc::format;
 use alloc::string::String;
 
+/// A UTC instant in integer milliseconds since the Unix epoch: the one time type of the
+/// wire and of storage. APIs show it as RFC 3339 with `Z` ([`UtcMs::rfc3339`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(
+    feature = "full",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
+pub struct UtcMs(pub i64);
+
+impl UtcMs {
+    pub const fn ms(self) -> i64 {
+        self.0
+    }
+
+    /// This instant moved by `delta_ms`, saturating instead of overflowing.
+    pub const fn offset(self, delta_ms: i64) -> UtcMs {
+        UtcMs(self.0.saturating_add(delta_ms))
+    }
+
+    /// RFC 3339 with `Z` and milliseconds when they are not zero.
+    pub fn rfc3339(self) -> String {
+        format_rfc3339(self.0)
+    }
+}
+
 pub const MS_PER_SECOND: i64 = 1_000;
 pub const MS_PER_MINUTE: i64 = 60 * MS_PER_SECOND;
 pub const MS_PER_HOUR: i64 = 60 * MS_PER_MINUTE;

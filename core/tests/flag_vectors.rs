@@ -24,12 +24,7 @@ fn probes(case: &Value) -> ProbeStates {
         .into_iter()
         .flatten()
     {
-        let state = match state.as_str().unwrap() {
-            "up" => ProbeState::Up,
-            "down" => ProbeState::Down,
-            _ => ProbeState::Unknown,
-        };
-        out.insert(name.clone(), state);
+        out.insert(name.clone(), ProbeState::from_served(state));
     }
     out
 }

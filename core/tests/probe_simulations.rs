@@ -4,18 +4,18 @@
 //! delay, recovery delay and number of flips (`cargo test --test probe_simulations -- --nocapture`).
 
 use serde_json::json;
-use telltale_core::probes::{decide, validate_probe, Health, Override, Sample};
+use telltale_core::probes::{decide, validate_probe, Override, ProbeState, Sample};
 
 const MINUTE: i64 = 60_000;
 const CRON_MS: i64 = MINUTE;
 const RUN_EVERY_MS: i64 = 20_000;
 
 struct Outcome {
-    flips: Vec<(i64, Health)>,
+    flips: Vec<(i64, ProbeState)>,
 }
 
 impl Outcome {
-    fn first(&self, state: Health, after_ms: i64) -> Option<i64> {
+    fn first(&self, state: ProbeState, after_ms: i64) -> Option<i64> {
         self.flips
             .iter()
             .find(|(t, s)| *s == state && *t >= after_ms)
@@ -26,7 +26,7 @@ impl Outcome {
 /// Runs `minutes` of virtual time; `healthy(t_ms, rng)` says whether a probe at t passes.
 fn simulate(
     minutes: i64,
-    start: Health,
+    start: ProbeState,
     mut healthy: impl FnMut(i64, &mut u64) -> bool,
 ) -> Outcome {
     let def =
@@ -63,8 +63,8 @@ fn coin(rng: &mut u64) -> bool {
 }
 
 fn report(name: &str, o: &Outcome, outage_start: Option<i64>, recovery_start: Option<i64>) {
-    let down = outage_start.and_then(|t| o.first(Health::Down, t));
-    let up = recovery_start.and_then(|t| o.first(Health::Up, t));
+    let down = outage_start.and_then(|t| o.first(ProbeState::Down, t));
+    let up = recovery_start.and_then(|t| o.first(ProbeState::Up, t));
     println!(
         "{name:<44} flips {:>2}  detection {:>8}  recovery {:>8}",
         o.flips.len(),
@@ -82,14 +82,14 @@ fn report(name: &str, o: &Outcome, outage_start: Option<i64>, recovery_start: Op
 #[test]
 fn full_outage_is_detected_within_the_disable_window_plus_one_cron_period() {
     let (start, end) = (30 * MINUTE, 60 * MINUTE);
-    let o = simulate(100, Health::Up, |t, _| !(start..end).contains(&t));
+    let o = simulate(100, ProbeState::Up, |t, _| !(start..end).contains(&t));
     report("full outage (30 min)", &o, Some(start), Some(end));
-    let detection = o.first(Health::Down, start).unwrap();
+    let detection = o.first(ProbeState::Down, start).unwrap();
     assert!(
         detection <= 5 * MINUTE + CRON_MS,
         "detected after {detection} ms"
     );
-    let recovery = o.first(Health::Up, end).unwrap();
+    let recovery = o.first(ProbeState::Up, end).unwrap();
     assert!(
         recovery >= 10 * MINUTE,
         "recovery must wait for the longer window (took {recovery} ms)"
@@ -101,27 +101,27 @@ fn full_outage_is_detected_within_the_disable_window_plus_one_cron_period() {
 #[test]
 fn outage_that_starts_late_and_ends_early_in_a_minute() {
     let (start, end) = (30 * MINUTE + 50_000, 47 * MINUTE + 10_000);
-    let o = simulate(100, Health::Up, |t, _| !(start..end).contains(&t));
+    let o = simulate(100, ProbeState::Up, |t, _| !(start..end).contains(&t));
     report(
         "outage starting late, ending early (16 min)",
         &o,
         Some(start),
         Some(end),
     );
-    assert!(o.first(Health::Down, start).unwrap() <= 5 * MINUTE + CRON_MS);
+    assert!(o.first(ProbeState::Down, start).unwrap() <= 5 * MINUTE + CRON_MS);
     assert_eq!(o.flips.len(), 2);
 }
 
 #[test]
 fn half_failures_while_up_stay_up() {
-    let o = simulate(120, Health::Up, |_, rng| coin(rng));
+    let o = simulate(120, ProbeState::Up, |_, rng| coin(rng));
     report("50% random failures while up", &o, None, None);
     assert!(o.flips.is_empty(), "{:?}", o.flips);
 }
 
 #[test]
 fn half_failures_while_down_stay_down() {
-    let o = simulate(120, Health::Down, |_, rng| coin(rng));
+    let o = simulate(120, ProbeState::Down, |_, rng| coin(rng));
     report("50% random failures while down", &o, None, None);
     assert!(o.flips.is_empty(), "{:?}", o.flips);
 }
@@ -129,7 +129,7 @@ fn half_failures_while_down_stay_down() {
 #[test]
 fn slow_recovery_flips_back_once() {
     let (start, recovering, healed) = (20 * MINUTE, 40 * MINUTE, 70 * MINUTE);
-    let o = simulate(120, Health::Up, |t, rng| {
+    let o = simulate(120, ProbeState::Up, |t, rng| {
         if t < start {
             true
         } else if t < recovering {
@@ -157,7 +157,7 @@ fn slow_recovery_flips_back_once() {
 #[test]
 fn a_one_minute_blip_changes_nothing() {
     let (start, end) = (30 * MINUTE, 31 * MINUTE);
-    let o = simulate(60, Health::Up, |t, _| !(start..end).contains(&t));
+    let o = simulate(60, ProbeState::Up, |t, _| !(start..end).contains(&t));
     report("one-minute blip", &o, Some(start), None);
     assert!(o.flips.is_empty());
 }

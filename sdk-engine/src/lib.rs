@@ -46,21 +46,13 @@ fn context_of(value: &JsValue) -> Map<String, Value> {
     }
 }
 
-fn probe_state(state: Option<&str>) -> ProbeState {
-    match state {
-        Some("up") => ProbeState::Up,
-        Some("down") => ProbeState::Down,
-        _ => ProbeState::Unknown,
-    }
-}
-
 /// A compiled ruleset (the JSON `/v1/flags/ruleset` serves), evaluated by the same engine
 /// the collector runs.
 #[wasm_bindgen]
 pub struct FlagEngine {
     engine: Engine,
     /// The probe states the ruleset was served with (its `probes` field).
-    served_probes: BTreeMap<String, String>,
+    served_probes: BTreeMap<String, ProbeState>,
 }
 
 #[wasm_bindgen]
@@ -72,11 +64,13 @@ impl FlagEngine {
     pub fn new(ruleset_json: &str) -> Result<FlagEngine, JsError> {
         let mut raw: Value =
             serde_json::from_str(ruleset_json).map_err(|e| JsError::new(&e.to_string()))?;
-        let served_probes = raw
-            .as_object_mut()
-            .and_then(|o| o.remove("probes"))
-            .and_then(|p| serde_json::from_value(p).ok())
-            .unwrap_or_default();
+        let served_probes = match raw.as_object_mut().and_then(|o| o.remove("probes")) {
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(name, state)| (name.clone(), ProbeState::from_served(state)))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let ruleset: Ruleset =
             serde_json::from_value(raw).map_err(|e| JsError::new(&e.to_string()))?;
         Ok(FlagEngine {
@@ -95,12 +89,12 @@ impl FlagEngine {
         match from_js(probes) {
             Some(Value::Object(map)) => map
                 .iter()
-                .map(|(name, state)| (name.clone(), probe_state(state.as_str())))
+                .map(|(name, state)| (name.clone(), ProbeState::from_served(state)))
                 .collect(),
             _ => self
                 .served_probes
                 .iter()
-                .map(|(name, state)| (name.clone(), probe_state(Some(state))))
+                .map(|(name, state)| (name.clone(), *state))
                 .collect(),
         }
     }

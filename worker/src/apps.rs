@@ -1,12 +1,14 @@
 //! Registered apps and their keys. Apps live in KV (`app:<id>`, `ingest-key:<key>`), so
 //! authenticating an ingest request never needs D1: ingest keeps working when D1 does not.
 
-use crate::http::{env_string, json, now_ms, read_json, ApiError, ApiResult};
+use crate::auth::require_admin;
+use crate::http::{env_string, internal, json, now_ms, read_json, ApiError, ApiResult, Query};
+use crate::store::{kv, list_keys};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use telltale_core::apps::{validate_app_id, validate_origin};
-use telltale_core::auth::{bearer_token, secrets_match};
+use telltale_core::auth::secrets_match;
 use telltale_core::time::format_rfc3339;
 use worker::{Env, Request};
 
@@ -26,58 +28,6 @@ pub struct App {
 thread_local! {
     // Per-isolate cache: ingest key -> (app, fetched at ms).
     static KEY_CACHE: RefCell<HashMap<String, (App, i64)>> = RefCell::new(HashMap::new());
-}
-
-pub fn kv(env: &Env) -> Result<worker::KvStore, ApiError> {
-    env.kv("KV").map_err(|e| ApiError::storage("opening KV", e))
-}
-
-/// Every key under a prefix, following KV's pagination.
-pub async fn list_keys(store: &worker::KvStore, prefix: &str) -> Result<Vec<String>, ApiError> {
-    let mut names = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut listing = store.list().prefix(prefix.into());
-        if let Some(c) = cursor.take() {
-            listing = listing.cursor(c);
-        }
-        let page = listing.execute().await?;
-        names.extend(page.keys.into_iter().map(|k| k.name));
-        match page.cursor {
-            Some(c) if !page.list_complete && !c.is_empty() => cursor = Some(c),
-            _ => return Ok(names),
-        }
-    }
-}
-
-/// Checks `Authorization: Bearer <ADMIN_KEY>` in constant time. The key is never logged.
-pub fn require_admin(req: &Request, env: &Env) -> Result<(), ApiError> {
-    let Some(expected) = env
-        .secret("ADMIN_KEY")
-        .ok()
-        .map(|s| s.to_string())
-        .filter(|s| !s.is_empty())
-    else {
-        return Err(ApiError::new(
-            503,
-            "admin_disabled",
-            "the ADMIN_KEY secret is not configured",
-        ));
-    };
-    let header = req.headers().get("Authorization")?.unwrap_or_default();
-    match bearer_token(&header) {
-        Some(token) if secrets_match(token, &expected) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            401,
-            "invalid_admin_key",
-            "the admin key is wrong",
-        )),
-        None => Err(ApiError::new(
-            401,
-            "missing_admin_key",
-            "send the admin key as `Authorization: Bearer <key>`",
-        )),
-    }
 }
 
 pub async fn app_by_id(env: &Env, id: &str) -> Result<Option<App>, ApiError> {
@@ -115,8 +65,7 @@ pub async fn app_by_ingest_key(env: &Env, key: &str) -> Result<Option<App>, ApiE
 
 async fn put_app(env: &Env, app: &App) -> Result<(), ApiError> {
     let store = kv(env)?;
-    let body =
-        serde_json::to_string(app).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let body = serde_json::to_string(app).map_err(internal)?;
     // The key mapping first: an app record is only visible once its key resolves.
     store
         .put(&format!("ingest-key:{}", app.ingest_key), app.id.as_str())?
@@ -166,8 +115,7 @@ pub async fn ensure_demo_app(env: &Env) -> Result<(), ApiError> {
 
 fn new_ingest_key() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| ApiError::new(500, "internal", format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(internal)?;
     Ok(format!(
         "tt_ik_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -223,6 +171,7 @@ pub async fn create(mut req: Request, env: &Env) -> ApiResult {
 /// `GET /v1/admin/apps`
 pub async fn list(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
+    Query::parse(&req, &[])?;
     ensure_demo_app(env).await?;
     let store = kv(env)?;
     let mut apps = Vec::new();
@@ -241,6 +190,7 @@ pub async fn list(req: Request, env: &Env) -> ApiResult {
 /// `GET /v1/admin/apps/{id}`
 pub async fn get(req: Request, env: &Env, id: &str) -> ApiResult {
     require_admin(&req, env)?;
+    Query::parse(&req, &[])?;
     match app_by_id(env, id).await? {
         Some(app) => json(200, &app),
         None => Err(ApiError::not_found(

@@ -2,8 +2,10 @@
 //! Errors become `{"error": {"code", "message", "field"}}` here, once.
 
 use serde::Serialize;
+use telltale_core::config::{canonical_json, sha256_hex};
+use telltale_core::time::UtcMs;
 use telltale_core::FieldError;
-use worker::{Headers, Response};
+use worker::{Headers, Request, Response};
 
 /// A failed request, as it will be answered.
 #[derive(Debug)]
@@ -111,40 +113,125 @@ pub fn csv(body: String) -> ApiResult {
     Ok(Response::ok(body)?.with_headers(headers))
 }
 
-/// Query pairs of a request URL, in order.
-pub fn query_pairs(req: &worker::Request) -> Result<Vec<(String, String)>, ApiError> {
-    Ok(req
-        .url()?
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
+/// A request's query parameters, checked against the names an endpoint takes. An unknown
+/// or repeated parameter is a 400 naming it: a typo (`?lmit=1`) never widens a query.
+#[derive(Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
 }
 
-/// Query pairs, refusing any parameter not in `allowed` (a typo must not be ignored).
-pub fn query_pairs_allowing(
-    req: &worker::Request,
-    allowed: &[&str],
-) -> Result<Vec<(String, String)>, ApiError> {
-    let pairs = query_pairs(req)?;
-    if let Some((unknown, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::new(
-            400,
-            "unknown_parameter",
-            format!(
-                "unknown query parameter `{unknown}`; allowed: {}",
-                allowed.join(", ")
-            ),
-        )
-        .with_field(unknown.clone()));
+impl Query {
+    /// Reads the request's query, refusing any parameter not in `allowed`.
+    pub fn parse(req: &Request, allowed: &[&str]) -> Result<Query, ApiError> {
+        let url = req.url()?;
+        let pairs = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()));
+        Query::from_pairs(pairs, allowed)
     }
-    Ok(pairs)
+
+    pub fn from_pairs(
+        pairs: impl IntoIterator<Item = (String, String)>,
+        allowed: &[&str],
+    ) -> Result<Query, ApiError> {
+        let mut query = Query::default();
+        for (name, value) in pairs {
+            if !allowed.contains(&name.as_str()) {
+                let allowed = if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                };
+                return Err(ApiError::new(
+                    400,
+                    "unknown_parameter",
+                    format!("unknown query parameter `{name}`; allowed: {allowed}"),
+                )
+                .with_field(name));
+            }
+            if query.get(&name).is_some() {
+                return Err(ApiError::new(
+                    400,
+                    "repeated_parameter",
+                    format!("query parameter `{name}` is given more than once"),
+                )
+                .with_field(name));
+            }
+            query.pairs.push((name, value));
+        }
+        Ok(query)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The pairs in request order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// An integer parameter within `range`, else `default`; out of range is a 400.
+    pub fn int_in(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<u32>,
+        default: u32,
+    ) -> Result<u32, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "invalid_value",
+                        format!(
+                            "`{name}` must be an integer from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                    .with_field(name)
+                }),
+        }
+    }
 }
 
-/// Reads a JSON body, answering 400 with the parser's reason when it is not JSON.
-pub async fn read_json<T: serde::de::DeserializeOwned>(
-    req: &mut worker::Request,
+/// Largest request body the JSON admin and flag endpoints read (imports are bigger).
+pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
+
+/// Reads a JSON body of at most `limit` bytes, answering 413 when it is larger and 400
+/// with the parser's reason when it is not JSON of the endpoint's shape.
+pub async fn read_json_limited<T: serde::de::DeserializeOwned>(
+    req: &mut Request,
+    limit: usize,
 ) -> Result<T, ApiError> {
+    let declared = req
+        .headers()
+        .get("Content-Length")?
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let too_large = || {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("the body is over the {limit}-byte limit of this endpoint"),
+        )
+        .with_field("body")
+    };
+    if declared > limit {
+        return Err(too_large());
+    }
     let bytes = req.bytes().await?;
+    if bytes.len() > limit {
+        return Err(too_large());
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             400,
@@ -155,9 +242,19 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The current UTC time in ms: the only clock the Worker reads.
+/// Reads a JSON body (up to [`MAX_JSON_BODY_BYTES`]).
+pub async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+    read_json_limited(req, MAX_JSON_BODY_BYTES).await
+}
+
+/// The current UTC time: the only clock the Worker reads.
+pub fn now() -> UtcMs {
+    UtcMs(worker::Date::now().as_millis() as i64)
+}
+
+/// The current UTC time in ms.
 pub fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
+    now().ms()
 }
 
 /// A non-empty `[vars]` / secret value, if set.
@@ -168,17 +265,94 @@ pub fn env_string(env: &worker::Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Whether development-only fault injection is switched on (`FAULT_INJECTION=on`).
-pub fn fault_injection_enabled(env: &worker::Env) -> bool {
-    env_string(env, "FAULT_INJECTION").as_deref() == Some("on")
+/// An internal failure that no client input can cause (serializing our own values).
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    worker::console_error!("internal error: {e}");
+    ApiError::new(500, "internal", "internal error")
 }
 
-/// The D1 binding `DB`; a missing binding is a logged 503 like any storage failure.
-pub fn db(env: &worker::Env) -> Result<worker::D1Database, ApiError> {
-    env.d1("DB").map_err(|e| ApiError::storage("opening D1", e))
+// Conditional requests: decisions carry an ETag, and `If-None-Match` gets a 304.
+
+/// A strong ETag over a version and the request parts the answer depends on.
+pub fn etag_for(version: &str, inputs: &serde_json::Value) -> String {
+    format!(
+        "\"{}\"",
+        &sha256_hex(&format!("{version}\n{}", canonical_json(inputs)))[..32]
+    )
 }
 
-/// A D1 result, its failure logged with `context` and turned into a 503.
-pub fn d1<T>(context: &str, r: worker::Result<T>) -> Result<T, ApiError> {
-    r.map_err(|e| ApiError::storage(context, e))
+pub fn not_modified(req: &Request, etag: &str) -> Result<bool, ApiError> {
+    Ok(req
+        .headers()
+        .get("If-None-Match")?
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")))
+}
+
+pub fn with_etag(mut response: Response, etag: &str) -> ApiResult {
+    response.headers_mut().set("ETag", etag)?;
+    response
+        .headers_mut()
+        .set("Cache-Control", "private, no-cache")?;
+    Ok(response)
+}
+
+pub fn empty_304(etag: &str) -> ApiResult {
+    let headers = Headers::new();
+    headers.set("ETag", etag)?;
+    Ok(Response::empty()?.with_status(304).with_headers(headers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_refused() {
+        let ok =
+            Query::from_pairs(pairs(&[("limit", "5"), ("from", "a")]), &["limit", "from"]).unwrap();
+        assert_eq!((ok.get("limit"), ok.get("to")), (Some("5"), None));
+        let typo = Query::from_pairs(pairs(&[("lmit", "1")]), &["limit"]).unwrap_err();
+        assert_eq!((typo.status, typo.code), (400, "unknown_parameter"));
+        assert_eq!(typo.field.as_deref(), Some("lmit"));
+        let twice =
+            Query::from_pairs(pairs(&[("limit", "1"), ("limit", "2")]), &["limit"]).unwrap_err();
+        assert_eq!((twice.status, twice.code), (400, "repeated_parameter"));
+        let none = Query::from_pairs(pairs(&[("x", "1")]), &[]).unwrap_err();
+        assert!(none.message.contains("allowed: none"));
+    }
+
+    #[test]
+    fn integers_are_bounded() {
+        let q = Query::from_pairs(pairs(&[("limit", "501")]), &["limit"]).unwrap();
+        assert_eq!(
+            q.int_in("limit", 1..=500, 100).unwrap_err().code,
+            "invalid_value"
+        );
+        let q = Query::from_pairs(pairs(&[]), &["limit"]).unwrap();
+        assert_eq!(q.int_in("limit", 1..=500, 100).unwrap(), 100);
+    }
+
+    #[test]
+    fn etags_depend_on_every_input() {
+        let a = etag_for("v1", &serde_json::json!({"context": {"user_id": "u1"}}));
+        assert_eq!(
+            a,
+            etag_for("v1", &serde_json::json!({"context": {"user_id": "u1"}}))
+        );
+        assert_ne!(
+            a,
+            etag_for("v2", &serde_json::json!({"context": {"user_id": "u1"}}))
+        );
+        assert_ne!(
+            a,
+            etag_for("v1", &serde_json::json!({"context": {"user_id": "u2"}}))
+        );
+        assert!(a.starts_with('"') && a.ends_with('"') && a.len() == 34);
+    }
 }

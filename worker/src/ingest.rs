@@ -1,15 +1,16 @@
 //! `POST /v1/events`: authenticate the ingest key, check the origin, rate-limit, validate
 //! every event, hand the accepted ones to the queue, and answer 202 with per-event results.
 
-use crate::apps::{app_by_ingest_key, kv, App};
-use crate::http::{now_ms, ApiError};
+use crate::apps::App;
+use crate::auth::authenticate_app;
+use crate::dev::{next_ingest_fault, IngestFault};
+use crate::http::{internal, now_ms, ApiError, ApiResult};
 use crate::pipeline::{enqueue, EventBatchMessage, MAX_MESSAGE_BYTES};
+use crate::store::kv;
 use serde::Serialize;
-use telltale_core::apps::origin_allowed;
-use telltale_core::auth::bearer_token;
 use telltale_core::ids::uuid_v7;
 use telltale_core::ingest::{batch_fingerprint, chunk_by_size, parse_batch, Limits, Rejection};
-use worker::{Env, Headers, Request, Response};
+use worker::{Env, Request, Response};
 
 /// Seconds a rate-limited client should wait (the limiter's period).
 const RATE_LIMIT_RETRY_AFTER_S: u32 = 10;
@@ -22,103 +23,6 @@ struct IngestAnswer {
     duplicates: usize,
     rejected: Vec<Rejection>,
     batch_id: String,
-}
-
-fn cors_headers(origin: Option<&str>) -> worker::Result<Headers> {
-    let headers = Headers::new();
-    if let Some(origin) = origin {
-        headers.set("Access-Control-Allow-Origin", origin)?;
-        headers.set("Vary", "Origin")?;
-        headers.set("Access-Control-Expose-Headers", "Retry-After, ETag")?;
-    }
-    Ok(headers)
-}
-
-pub fn with_cors(
-    response: worker::Result<Response>,
-    origin: Option<&str>,
-) -> worker::Result<Response> {
-    let mut response = response?;
-    for (name, value) in cors_headers(origin)?.entries() {
-        response.headers_mut().set(&name, &value)?;
-    }
-    Ok(response)
-}
-
-/// `OPTIONS /v1/events`: the CORS preflight. The origin is checked on the real request,
-/// which carries the key.
-pub fn preflight(req: &Request) -> worker::Result<Response> {
-    let origin = req.headers().get("Origin")?;
-    let headers = cors_headers(origin.as_deref())?;
-    headers.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")?;
-    headers.set(
-        "Access-Control-Allow-Headers",
-        "Authorization, Content-Type",
-    )?;
-    headers.set("Access-Control-Max-Age", "86400")?;
-    Ok(Response::empty()?.with_status(204).with_headers(headers))
-}
-
-/// `POST /v1/events`, answered with CORS headers whatever the outcome (except a refused
-/// origin), so browsers can read the status and the reason.
-pub async fn handle(req: Request, env: &Env) -> worker::Result<Response> {
-    let origin = req.headers().get("Origin")?;
-    match accept(req, env, origin.as_deref()).await {
-        Ok(response) => with_cors(Ok(response), origin.as_deref()),
-        Err(e) if e.status == 403 => e.into_response(),
-        Err(e) => with_cors(e.into_response(), origin.as_deref()),
-    }
-}
-
-fn ingest_key(req: &Request) -> Result<String, ApiError> {
-    if let Some(header) = req.headers().get("Authorization")? {
-        return bearer_token(&header).map(str::to_string).ok_or_else(|| {
-            ApiError::new(
-                401,
-                "missing_key",
-                "send the ingest key as `Authorization: Bearer <key>`",
-            )
-        });
-    }
-    // OpenFeature's OFREP providers may send the key as X-API-Key.
-    if let Some(key) = req
-        .headers()
-        .get("X-API-Key")?
-        .filter(|k| !k.trim().is_empty())
-    {
-        return Ok(key.trim().to_string());
-    }
-    let url = req.url()?;
-    url.query_pairs()
-        .find(|(k, _)| k == "key")
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                401,
-                "missing_key",
-                "send the ingest key as `Authorization: Bearer <key>` or `?key=`",
-            )
-        })
-}
-
-/// The app behind the request's ingest key, with the browser origin checked.
-pub async fn authenticate(req: &Request, env: &Env, origin: Option<&str>) -> Result<App, ApiError> {
-    let key = ingest_key(req)?;
-    let app = app_by_ingest_key(env, &key)
-        .await?
-        .ok_or_else(|| ApiError::new(401, "invalid_key", "the ingest key is not registered"))?;
-    if let Some(origin) = origin {
-        if !origin_allowed(&app.allowed_origins, origin) {
-            return Err(ApiError::new(
-                403,
-                "origin_not_allowed",
-                format!("origin `{origin}` is not allowed for app `{}`", app.id),
-            )
-            .with_field("Origin"));
-        }
-    }
-    Ok(app)
 }
 
 async fn rate_limit(req: &Request, env: &Env, app: &App) -> Result<(), ApiError> {
@@ -173,16 +77,16 @@ fn check_content_type(req: &Request) -> Result<(), ApiError> {
 
 fn new_batch_id(now: i64) -> Result<String, ApiError> {
     let mut random = [0u8; 10];
-    getrandom::fill(&mut random)
-        .map_err(|e| ApiError::new(500, "internal", format!("no randomness: {e}")))?;
+    getrandom::fill(&mut random).map_err(internal)?;
     Ok(uuid_v7(now as u64, random))
 }
 
-async fn accept(mut req: Request, env: &Env, origin: Option<&str>) -> Result<Response, ApiError> {
-    let app = authenticate(&req, env, origin).await?;
+/// `POST /v1/events`.
+pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
+    let (app, _) = authenticate_app(&req, env).await?;
     rate_limit(&req, env, &app).await?;
-    let fault = crate::admin::next_ingest_fault(env).await;
-    if let Some(crate::admin::IngestFault::Status(status)) = fault {
+    let fault = next_ingest_fault(env).await;
+    if let Some(IngestFault::Status(status)) = fault {
         let mut e = ApiError::new(
             status,
             "injected_fault",

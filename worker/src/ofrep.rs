@@ -4,14 +4,18 @@
 //! ETag/304) and `GET /ofrep/v1/configuration`. `targetingKey` becomes `user_id` (the
 //! default stickiness) unless the context sets `user_id` itself.
 
-use crate::flags::{authenticate, empty_304, etag_for, not_modified, published, with_etag};
-use crate::http::{json, now_ms, ApiResult};
+use crate::auth::authenticate_app;
+use crate::http::{empty_304, json, not_modified, now_ms, with_etag, ApiResult};
+use crate::published::{self, decision_etag, engine_probe_states, MANIFEST_TTL_MS};
 use serde_json::{json, Map, Value};
-use telltale_core::flags::engine::{error_code, reason};
+use telltale_core::flags::engine::{error_code, Reason};
 use telltale_core::flags::Decision;
 use worker::{Env, Request};
 
 fn context_of(body: &Value) -> Result<Map<String, Value>, String> {
+    if !body.is_object() {
+        return Err("the body must be a JSON object such as {\"context\": {...}}".into());
+    }
     match body.get("context") {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => {
@@ -27,7 +31,7 @@ fn context_of(body: &Value) -> Result<Map<String, Value>, String> {
 
 /// A decision in OFREP's shape: success, or failure with an error code.
 fn ofrep_result(d: &Decision) -> (bool, Value) {
-    if d.reason == reason::ERROR {
+    if d.reason == Reason::Error {
         let code = d.error_code.unwrap_or("GENERAL");
         return (
             false,
@@ -83,14 +87,14 @@ async fn read_context(
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
 pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
-    authenticate(&req, env).await?;
+    authenticate_app(&req, env).await?;
     let ctx = match read_context(&mut req, Some(key)).await {
         Ok(ctx) => ctx,
         Err(answer) => return answer,
     };
-    let (engine, _) = published(env).await?;
-    let probes = crate::flags::probe_states(env, None).await?;
-    let decision = engine.evaluate(key, &ctx, &probes, now_ms());
+    let published = published::current(env).await?;
+    let probes = engine_probe_states(&published::probe_states(env).await?);
+    let decision = published.engine.evaluate(key, &ctx, &probes, now_ms());
     if decision.error_code == Some(error_code::FLAG_NOT_FOUND) {
         return failure(
             404,
@@ -105,25 +109,26 @@ pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
 
 /// `POST /ofrep/v1/evaluate/flags` (bulk), with `ETag` and `If-None-Match`.
 pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
-    authenticate(&req, env).await?;
+    authenticate_app(&req, env).await?;
     let ctx = match read_context(&mut req, None).await {
         Ok(ctx) => ctx,
         Err(answer) => return answer,
     };
-    let (engine, _) = published(env).await?;
-    let etag = etag_for(
-        engine.version(),
-        &json!({"ofrep": Value::Object(ctx.clone())}),
+    let published = published::current(env).await?;
+    let probes = published::probe_states(env).await?;
+    let now = now_ms();
+    let etag = decision_etag(
+        &published,
+        now,
+        json!({"ofrep": Value::Object(ctx.clone())}),
+        &probes,
     );
     if not_modified(&req, &etag)? {
         return empty_304(&etag);
     }
-    let flags: Vec<Value> = engine
-        .evaluate_all(
-            &ctx,
-            &crate::flags::probe_states(env, None).await?,
-            now_ms(),
-        )
+    let flags: Vec<Value> = published
+        .engine
+        .evaluate_all(&ctx, &engine_probe_states(&probes), now)
         .iter()
         .map(|d| ofrep_result(d).1)
         .collect();
@@ -132,15 +137,31 @@ pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
 
 /// `GET /ofrep/v1/configuration`
 pub async fn configuration(req: Request, env: &Env) -> ApiResult {
-    authenticate(&req, env).await?;
+    authenticate_app(&req, env).await?;
     json(
         200,
         &json!({
             "name": "telltale",
             "capabilities": {
-                "cacheInvalidation": {"polling": {"enabled": true, "minPollingIntervalMs": crate::flags::MANIFEST_TTL_MS}},
+                "cacheInvalidation": {"polling": {"enabled": true, "minPollingIntervalMs": MANIFEST_TTL_MS}},
                 "flagEvaluation": {"supportedTypes": ["boolean", "string", "int", "float", "object"]}
             }
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_object_body_carries_a_context() {
+        for bad in [json!(null), json!(42), json!("x"), json!([])] {
+            assert!(context_of(&bad).is_err(), "{bad} was accepted");
+        }
+        assert!(context_of(&json!({"context": 1})).is_err());
+        let ctx = context_of(&json!({"context": {"targetingKey": "u1"}})).unwrap();
+        assert_eq!(ctx.get("user_id"), Some(&json!("u1")));
+        assert!(context_of(&json!({})).unwrap().is_empty());
+    }
 }

@@ -12,12 +12,13 @@
 //! redeliveries never double count; the aggregates are folded in by a D1 trigger in the
 //! same transaction as the raw insert.
 
-use crate::apps::{kv, list_keys};
-use crate::http::{fault_injection_enabled, ApiError};
+use crate::args;
+use crate::dev::{fault_active, Fault};
+use crate::http::{internal, ApiError};
+use crate::store::{kv, list_keys, Db, Stmt};
 use serde::{Deserialize, Serialize};
 use telltale_core::ingest::Event;
-use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env, MessageBatch, MessageExt};
+use worker::{Env, MessageBatch, MessageExt};
 
 /// Queue messages stay well under the 128 KB message limit.
 pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
@@ -45,26 +46,13 @@ impl EventBatchMessage {
 }
 
 fn to_json(message: &EventBatchMessage) -> Result<String, ApiError> {
-    serde_json::to_string(message).map_err(|e| ApiError::new(500, "internal", e.to_string()))
-}
-
-/// Whether a fault has been injected for tests (`FAULT_INJECTION=on` only).
-pub async fn fault_active(env: &Env, which: &str) -> bool {
-    if !fault_injection_enabled(env) {
-        return false;
-    }
-    match kv(env) {
-        Ok(store) => {
-            matches!(store.get(&format!("fault:{which}")).text().await, Ok(Some(v)) if v == "on")
-        }
-        Err(_) => false,
-    }
+    serde_json::to_string(message).map_err(internal)
 }
 
 /// Hands accepted messages to the queue, spooling whatever the queue refuses.
 /// Returns how many parts had to be spooled.
 pub async fn enqueue(env: &Env, messages: Vec<EventBatchMessage>) -> Result<usize, ApiError> {
-    let queue = if fault_active(env, "queue").await {
+    let queue = if fault_active(env, Fault::Queue).await {
         Err(worker::Error::RustError("injected queue fault".into()))
     } else {
         env.queue("EVENTS")
@@ -98,64 +86,66 @@ pub async fn spool(env: &Env, message: &EventBatchMessage) -> Result<(), ApiErro
     Ok(())
 }
 
-fn bind(stmt: D1PreparedStatement, values: &[JsValue]) -> worker::Result<D1PreparedStatement> {
-    stmt.bind(values)
-}
-
-fn opt(value: &Option<String>) -> JsValue {
-    value.as_deref().map_or(JsValue::NULL, JsValue::from_str)
-}
-
-fn statements(
-    db: &D1Database,
-    message: &EventBatchMessage,
-) -> worker::Result<Vec<D1PreparedStatement>> {
+fn statements(db: &Db, message: &EventBatchMessage) -> Result<Vec<Stmt>, ApiError> {
     let mut stmts = Vec::with_capacity(message.events.len() + 1);
     for e in &message.events {
-        let props = serde_json::to_string(&e.props)?;
-        stmts.push(bind(
-            db.prepare(
-                "INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (app, id) DO NOTHING",
-            ),
-            &[
-                JsValue::from_str(&message.app),
-                JsValue::from_str(&e.id),
-                JsValue::from_str(&e.kind),
-                JsValue::from_str(&e.name),
-                JsValue::from_f64(e.ts as f64),
-                JsValue::from_f64(e.client_ts as f64),
-                JsValue::from_f64(message.received_at as f64),
-                JsValue::from_str(&e.anonymous_id),
-                opt(&e.user_id),
-                JsValue::from_str(e.user_key()),
-                JsValue::from_str(&props),
-                opt(&e.url),
-                JsValue::from_str(&message.batch_id),
+        let props = serde_json::to_string(&e.props).map_err(internal)?;
+        stmts.push(db.stmt(
+            "INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (app, id) DO NOTHING",
+            args![
+                &message.app,
+                &e.id,
+                &e.kind,
+                &e.name,
+                e.ts,
+                e.client_ts,
+                message.received_at,
+                &e.anonymous_id,
+                e.user_id.as_deref(),
+                e.user_key(),
+                &props,
+                e.url.as_deref(),
+                &message.batch_id,
             ],
         )?);
     }
     if message.dropped > 0 {
-        stmts.push(bind(
-            db.prepare(
-                "INSERT INTO client_drops (app, batch_id, dropped, received_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-            ),
-            &[
-                JsValue::from_str(&message.app),
-                JsValue::from_str(&message.batch_id),
-                JsValue::from_f64(message.dropped as f64),
-                JsValue::from_f64(message.received_at as f64),
-            ],
+        stmts.push(db.stmt(
+            "INSERT INTO client_drops (app, batch_id, dropped, received_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            args![&message.app, &message.batch_id, message.dropped as i64, message.received_at],
         )?);
     }
     Ok(stmts)
 }
 
+/// Groups messages into transactions of whole messages, each within `budget`
+/// statements (a message bigger than the budget goes alone). A message whose statements
+/// could not be built (`None`) is in no group: it is never counted as written.
+fn plan_transactions(statement_counts: &[Option<usize>], budget: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut size = 0;
+    for (index, count) in statement_counts.iter().enumerate() {
+        let Some(count) = *count else { continue };
+        if !current.is_empty() && size + count > budget {
+            groups.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        current.push(index);
+        size += count;
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    groups
+}
+
 /// Writes messages to D1, each group in one transaction. Returns, per message, whether
-/// it is durably stored.
+/// it is durably stored; only a committed transaction marks its messages stored.
 async fn write_messages(env: &Env, messages: &[EventBatchMessage]) -> Vec<bool> {
     let mut stored = vec![false; messages.len()];
-    if fault_active(env, "d1").await {
+    if fault_active(env, Fault::D1).await {
         for m in messages {
             worker::console_error!(
                 "D1 write failed for batch {} part {}: injected D1 fault",
@@ -165,43 +155,39 @@ async fn write_messages(env: &Env, messages: &[EventBatchMessage]) -> Vec<bool> 
         }
         return stored;
     }
-    let db = match env.d1("DB") {
+    let db = match Db::open(env) {
         Ok(db) => db,
         Err(e) => {
-            worker::console_error!("D1 binding unavailable: {e}");
+            worker::console_error!("D1 unavailable: {}", e.message);
             return stored;
         }
     };
-    let mut start = 0;
-    while start < messages.len() {
-        // Group whole messages up to the statement budget.
-        let mut end = start;
-        let mut group: Vec<D1PreparedStatement> = Vec::new();
-        while end < messages.len() {
-            match statements(&db, &messages[end]) {
-                Ok(stmts) => {
-                    if !group.is_empty()
-                        && group.len() + stmts.len() > MAX_STATEMENTS_PER_TRANSACTION
-                    {
-                        break;
-                    }
-                    group.extend(stmts);
-                }
-                Err(e) => {
-                    worker::console_error!("cannot bind batch {}: {e}", messages[end].batch_id)
-                }
+    let mut built: Vec<Option<Vec<Stmt>>> = messages
+        .iter()
+        .map(|m| match statements(&db, m) {
+            Ok(stmts) => Some(stmts),
+            Err(e) => {
+                worker::console_error!(
+                    "cannot build the statements of batch {} part {}: {}; it will be retried",
+                    m.batch_id,
+                    m.part,
+                    e.message
+                );
+                None
             }
-            end += 1;
-        }
-        let outcome = if group.is_empty() {
-            Ok(Vec::new())
-        } else {
-            db.batch(group).await
-        };
-        match outcome {
+        })
+        .collect();
+    let counts: Vec<Option<usize>> = built.iter().map(|b| b.as_ref().map(Vec::len)).collect();
+    for group in plan_transactions(&counts, MAX_STATEMENTS_PER_TRANSACTION) {
+        let statements: Vec<Stmt> = group
+            .iter()
+            .flat_map(|&i| built[i].take().unwrap_or_default())
+            .collect();
+        match db.batch("writing events", statements).await {
             Ok(_) => {
-                for (i, m) in messages.iter().enumerate().take(end).skip(start) {
+                for &i in &group {
                     stored[i] = true;
+                    let m = &messages[i];
                     worker::console_log!(
                         "stored batch {} part {}: {} events",
                         m.batch_id,
@@ -211,16 +197,16 @@ async fn write_messages(env: &Env, messages: &[EventBatchMessage]) -> Vec<bool> 
                 }
             }
             Err(e) => {
-                for m in &messages[start..end] {
+                for &i in &group {
                     worker::console_error!(
-                        "D1 write failed for batch {} part {}: {e}",
-                        m.batch_id,
-                        m.part
+                        "D1 write failed for batch {} part {}: {}",
+                        messages[i].batch_id,
+                        messages[i].part,
+                        e.message
                     );
                 }
             }
         }
-        start = end;
     }
     stored
 }
@@ -327,4 +313,29 @@ pub async fn drain_spool(env: &Env, max_parts: u64) -> Result<DrainReport, ApiEr
 /// How many parts wait in the spool, for `GET /v1/admin/pipeline`.
 pub async fn spool_depth(env: &Env) -> Result<usize, ApiError> {
     Ok(list_keys(&kv(env)?, SPOOL_PREFIX).await?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_that_failed_to_bind_is_in_no_transaction() {
+        // The defect: such a message was acked with its group, and lost.
+        let groups = plan_transactions(&[Some(3), None, Some(2)], 1_000);
+        assert_eq!(groups, vec![vec![0, 2]]);
+        assert!(plan_transactions(&[None, None], 1_000).is_empty());
+    }
+
+    #[test]
+    fn transactions_hold_whole_messages_within_the_budget() {
+        let groups = plan_transactions(
+            &[Some(600), Some(300), Some(200), Some(1_200), Some(1)],
+            1_000,
+        );
+        assert_eq!(groups, vec![vec![0, 1], vec![2], vec![3], vec![4]]);
+        // Every message that could be built is in exactly one group.
+        let flat: Vec<usize> = groups.concat();
+        assert_eq!(flat, vec![0, 1, 2, 3, 4]);
+    }
 }

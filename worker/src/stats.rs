@@ -1,15 +1,17 @@
 //! `GET /v1/stats` and `GET /v1/catalog`: read the aggregates (or, with `source=raw`, the
 //! raw event store). An unknown app, event or property is a 404 that names it.
 
-use crate::apps::{app_by_id, require_admin};
-use crate::http::{csv, db, json, now_ms, query_pairs, query_pairs_allowing, ApiError, ApiResult};
+use crate::apps::app_by_id;
+use crate::args;
+use crate::auth::require_admin;
+use crate::http::{csv, json, now_ms, ApiError, ApiResult, Query};
+use crate::store::Db;
 use serde::{Deserialize, Serialize};
 use telltale_core::stats::{
-    fill_series, parse_stats_query, to_csv, Format, Source, StatsQuery, TopValue,
+    fill_series, parse_stats_query, to_csv, Format, Source, StatsQuery, TopValue, PARAMS,
 };
 use telltale_core::time::format_rfc3339;
-use wasm_bindgen::JsValue;
-use worker::{D1Database, Env, Request};
+use worker::{Env, Request};
 
 /// How a JSON property value is shown as text: the same expression in the aggregation
 /// trigger (worker/migrations) and in the raw scan below.
@@ -17,15 +19,15 @@ const PROP_TEXT: &str = "CASE p.type WHEN 'true' THEN 'true' WHEN 'false' THEN '
 
 #[derive(Deserialize)]
 struct BucketRow {
-    bucket: f64,
-    count: f64,
-    users: f64,
+    bucket: i64,
+    count: u64,
+    users: u64,
 }
 
 #[derive(Deserialize)]
 struct TopRow {
     value: String,
-    count: f64,
+    count: u64,
 }
 
 #[derive(Serialize)]
@@ -43,21 +45,15 @@ struct StatsAnswer {
     top: Option<Vec<TopValue>>,
 }
 
-fn num(v: i64) -> JsValue {
-    JsValue::from_f64(v as f64)
-}
-
-async fn exists(db: &D1Database, sql: &str, args: &[JsValue]) -> Result<bool, ApiError> {
-    let stmt = db.prepare(sql).bind(args)?;
-    let row = stmt
-        .first::<serde_json::Value>(None)
-        .await
-        .map_err(|e| ApiError::storage("a catalogue lookup", e))?;
+async fn exists(db: &Db, sql: &str, args: &[crate::store::Arg<'_>]) -> Result<bool, ApiError> {
+    let row = db
+        .first::<serde_json::Value>("a catalogue lookup", sql, args)
+        .await?;
     Ok(row.is_some())
 }
 
 /// Refuses a query naming an app, event or property that does not exist.
-async fn check_names(env: &Env, db: &D1Database, q: &StatsQuery) -> Result<(), ApiError> {
+async fn check_names(env: &Env, db: &Db, q: &StatsQuery) -> Result<(), ApiError> {
     if app_by_id(env, &q.app).await?.is_none() {
         return Err(ApiError::not_found(
             "unknown_app",
@@ -65,11 +61,10 @@ async fn check_names(env: &Env, db: &D1Database, q: &StatsQuery) -> Result<(), A
             format!("no app `{}`", q.app),
         ));
     }
-    let (app, event) = (JsValue::from_str(&q.app), JsValue::from_str(&q.event));
     if !exists(
         db,
         "SELECT 1 AS found FROM event_names WHERE app = ?1 AND name = ?2",
-        &[app.clone(), event.clone()],
+        args![&q.app, &q.event],
     )
     .await?
     {
@@ -80,11 +75,10 @@ async fn check_names(env: &Env, db: &D1Database, q: &StatsQuery) -> Result<(), A
         ));
     }
     if let Some(prop) = &q.by {
-        let args = [app, event, JsValue::from_str(prop)];
         if !exists(
             db,
             "SELECT 1 AS found FROM event_props WHERE app = ?1 AND event = ?2 AND prop = ?3",
-            &args,
+            args![&q.app, &q.event, prop.as_str()],
         )
         .await?
         {
@@ -98,47 +92,35 @@ async fn check_names(env: &Env, db: &D1Database, q: &StatsQuery) -> Result<(), A
     Ok(())
 }
 
-async fn series_rows(db: &D1Database, q: &StatsQuery) -> Result<Vec<(i64, u64, u64)>, ApiError> {
-    let (app, event) = (JsValue::from_str(&q.app), JsValue::from_str(&q.event));
-    let (from, end) = (num(q.from_ms), num(q.covered_end_ms()));
-    let stmt = match q.source {
-        Source::Aggregates => db
-            .prepare(
+async fn series_rows(db: &Db, q: &StatsQuery) -> Result<Vec<(i64, u64, u64)>, ApiError> {
+    let (from, end) = (q.from_ms, q.covered_end_ms());
+    let rows: Vec<BucketRow> = match q.source {
+        Source::Aggregates => {
+            db.all(
+                "reading the series",
                 "SELECT bucket, count, users FROM agg_counts \
                  WHERE app = ?1 AND event = ?2 AND granularity = ?3 AND bucket >= ?4 AND bucket < ?5",
+                args![&q.app, &q.event, q.interval.as_str(), from, end],
             )
-            .bind(&[app, event, JsValue::from_str(q.interval.as_str()), from, end])?,
-        Source::Raw => db
-            .prepare(
+            .await?
+        }
+        Source::Raw => {
+            db.all(
+                "reading the series",
                 "SELECT ts - ts % ?1 AS bucket, COUNT(*) AS count, COUNT(DISTINCT user_key) AS users FROM events \
                  WHERE app = ?2 AND name = ?3 AND ts >= ?4 AND ts < ?5 GROUP BY bucket",
+                args![q.interval.ms(), &q.app, &q.event, from, end],
             )
-            .bind(&[num(q.interval.ms()), app, event, from, end])?,
+            .await?
+        }
     };
-    let rows = stmt
-        .all()
-        .await
-        .map_err(|e| ApiError::storage("reading the series", e))?;
     Ok(rows
-        .results::<BucketRow>()?
         .into_iter()
-        .map(|r| (r.bucket as i64, r.count as u64, r.users as u64))
+        .map(|r| (r.bucket, r.count, r.users))
         .collect())
 }
 
-async fn top_values(
-    db: &D1Database,
-    q: &StatsQuery,
-    prop: &str,
-) -> Result<Vec<TopValue>, ApiError> {
-    let args = [
-        JsValue::from_str(&q.app),
-        JsValue::from_str(&q.event),
-        JsValue::from_str(prop),
-        num(q.from_ms),
-        num(q.covered_end_ms()),
-        num(q.limit as i64),
-    ];
+async fn top_values(db: &Db, q: &StatsQuery, prop: &str) -> Result<Vec<TopValue>, ApiError> {
     let sql = match q.source {
         Source::Aggregates => "SELECT value, SUM(count) AS count FROM agg_props \
              WHERE app = ?1 AND event = ?2 AND prop = ?3 AND bucket >= ?4 AND bucket < ?5 \
@@ -150,18 +132,25 @@ async fn top_values(
              GROUP BY value ORDER BY count DESC, value ASC LIMIT ?6"
         ),
     };
-    let rows = db
-        .prepare(sql)
-        .bind(&args)?
-        .all()
-        .await
-        .map_err(|e| ApiError::storage("reading top values", e))?;
+    let rows: Vec<TopRow> = db
+        .all(
+            "reading top values",
+            &sql,
+            args![
+                &q.app,
+                &q.event,
+                prop,
+                q.from_ms,
+                q.covered_end_ms(),
+                q.limit as i64
+            ],
+        )
+        .await?;
     Ok(rows
-        .results::<TopRow>()?
         .into_iter()
         .map(|r| TopValue {
             value: r.value,
-            count: r.count as u64,
+            count: r.count,
         })
         .collect())
 }
@@ -170,9 +159,10 @@ async fn top_values(
 pub async fn stats(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
     let accept = req.headers().get("Accept")?;
-    let q = parse_stats_query(&query_pairs(&req)?, accept.as_deref(), now_ms())
+    let query = Query::parse(&req, &PARAMS)?;
+    let q = parse_stats_query(query.pairs(), accept.as_deref(), now_ms())
         .map_err(|e| ApiError::from_field(400, e))?;
-    let db = db(env)?;
+    let db = Db::open(env)?;
     check_names(env, &db, &q).await?;
     let series = fill_series(&q, &series_rows(&db, &q).await?);
     let top = match &q.by {
@@ -216,11 +206,10 @@ struct CatalogEvent {
 /// `GET /v1/catalog?app=` lists the app's known events and their properties.
 pub async fn catalog(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
-    let pairs = query_pairs_allowing(&req, &["app"])?;
-    let app = pairs
-        .iter()
-        .find(|(k, _)| k == "app")
-        .map(|(_, v)| v.clone())
+    let query = Query::parse(&req, &["app"])?;
+    let app = query
+        .get("app")
+        .map(str::to_string)
         .ok_or_else(|| ApiError::new(400, "required", "`app` is required").with_field("app"))?;
     if app_by_id(env, &app).await?.is_none() {
         return Err(ApiError::not_found(
@@ -229,18 +218,16 @@ pub async fn catalog(req: Request, env: &Env) -> ApiResult {
             format!("no app `{app}`"),
         ));
     }
-    let rows = db(env)?
-        .prepare(
+    let rows: Vec<CatalogRow> = Db::open(env)?
+        .all(
+            "reading the catalogue",
             "SELECT n.name AS name, group_concat(p.prop, char(31)) AS props FROM event_names n \
              LEFT JOIN event_props p ON p.app = n.app AND p.event = n.name \
              WHERE n.app = ?1 GROUP BY n.name ORDER BY n.name",
+            args![&app],
         )
-        .bind(&[JsValue::from_str(&app)])?
-        .all()
-        .await
-        .map_err(|e| ApiError::storage("reading the catalogue", e))?;
+        .await?;
     let events: Vec<CatalogEvent> = rows
-        .results::<CatalogRow>()?
         .into_iter()
         .map(|r| {
             let mut props: Vec<String> = r

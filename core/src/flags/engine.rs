@@ -7,32 +7,44 @@ use super::model::{Condition, FlagDef, Prerequisite, RuleDef, Ruleset, SegmentDe
 use super::semver::{self, Version};
 use crate::error::FieldError;
 use crate::time::parse_api_time;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
 /// Evaluation context: attributes such as `user_id`, `anonymous_id`, `role`, `course_id`.
 pub type Context = Map<String, Value>;
 
-/// Health of a probe, as the probe state machine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeState {
-    Up,
-    Down,
-    Unknown,
-}
+/// A probe's state, as the probe state machine reports it.
+pub use crate::probes::ProbeState;
 
 pub type ProbeStates = HashMap<String, ProbeState>;
 
-/// Why a value was served (OpenFeature's reasons, plus `PREREQUISITE_FAILED`).
-pub mod reason {
-    pub const STATIC: &str = "STATIC";
-    pub const TARGETING_MATCH: &str = "TARGETING_MATCH";
-    pub const SPLIT: &str = "SPLIT";
-    pub const DISABLED: &str = "DISABLED";
-    pub const DEFAULT: &str = "DEFAULT";
-    pub const ERROR: &str = "ERROR";
-    pub const PREREQUISITE_FAILED: &str = "PREREQUISITE_FAILED";
+/// Why a value was served: OpenFeature's reasons, plus `PREREQUISITE_FAILED`. On the
+/// wire each is its upper-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    Static,
+    TargetingMatch,
+    Split,
+    Disabled,
+    Default,
+    Error,
+    PrerequisiteFailed,
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Disabled => "DISABLED",
+            Reason::Default => "DEFAULT",
+            Reason::Error => "ERROR",
+            Reason::PrerequisiteFailed => "PREREQUISITE_FAILED",
+        }
+    }
 }
 
 /// OpenFeature error codes.
@@ -49,7 +61,7 @@ pub struct Decision {
     pub value: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    pub reason: &'static str,
+    pub reason: Reason,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,72 +78,54 @@ pub struct Decision {
     pub version: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Eq,
-    Neq,
-    In,
-    NotIn,
-    Contains,
-    StartsWith,
-    EndsWith,
-    Lt,
-    Lte,
-    Gt,
-    Gte,
-    SemverEq,
-    SemverLt,
-    SemverLte,
-    SemverGt,
-    SemverGte,
-    Before,
-    After,
+/// Declares the condition operators once: the enum, its config names, and the list.
+macro_rules! operators {
+    ($($variant:ident = $name:literal),+ $(,)?) => {
+        /// A condition operator. Config names are snake_case (`semver_gte`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Op { $($variant),+ }
+
+        impl Op {
+            /// Every operator, in documentation order.
+            pub const ALL: &'static [Op] = &[$(Op::$variant),+];
+
+            /// The operator's name in config.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Op::$variant => $name),+ }
+            }
+
+            pub fn parse(name: &str) -> Option<Op> {
+                match name { $($name => Some(Op::$variant),)+ _ => None }
+            }
+        }
+    };
 }
 
-/// The condition operators, as written in config.
-pub const OPERATORS: [&str; 18] = [
-    "eq",
-    "neq",
-    "in",
-    "not_in",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "lt",
-    "lte",
-    "gt",
-    "gte",
-    "semver_eq",
-    "semver_lt",
-    "semver_lte",
-    "semver_gt",
-    "semver_gte",
-    "before",
-    "after",
-];
+operators! {
+    Eq = "eq",
+    Neq = "neq",
+    In = "in",
+    NotIn = "not_in",
+    Contains = "contains",
+    StartsWith = "starts_with",
+    EndsWith = "ends_with",
+    Lt = "lt",
+    Lte = "lte",
+    Gt = "gt",
+    Gte = "gte",
+    SemverEq = "semver_eq",
+    SemverLt = "semver_lt",
+    SemverLte = "semver_lte",
+    SemverGt = "semver_gt",
+    SemverGte = "semver_gte",
+    Before = "before",
+    After = "after",
+}
 
-fn op_from(name: &str) -> Option<Op> {
-    Some(match name {
-        "eq" => Op::Eq,
-        "neq" => Op::Neq,
-        "in" => Op::In,
-        "not_in" => Op::NotIn,
-        "contains" => Op::Contains,
-        "starts_with" => Op::StartsWith,
-        "ends_with" => Op::EndsWith,
-        "lt" => Op::Lt,
-        "lte" => Op::Lte,
-        "gt" => Op::Gt,
-        "gte" => Op::Gte,
-        "semver_eq" => Op::SemverEq,
-        "semver_lt" => Op::SemverLt,
-        "semver_lte" => Op::SemverLte,
-        "semver_gt" => Op::SemverGt,
-        "semver_gte" => Op::SemverGte,
-        "before" => Op::Before,
-        "after" => Op::After,
-        _ => return None,
-    })
+/// The operator names, as written in config.
+pub fn operator_names() -> impl Iterator<Item = &'static str> {
+    Op::ALL.iter().map(|op| op.as_str())
 }
 
 #[derive(Debug, Clone)]
@@ -215,13 +209,13 @@ fn compile_condition(c: &Condition, path: &str) -> Result<CompiledCondition, Fie
             "attribute must name a context attribute",
         ));
     }
-    let op = op_from(&c.op).ok_or_else(|| {
+    let op = Op::parse(&c.op).ok_or_else(|| {
         err(
             format!("{path}.op"),
             format!(
                 "unknown operator `{}`; known: {}",
                 c.op,
-                OPERATORS.join(", ")
+                operator_names().collect::<Vec<_>>().join(", ")
             ),
         )
     })?;
@@ -740,17 +734,36 @@ impl Engine {
         &self.warnings
     }
 
+    /// The latest schedule boundary (a flag's `from` or `until`) at or before `now_ms`;
+    /// `None` before the first. Time enters a decision only through schedules (`before`
+    /// and `after` compare context attributes, not the clock), so for one config, context
+    /// and set of probe states the decisions can change only when this value changes: an
+    /// answer's validator (ETag) must include it.
+    pub fn schedule_epoch(&self, now_ms: i64) -> Option<i64> {
+        self.schedule_boundaries().filter(|&t| t <= now_ms).max()
+    }
+
+    /// The next schedule boundary after `now_ms`, when a decision may change by itself.
+    pub fn next_schedule_boundary(&self, now_ms: i64) -> Option<i64> {
+        self.schedule_boundaries().filter(|&t| t > now_ms).min()
+    }
+
+    fn schedule_boundaries(&self) -> impl Iterator<Item = i64> + '_ {
+        self.flags
+            .values()
+            .flat_map(|entry| match entry {
+                FlagEntry::Ready(flag) => [flag.from_ms, flag.until_ms],
+                FlagEntry::Broken { .. } => [None, None],
+            })
+            .flatten()
+    }
+
     /// Every flag key, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.flags.keys().map(String::as_str)
     }
 
-    fn decision(
-        &self,
-        key: &str,
-        variant: Option<&(String, Value)>,
-        reason: &'static str,
-    ) -> Decision {
+    fn decision(&self, key: &str, variant: Option<&(String, Value)>, reason: Reason) -> Decision {
         Decision {
             key: key.to_string(),
             value: variant.map_or(Value::Null, |(_, v)| v.clone()),
@@ -794,13 +807,13 @@ impl Engine {
     ) -> Decision {
         let flag = match self.flags.get(key) {
             None => {
-                let mut d = self.decision(key, None, reason::ERROR);
+                let mut d = self.decision(key, None, Reason::Error);
                 d.error_code = Some(error_code::FLAG_NOT_FOUND);
                 d.error_message = Some(format!("no flag `{key}`"));
                 return d;
             }
             Some(FlagEntry::Broken { default, problem }) => {
-                let mut d = self.decision(key, default.as_ref(), reason::ERROR);
+                let mut d = self.decision(key, default.as_ref(), Reason::Error);
                 d.error_code = Some(error_code::PARSE_ERROR);
                 d.error_message = Some(problem.clone());
                 return d;
@@ -812,18 +825,18 @@ impl Engine {
             || flag.from_ms.is_some_and(|f| now_ms < f)
             || flag.until_ms.is_some_and(|u| now_ms >= u)
         {
-            return self.decision(key, off, reason::DISABLED);
+            return self.decision(key, off, Reason::Disabled);
         }
         if let Some(probe) = &flag.requires_probe {
             if probes.get(probe) == Some(&ProbeState::Down) {
-                let mut d = self.decision(key, off, reason::DISABLED);
+                let mut d = self.decision(key, off, Reason::Disabled);
                 d.probe = Some(probe.clone());
                 return d;
             }
         }
         // Cycles are refused at compile time; the depth guard is belt and braces.
         if depth > self.flags.len() {
-            return self.decision(key, off, reason::PREREQUISITE_FAILED);
+            return self.decision(key, off, Reason::PrerequisiteFailed);
         }
         for p in &flag.prerequisites {
             let served = self.evaluate_at_depth(&p.flag, ctx, probes, now_ms, depth + 1);
@@ -833,7 +846,7 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|v| p.variants.contains(v));
             if !ok {
-                return self.decision(key, off, reason::PREREQUISITE_FAILED);
+                return self.decision(key, off, Reason::PrerequisiteFailed);
             }
         }
         for rule in &flag.rules {
@@ -847,13 +860,13 @@ impl Engine {
                 continue;
             }
             let served = match &rule.serve {
-                CompiledServe::Variant(v) => Some((*v, reason::TARGETING_MATCH, None)),
+                CompiledServe::Variant(v) => Some((*v, Reason::TargetingMatch, None)),
                 CompiledServe::Rollout {
                     variant,
                     below_bucket,
                 } => stickiness_value(ctx, rule.stickiness.as_deref()).and_then(|sv| {
                     let b = bucket(key, &flag.salt, &sv);
-                    (b < *below_bucket).then_some((*variant, reason::SPLIT, Some(b)))
+                    (b < *below_bucket).then_some((*variant, Reason::Split, Some(b)))
                 }),
                 CompiledServe::Split(ranges) => stickiness_value(ctx, rule.stickiness.as_deref())
                     .and_then(|sv| {
@@ -861,7 +874,7 @@ impl Engine {
                         ranges
                             .iter()
                             .find(|(upper, _)| b < *upper)
-                            .map(|(_, v)| (*v, reason::SPLIT, Some(b)))
+                            .map(|(_, v)| (*v, Reason::Split, Some(b)))
                     }),
             };
             if let Some((variant, why, b)) = served {
@@ -872,9 +885,9 @@ impl Engine {
             }
         }
         let why = if flag.rules.is_empty() {
-            reason::STATIC
+            Reason::Static
         } else {
-            reason::DEFAULT
+            Reason::Default
         };
         self.decision(key, Some(&flag.variants[flag.default]), why)
     }
@@ -884,6 +897,76 @@ impl Engine {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn schedule_epoch_moves_exactly_at_boundaries() {
+        let flag = |key: &str, schedule: Value| {
+            json!({"key": key, "variants": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+                   "default_variant": "on", "off_variant": "off", "schedule": schedule})
+        };
+        let ruleset = Ruleset {
+            version: "v1".into(),
+            flags: vec![
+                flag("launch", json!({"from": "2026-01-01T00:00:00Z"})),
+                flag(
+                    "promo",
+                    json!({"from": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}),
+                ),
+                json!({"key": "plain", "variants": [{"key": "on", "value": true}], "default_variant": "on"}),
+            ],
+            segments: vec![],
+        };
+        let engine = compile(&ruleset);
+        let start = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let end = start + 86_400_000;
+        assert_eq!(engine.schedule_epoch(start - 1), None);
+        assert_eq!(engine.schedule_epoch(start), Some(start));
+        assert_eq!(engine.schedule_epoch(end - 1), Some(start));
+        assert_eq!(engine.schedule_epoch(end), Some(end));
+        assert_eq!(engine.next_schedule_boundary(start - 1), Some(start));
+        assert_eq!(engine.next_schedule_boundary(end), None);
+        // The epoch changes exactly where a decision does.
+        let ctx = Context::new();
+        let none = ProbeStates::new();
+        for (now, launch, promo) in [
+            (start - 1, false, false),
+            (start, true, true),
+            (end, true, false),
+        ] {
+            assert_eq!(
+                engine.evaluate("launch", &ctx, &none, now).value,
+                json!(launch)
+            );
+            assert_eq!(
+                engine.evaluate("promo", &ctx, &none, now).value,
+                json!(promo)
+            );
+        }
+    }
+
+    #[test]
+    fn operators_and_reasons_have_one_vocabulary() {
+        assert_eq!(Op::ALL.len(), 18);
+        for op in Op::ALL {
+            assert_eq!(Op::parse(op.as_str()), Some(*op));
+            assert_eq!(serde_json::to_value(op).unwrap(), json!(op.as_str()));
+        }
+        assert_eq!(Op::parse("equals"), None);
+        for reason in [
+            Reason::Static,
+            Reason::TargetingMatch,
+            Reason::Split,
+            Reason::Disabled,
+            Reason::Default,
+            Reason::Error,
+            Reason::PrerequisiteFailed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                json!(reason.as_str())
+            );
+        }
+    }
 
     #[test]
     fn staging_errors_name_the_field_path() {

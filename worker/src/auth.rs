@@ -1,0 +1,182 @@
+//! Who may call: the admin key, the probe key, ingest keys (bound to origins), and the
+//! actor named in audit lines. Secrets are compared in constant time and never logged.
+
+use crate::apps::{app_by_ingest_key, App};
+use crate::http::ApiError;
+use telltale_core::apps::origin_allowed;
+use telltale_core::auth::{bearer_token, secrets_match};
+use worker::{Env, Request};
+
+const MAX_ACTOR_CHARS: usize = 128;
+
+/// A secret that guards a group of endpoints, and how its failures are named.
+struct Guard {
+    secret: &'static str,
+    what: &'static str,
+    missing_code: &'static str,
+    invalid_code: &'static str,
+    unset_code: &'static str,
+}
+
+const ADMIN: Guard = Guard {
+    secret: "ADMIN_KEY",
+    what: "admin key",
+    missing_code: "missing_admin_key",
+    invalid_code: "invalid_admin_key",
+    unset_code: "admin_disabled",
+};
+
+const PROBE: Guard = Guard {
+    secret: "PROBE_KEY",
+    what: "probe key",
+    missing_code: "missing_probe_key",
+    invalid_code: "invalid_probe_key",
+    unset_code: "probe_push_disabled",
+};
+
+/// Checks `Authorization: Bearer <secret>` against a Worker secret in constant time. An
+/// unset secret disables the endpoints it guards (503): it never means "open".
+fn require_bearer(req: &Request, env: &Env, guard: &Guard) -> Result<(), ApiError> {
+    let Some(expected) = env
+        .secret(guard.secret)
+        .ok()
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(ApiError::new(
+            503,
+            guard.unset_code,
+            format!("the {} secret is not configured", guard.secret),
+        ));
+    };
+    let header = req.headers().get("Authorization")?.unwrap_or_default();
+    match bearer_token(&header) {
+        Some(token) if secrets_match(token, &expected) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            401,
+            guard.invalid_code,
+            format!("the {} is wrong", guard.what),
+        )),
+        None => Err(ApiError::new(
+            401,
+            guard.missing_code,
+            format!("send the {} as `Authorization: Bearer <key>`", guard.what),
+        )),
+    }
+}
+
+/// The admin key (`ADMIN_KEY`): config, apps, stats, probes' admin API.
+pub fn require_admin(req: &Request, env: &Env) -> Result<(), ApiError> {
+    require_bearer(req, env, &ADMIN)
+}
+
+/// The probe key (`PROBE_KEY`): results pushed by probes that run elsewhere.
+pub fn require_probe_key(req: &Request, env: &Env) -> Result<(), ApiError> {
+    require_bearer(req, env, &PROBE)
+}
+
+/// Who is acting, for the audit log: the `X-Telltale-Actor` header (a name or email),
+/// else `admin`.
+pub fn actor(req: &Request) -> Result<String, ApiError> {
+    let raw = req.headers().get("X-Telltale-Actor")?.unwrap_or_default();
+    actor_from_header(&raw)
+}
+
+fn actor_from_header(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.chars().count() > MAX_ACTOR_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            400,
+            "invalid_value",
+            "X-Telltale-Actor must be at most 128 printable characters",
+        )
+        .with_field("X-Telltale-Actor"));
+    }
+    Ok(if name.is_empty() {
+        "admin".into()
+    } else {
+        name.into()
+    })
+}
+
+/// Where an ingest key came from: `?key=` also names a query parameter the endpoint must
+/// not read as data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    Header,
+    Query,
+}
+
+/// The ingest key: `Authorization: Bearer`, `X-API-Key` (OFREP providers), or `?key=`
+/// (`sendBeacon` cannot set headers).
+pub fn ingest_key(req: &Request) -> Result<(String, KeySource), ApiError> {
+    if let Some(header) = req.headers().get("Authorization")? {
+        return bearer_token(&header)
+            .map(|k| (k.to_string(), KeySource::Header))
+            .ok_or_else(|| {
+                ApiError::new(
+                    401,
+                    "missing_key",
+                    "send the ingest key as `Authorization: Bearer <key>`",
+                )
+            });
+    }
+    if let Some(key) = req
+        .headers()
+        .get("X-API-Key")?
+        .filter(|k| !k.trim().is_empty())
+    {
+        return Ok((key.trim().to_string(), KeySource::Header));
+    }
+    let url = req.url()?;
+    url.query_pairs()
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+        .map(|k| (k, KeySource::Query))
+        .ok_or_else(|| {
+            ApiError::new(
+                401,
+                "missing_key",
+                "send the ingest key as `Authorization: Bearer <key>` or `?key=`",
+            )
+        })
+}
+
+/// The app behind the request's ingest key, with the browser origin checked.
+pub async fn authenticate_app(req: &Request, env: &Env) -> Result<(App, KeySource), ApiError> {
+    let (key, source) = ingest_key(req)?;
+    let app = app_by_ingest_key(env, &key)
+        .await?
+        .ok_or_else(|| ApiError::new(401, "invalid_key", "the ingest key is not registered"))?;
+    if let Some(origin) = req.headers().get("Origin")? {
+        if !origin_allowed(&app.allowed_origins, &origin) {
+            return Err(ApiError::new(
+                403,
+                "origin_not_allowed",
+                format!("origin `{origin}` is not allowed for app `{}`", app.id),
+            )
+            .with_field("Origin"));
+        }
+    }
+    Ok((app, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_are_short_printable_names() {
+        assert_eq!(
+            actor_from_header("  ana@example.com ").unwrap(),
+            "ana@example.com"
+        );
+        assert_eq!(actor_from_header("").unwrap(), "admin");
+        assert_eq!(
+            actor_from_header("a\u{7}b").unwrap_err().field.as_deref(),
+            Some("X-Telltale-Actor")
+        );
+        assert!(actor_from_header(&"x".repeat(129)).is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! Moving config between environments: `GET /v1/config/export` bundles a commit with
+//! its history and revisions; `POST /v1/config/import` checks the bundle, merges it into
+//! head three ways, validates the result exactly as staging would, and commits it.
+
+use super::history::write_commit;
+use super::{
+    check_config, commit_by_id, effective, insert_revision, resolve_commit, revision_bodies,
+    CommitView,
+};
+use crate::args;
+use crate::auth::{actor, require_admin};
+use crate::http::{internal, json, now_ms, read_json_limited, ApiError, ApiResult, Query};
+use crate::store::Db;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use telltale_core::config::{
+    commit_id, merge_three_way, revision_id, CommitContent, Conflict, Kind, Snapshot,
+};
+use worker::{Env, Request};
+
+/// Largest import bundle.
+pub const MAX_BUNDLE_BYTES: usize = 8 * 1024 * 1024;
+/// Most ancestors an export carries (and an import reads).
+const MAX_ANCESTORS: usize = 1_000;
+
+/// One revision in a bundle.
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct BundleRevision {
+    kind: Kind,
+    key: String,
+    body: Value,
+}
+
+/// An exported commit with its history and every revision it needs.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bundle {
+    commit: CommitView,
+    /// Ancestor commits, newest first: lets the importer find a common base.
+    ancestors: Vec<CommitView>,
+    /// revision id -> {kind, key, body}
+    revisions: BTreeMap<String, BundleRevision>,
+}
+
+/// `GET /v1/config/export?commit=` (default head).
+pub async fn export(req: Request, env: &Env) -> ApiResult {
+    require_admin(&req, env)?;
+    let query = Query::parse(&req, &["commit"])?;
+    let target = query.get("commit").unwrap_or("head");
+    let db = Db::open(env)?;
+    let commit = resolve_commit(&db, target, "commit").await?;
+    let mut ancestors = Vec::new();
+    let mut parent = commit.parent.clone();
+    while let Some(id) = parent {
+        let Some(c) = commit_by_id(&db, &id).await? else {
+            break;
+        };
+        parent = c.parent.clone();
+        ancestors.push(c);
+        if ancestors.len() >= MAX_ANCESTORS {
+            break;
+        }
+    }
+    let mut ids: Vec<&str> = commit.snapshot.revisions().into_iter().collect();
+    for a in &ancestors {
+        ids.extend(a.snapshot.revisions());
+    }
+    let bodies = revision_bodies(&db, ids.iter().copied()).await?;
+    let mut revisions = BTreeMap::new();
+    for c in std::iter::once(&commit).chain(ancestors.iter()) {
+        for kind in Kind::ALL {
+            for (key, rev) in c.snapshot.entries(kind) {
+                if let Some(body) = bodies.get(rev) {
+                    revisions.insert(
+                        rev.clone(),
+                        BundleRevision {
+                            kind,
+                            key: key.clone(),
+                            body: body.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    json(
+        200,
+        &Bundle {
+            commit,
+            ancestors,
+            revisions,
+        },
+    )
+}
+
+fn entries_of(
+    snapshot: &Snapshot,
+    bodies: &HashMap<String, Value>,
+) -> BTreeMap<String, BTreeMap<String, Value>> {
+    Kind::ALL
+        .iter()
+        .map(|kind| {
+            let map = snapshot
+                .entries(*kind)
+                .iter()
+                .filter_map(|(k, r)| bodies.get(r).map(|b| (k.clone(), b.clone())))
+                .collect();
+            (kind.as_str().to_string(), map)
+        })
+        .collect()
+}
+
+/// Checks that a bundle is what it claims: every revision matches its content address,
+/// every commit its id, and every revision a commit names is in the bundle.
+fn verify_bundle(bundle: &Bundle) -> Result<HashMap<String, Value>, ApiError> {
+    if bundle.ancestors.len() > MAX_ANCESTORS {
+        return Err(ApiError::new(
+            413,
+            "too_many_commits",
+            format!("a bundle carries at most {MAX_ANCESTORS} ancestors"),
+        )
+        .with_field("ancestors"));
+    }
+    let mut bodies = HashMap::new();
+    for (id, entry) in &bundle.revisions {
+        if &revision_id(&entry.body) != id {
+            return Err(ApiError::new(
+                422,
+                "revision_mismatch",
+                format!("revision {id} does not match its content"),
+            )
+            .with_field(format!("revisions.{id}")));
+        }
+        bodies.insert(id.clone(), entry.body.clone());
+    }
+    for c in std::iter::once(&bundle.commit).chain(bundle.ancestors.iter()) {
+        let content = CommitContent {
+            parent: c.parent.clone(),
+            author: c.author.clone(),
+            message: c.message.clone(),
+            created_at: c.created_at_ms,
+            snapshot: c.snapshot.clone(),
+        };
+        if commit_id(&content) != c.id {
+            return Err(ApiError::new(
+                422,
+                "commit_mismatch",
+                format!("commit {} does not match its content", c.id),
+            )
+            .with_field("commit"));
+        }
+        if let Some(missing) = c
+            .snapshot
+            .revisions()
+            .into_iter()
+            .find(|r| !bodies.contains_key(*r))
+        {
+            return Err(ApiError::new(
+                422,
+                "missing_revision",
+                format!("revision {missing} is not in the bundle"),
+            )
+            .with_field("revisions"));
+        }
+    }
+    Ok(bodies)
+}
+
+/// `POST /v1/config/import` with an export bundle: copies missing commits and revisions,
+/// merges the bundle's commit into head three ways (field by field, against the newest
+/// common ancestor), checks the merged config as staging would, and commits it.
+/// Conflicts are a 409 and an invalid result a 422, each listing every problem; nothing
+/// is written then. The stage must be empty.
+pub async fn import(mut req: Request, env: &Env) -> ApiResult {
+    require_admin(&req, env)?;
+    Query::parse(&req, &[])?;
+    let who = actor(&req)?;
+    let bundle: Bundle = read_json_limited(&mut req, MAX_BUNDLE_BYTES).await?;
+    let bundle_bodies = verify_bundle(&bundle)?;
+    let db = Db::open(env)?;
+    let (head, _, stage) = effective(&db).await?;
+    if !stage.is_empty() {
+        return Err(ApiError::new(
+            409,
+            "stage_not_empty",
+            "commit or discard staged changes before importing",
+        ));
+    }
+    let ours = head
+        .as_ref()
+        .map(|h| h.snapshot.clone())
+        .unwrap_or_default();
+    // The newest commit of theirs that we also have is the merge base.
+    let mut base = Snapshot::default();
+    for c in std::iter::once(&bundle.commit).chain(bundle.ancestors.iter()) {
+        if commit_by_id(&db, &c.id).await?.is_some() {
+            base = c.snapshot.clone();
+            break;
+        }
+    }
+    let mut bodies = revision_bodies(&db, ours.revisions()).await?;
+    bodies.extend(bundle_bodies.clone());
+    let merge = merge_three_way(
+        &entries_of(&base, &bodies),
+        &entries_of(&ours, &bodies),
+        &entries_of(&bundle.commit.snapshot, &bodies),
+    );
+    if !merge.conflicts.is_empty() {
+        return Err(merge_conflict(merge.conflicts));
+    }
+    // The merged config, as it would be committed.
+    let mut merged = Snapshot::default();
+    let mut merged_bodies = HashMap::new();
+    for (kind, entries) in &merge.entries {
+        let Some(kind) = Kind::parse(kind) else {
+            continue;
+        };
+        for (key, body) in entries {
+            let rev = revision_id(body);
+            merged.entries_mut(kind).insert(key.clone(), rev.clone());
+            merged_bodies.insert(rev, body.clone());
+        }
+    }
+    check_config(
+        &merged,
+        &merged_bodies,
+        "the merged config was not imported",
+    )?;
+    // Copy what is missing, then commit the merged snapshot on top of head. The
+    // bundle's own commits and revisions are history: they were verified above and are
+    // stored as they are (content-addressed), never served unless merged.
+    let mut statements = Vec::new();
+    for (id, entry) in &bundle.revisions {
+        statements.push(insert_revision(
+            &db,
+            id,
+            entry.kind,
+            &entry.key,
+            &entry.body,
+        )?);
+    }
+    for c in bundle
+        .ancestors
+        .iter()
+        .rev()
+        .chain(std::iter::once(&bundle.commit))
+    {
+        let snapshot = serde_json::to_string(&c.snapshot).map_err(internal)?;
+        statements.push(db.stmt(
+            "INSERT INTO commits (id, parent, author, message, created_at, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            args![&c.id, c.parent.as_deref(), &c.author, &c.message, c.created_at_ms, &snapshot],
+        )?);
+    }
+    for kind in Kind::ALL {
+        for (key, rev) in merged.entries(kind) {
+            if let Some(body) = merged_bodies.get(rev) {
+                statements.push(insert_revision(&db, rev, kind, key, body)?);
+            }
+        }
+    }
+    db.batch("importing", statements).await?;
+    if merged == ours {
+        return json(
+            200,
+            &json!({"merged": false, "head": head.map(|h| h.id), "message": "already up to date"}),
+        );
+    }
+    let content = CommitContent {
+        parent: head.map(|h| h.id),
+        author: who.clone(),
+        message: format!(
+            "import {} ({})",
+            &bundle.commit.id[..12.min(bundle.commit.id.len())],
+            bundle.commit.message
+        ),
+        created_at: now_ms(),
+        snapshot: merged,
+    };
+    let view = write_commit(&db, &content, &[], &who, "import").await?;
+    json(201, &json!({"merged": true, "commit": view}))
+}
+
+fn merge_conflict(conflicts: Vec<Conflict>) -> ApiError {
+    let mut e = ApiError::new(
+        409,
+        "merge_conflict",
+        format!(
+            "{} field(s) changed on both sides; nothing was imported",
+            conflicts.len()
+        ),
+    );
+    e.details = Some(json!({ "conflicts": conflicts }));
+    e
+}
