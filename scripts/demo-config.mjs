@@ -1,5 +1,5 @@
-// Seeds the demo's flag config on a collector that has none published: a probe on the
-// demo partner endpoint, a flag that requires it, and a flag for teachers.
+// Seeds the demo app's flag config on a collector where it has none published: a probe on
+// the demo partner endpoint, a flag that requires it, and a flag for teachers.
 export async function seedDemoConfig(baseUrl, adminKey, { disableWindowMs, enableWindowMs, minSamples, intervalS } = {}) {
   const headers = { Authorization: `Bearer ${adminKey}`, 'Content-Type': 'application/json', 'X-Telltale-Actor': 'npm start' };
   const call = async (method, path, body) => {
@@ -7,7 +7,7 @@ export async function seedDemoConfig(baseUrl, adminKey, { disableWindowMs, enabl
     const json = await res.json().catch(() => ({}));
     return { status: res.status, json };
   };
-  if ((await call('GET', '/v1/config/commits/published')).status === 200) return false;
+  if ((await call('GET', '/v1/apps/demo/config/commits/published')).status === 200) return false;
   const probe = {
     description: 'the demo partner API (switch it with PUT /demo-partner/health)',
     url: `${baseUrl}/demo-partner/health`, body_json: { pointer: '/status', equals: 'green' },
@@ -17,19 +17,19 @@ export async function seedDemoConfig(baseUrl, adminKey, { disableWindowMs, enabl
     ...(enableWindowMs ? { enable_window_ms: enableWindowMs } : {}),
   };
   const steps = [
-    ['PUT', '/v1/config/stage/probes/partner-api', probe],
-    ['PUT', '/v1/config/stage/flags/partner-deals', {
+    ['PUT', '/v1/apps/demo/config/stage/probes/partner-api', probe],
+    ['PUT', '/v1/apps/demo/config/stage/flags/partner-deals', {
       description: 'partner deals on the catalogue; off while the partner API is down',
       variants: [{ key: 'on', value: true }, { key: 'off', value: false }], default_variant: 'on', off_variant: 'off', requires_probe: 'partner-api',
     }],
-    ['PUT', '/v1/config/stage/flags/course-badges', {
+    ['PUT', '/v1/apps/demo/config/stage/flags/course-badges', {
       description: 'course badges for teachers, and a 30% canary for everyone else',
       variants: [{ key: 'on', value: true }, { key: 'off', value: false }], default_variant: 'off',
       rules: [{ id: 'teachers', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }], serve: { variant: 'on' } },
         { id: 'canary', serve: { variant: 'on', rollout_percent: 30 } }],
     }],
-    ['POST', '/v1/config/commits', { message: 'demo config' }],
-    ['POST', '/v1/config/publish', {}],
+    ['POST', '/v1/apps/demo/config/commits', { message: 'demo config' }],
+    ['POST', '/v1/apps/demo/config/publish', {}],
   ];
   for (const [method, path, body] of steps) {
     const res = await call(method, path, body);

@@ -13,7 +13,9 @@ wrangler(['d1', 'migrations', 'apply', 'DB', '--local'], { stdio: ['ignore', 'ig
 
 const origins = `http://127.0.0.1:${PORT},http://localhost:${PORT}`;
 const child = spawn(PATHS.node22, [PATHS.wrangler, 'dev', '--ip', '127.0.0.1', '--port', String(PORT),
-  '--test-scheduled', '--var', `DEMO_ALLOWED_ORIGINS:${origins}`], {
+  // The demo's probe calls this collector's own demo partner on 127.0.0.1: a local
+  // development switch (deployed collectors refuse private probe targets).
+  '--test-scheduled', '--var', `DEMO_ALLOWED_ORIGINS:${origins}`, '--var', 'PROBES_ALLOW_PRIVATE:on'], {
   cwd: ROOT, stdio: 'inherit', env: toolEnv(),
 });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
@@ -47,5 +49,6 @@ console.log(`
   Simulate a partner outage (the probe turns partner-deals off after ~5 min, back on
   ~15 min after recovery, and the demo page shows a banner meanwhile):
     curl -X PUT ${base}/demo-partner/health -H 'Authorization: Bearer ${vars.ADMIN_KEY}' -d '{"healthy": false}'
-  Probe state: curl ${base}/v1/probes -H 'Authorization: Bearer ${vars.ADMIN_KEY}'
+  Probe state: curl ${base}/v1/apps/demo/probes -H 'Authorization: Bearer ${vars.ADMIN_KEY}'
+  Config API:  ${base}/v1/apps/demo/config/...   (every app has its own)
 `);

@@ -30,6 +30,10 @@ pub struct Limits {
     pub max_past_ms: i64,
     /// How far in the future a (skew-corrected) event time may be.
     pub max_future_ms: i64,
+    /// Most evicted events one batch may report (`dropped`). A client reports its drops
+    /// with its next batch and then starts again from zero; a million is far beyond what
+    /// one page could track and evict in between, and keeps sums far from overflow.
+    pub max_dropped: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +49,7 @@ impl Default for Limits {
             max_prop_key_chars: 128,
             max_prop_value_chars: 1024,
             max_url_chars: 2048,
+            max_dropped: 1_000_000,
             max_past_ms: 30 * MS_PER_DAY,
             max_future_ms: 10 * MS_PER_MINUTE,
         }
@@ -141,7 +146,7 @@ pub fn parse_batch(body: &[u8], now_ms: i64, limits: &Limits) -> Result<ParsedBa
         return Err(envelope_error(
             "unknown_field",
             unknown,
-            &format!(
+            format!(
                 "unknown field `{unknown}`; allowed: {}",
                 ENVELOPE_FIELDS.join(", ")
             ),
@@ -191,7 +196,7 @@ pub fn parse_batch(body: &[u8], now_ms: i64, limits: &Limits) -> Result<ParsedBa
             return Err(envelope_error(
                 "invalid_value",
                 "batch_id",
-                &format!(
+                format!(
                     "batch_id must be a non-empty string of at most {} characters",
                     limits.max_batch_id_chars
                 ),
@@ -200,13 +205,19 @@ pub fn parse_batch(body: &[u8], now_ms: i64, limits: &Limits) -> Result<ParsedBa
     };
     let dropped = match envelope.get("dropped") {
         None | Some(Value::Null) => 0,
-        Some(v) => v.as_u64().ok_or_else(|| {
-            envelope_error(
-                "invalid_value",
-                "dropped",
-                "dropped must be a non-negative integer",
-            )
-        })?,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n <= limits.max_dropped)
+            .ok_or_else(|| {
+                envelope_error(
+                    "invalid_value",
+                    "dropped",
+                    format!(
+                        "dropped must be an integer from 0 to {}",
+                        limits.max_dropped
+                    ),
+                )
+            })?,
     };
 
     let mut accepted: Vec<Event> = Vec::with_capacity(events.len());
@@ -240,7 +251,7 @@ pub fn parse_batch(body: &[u8], now_ms: i64, limits: &Limits) -> Result<ParsedBa
     })
 }
 
-fn envelope_error(code: &'static str, field: &str, message: &str) -> IngestError {
+fn envelope_error(code: &'static str, field: &str, message: impl Into<String>) -> IngestError {
     IngestError::InvalidEnvelope(FieldError::new(code, field, message))
 }
 

@@ -50,6 +50,8 @@ pub mod ingest;
 pub mod probes;
 #[cfg(feature = "full")]
 pub mod stats;
+#[cfg(feature = "full")]
+pub mod targets;
 
 #[cfg(feature = "full")]
 pub use error::{FieldError, IngestError};

@@ -130,6 +130,19 @@ pub struct ProbeDef {
     pub min_samples: u32,
 }
 
+/// Probes may send only Worker secrets whose names start with this: the admin key, the
+/// probe key, ingest keys and the alert webhook can never leave through a probe.
+pub const PROBE_SECRET_PREFIX: &str = "PROBE_SECRET_";
+
+/// Whether a probe may read the Worker secret `name`.
+pub fn probe_secret_allowed(name: &str) -> bool {
+    name.len() > PROBE_SECRET_PREFIX.len()
+        && name.starts_with(PROBE_SECRET_PREFIX)
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+}
+
 /// The longest decision window: a day.
 pub const MAX_WINDOW_MS: i64 = 24 * 60 * MS_PER_MINUTE;
 /// The probe intervals: each divides a minute, so a schedule repeats every cron minute.
@@ -161,14 +174,11 @@ pub fn validate_probe(raw: &Value) -> Result<ProbeDef, FieldError> {
                 "a header is either plain or secret, not both",
             ));
         }
-        if secret.is_empty()
-            || !secret
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'_')
-        {
-            return Err(invalid(
-                &format!("secret_headers.{name}"),
-                "name a Worker secret (A-Z, 0-9, _)",
+        if !probe_secret_allowed(secret) {
+            return Err(FieldError::new(
+                "secret_not_allowed",
+                format!("secret_headers.{name}"),
+                format!("a probe may only send Worker secrets named {PROBE_SECRET_PREFIX}* (A-Z, 0-9, _)"),
             ));
         }
     }
@@ -244,14 +254,15 @@ pub fn check_response(def: &ProbeDef, status: u16, body: &str) -> Result<(), Str
             serde_json::from_str(body).map_err(|_| "body is not JSON".to_string())?;
         match parsed.pointer(&check.pointer) {
             Some(v) if *v == check.equals => {}
-            other => {
+            // The response's content is never echoed: it may hold what the endpoint
+            // keeps private, and errors are shown in the API.
+            Some(_) => {
                 return Err(format!(
-                    "{} is {}, expected {}",
-                    check.pointer,
-                    other.map_or("missing".into(), Value::to_string),
-                    check.equals
+                    "{} did not equal the expected value",
+                    check.pointer
                 ))
             }
+            None => return Err(format!("{} is missing", check.pointer)),
         }
     }
     Ok(())
@@ -414,6 +425,10 @@ mod tests {
                 "secret_headers.X-Token",
             ),
             (
+                json!({"key": "p", "url": "https://x", "secret_headers": {"X-Admin-Key": "ADMIN_KEY"}}),
+                "secret_headers.X-Admin-Key",
+            ),
+            (
                 json!({"key": "p", "url": "https://x", "expect_status": [300, 200]}),
                 "expect_status",
             ),
@@ -443,9 +458,13 @@ mod tests {
             equals: json!("green"),
         });
         assert!(check_response(&d, 200, r#"{"status":"green"}"#).is_ok());
-        assert!(check_response(&d, 200, r#"{"status":"red"}"#)
-            .unwrap_err()
-            .contains("red"));
+        // The response is never echoed into the error (it is shown in the API).
+        let why = check_response(&d, 200, r#"{"status":"red", "secret": "s3"}"#).unwrap_err();
+        assert_eq!(why, "/status did not equal the expected value");
+        assert_eq!(
+            check_response(&d, 200, r#"{"other": 1}"#).unwrap_err(),
+            "/status is missing"
+        );
         assert!(check_response(&d, 200, "<html>").is_err());
     }
 

@@ -262,11 +262,19 @@ pub fn fill_series(query: &StatsQuery, rows: &[(i64, u64, u64)]) -> Vec<SeriesPo
         .collect()
 }
 
+/// A CSV cell holding user data. A cell that a spreadsheet would read as a formula
+/// (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`, as
+/// OWASP recommends against CSV injection; then it is quoted if it needs to be.
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
+    let neutral = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
     } else {
         text.to_string()
+    };
+    if neutral.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", neutral.replace('"', "\"\""))
+    } else {
+        neutral
     }
 }
 
@@ -425,6 +433,33 @@ mod tests {
             to_csv(&query, &[], &top),
             "value,count\n\"a,\"\"b\"\"\",3\n"
         );
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for (raw, cell) in [
+            (
+                "=HYPERLINK(\"http://x\")",
+                "\"'=HYPERLINK(\"\"http://x\"\")\"",
+            ),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("@SUM(1)", "'@SUM(1)"),
+            ("-2+3", "'-2+3"),
+            ("\tx", "'\tx"),
+            ("\rx", "\"'\rx\""),
+            ("rust, wasm", "\"rust, wasm\""),
+            ("plain", "plain"),
+        ] {
+            assert_eq!(csv_field(raw), cell, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_range_at_the_edge_of_time_is_refused_not_overflowed() {
+        let e = q(&[("app", "a"), ("event", "e"), ("to", "9223372036854775807")]).unwrap_err();
+        assert_eq!(e.field, "to");
+        let late = q(&[("app", "a"), ("event", "e"), ("to", "9999-12-31T23:00:00Z")]).unwrap();
+        assert_eq!(late.buckets().count(), 24);
     }
 
     #[test]

@@ -174,18 +174,34 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     )
 }
 
-/// Parses an API time: integer milliseconds or RFC 3339.
+/// The earliest and latest instants an API accepts: the years 0000 to 9999 that RFC 3339
+/// can write. Bounding every input time keeps all time arithmetic far from overflow.
+pub const MIN_API_MS: i64 = -62_167_219_200_000;
+pub const MAX_API_MS: i64 = 253_402_300_799_999;
+
+/// Parses an API time: integer milliseconds or RFC 3339, within the years 0000 to 9999.
 pub fn parse_api_time(text: &str) -> Option<i64> {
     let t = text.trim();
-    if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) {
-        return t.parse().ok();
-    }
-    parse_rfc3339(t)
+    let ms = if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) {
+        t.parse().ok()?
+    } else {
+        parse_rfc3339(t)?
+    };
+    (MIN_API_MS..=MAX_API_MS).contains(&ms).then_some(ms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_times_are_bounded() {
+        assert_eq!(parse_api_time("9223372036854775807"), None);
+        assert_eq!(parse_api_time("253402300800000"), None);
+        assert_eq!(parse_api_time("253402300799999"), Some(MAX_API_MS));
+        assert_eq!(format_rfc3339(MAX_API_MS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_rfc3339(MIN_API_MS), "0000-01-01T00:00:00Z");
+    }
 
     #[test]
     fn formats_known_instants() {

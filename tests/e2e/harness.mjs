@@ -58,6 +58,17 @@ export async function waitFor(check, { timeoutMs = 30_000, intervalMs = 250, wha
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
 }
 
+/** Checks that `check` keeps holding for `forMs` (polled, failing at the first miss): an
+ * invariant over time, such as "nothing more arrives", instead of a blind sleep. */
+export async function holdsFor(check, { forMs = 1000, intervalMs = 250, what = 'condition' } = {}) {
+  const until = Date.now() + forMs;
+  do {
+    const value = await check();
+    if (!value) throw new Error(`${what} stopped holding (last value: ${JSON.stringify(value)})`);
+    await sleep(intervalMs);
+  } while (Date.now() < until);
+}
+
 export function uuidv7() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   const ts = BigInt(Date.now());
@@ -97,7 +108,8 @@ export class Collector {
     this.output = '';
     this.child = spawn(PATHS.node22, [PATHS.wrangler, 'dev', '--ip', '127.0.0.1', '--port', String(this.port),
       '--persist-to', this.dir, '--test-scheduled', '--inspector-port', String(await freePort()),
-      ...(this.devHooks ? ['--var', 'FAULT_INJECTION:on', '--var', 'EVAL_OVERRIDES:on'] : []), '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`,
+      ...(this.devHooks ? ['--var', 'FAULT_INJECTION:on', '--var', 'EVAL_OVERRIDES:on', '--var', 'PROBES_ALLOW_PRIVATE:on'] : []),
+      '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`,
       ...Object.entries(this.extraVars || {}).flatMap(([k, v]) => ['--var', `${k}:${v}`])],
     { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (chunk) => { this.output = (this.output + chunk).slice(-200_000); };
@@ -177,5 +189,30 @@ export class Collector {
     const res = await this.admin('POST', '/v1/admin/apps', { id, allowed_origins: allowedOrigins });
     if (res.status !== 201) throw new Error(`create app ${id}: ${res.status} ${res.text}`);
     return res.json;
+  }
+
+  /** A fresh app with a unique id (`prefix-N`), so that a test owns its config and data. */
+  async newApp(prefix = 'app', allowedOrigins = ['*']) {
+    Collector.appCount = (Collector.appCount || 0) + 1;
+    return this.createApp(`${prefix}-${Collector.appCount}-${Date.now().toString(36)}`, allowedOrigins);
+  }
+
+  /** A request to an app's config API (`/v1/apps/{app}/config{path}`) with the admin key. */
+  config(app, method, path, body, actor = 'ada@example.com') {
+    return this.request(method, `/v1/apps/${app}/config${path}`,
+      { body, headers: { Authorization: `Bearer ${this.adminKey}`, 'X-Telltale-Actor': actor } });
+  }
+
+  /** Stages entries (`[kind, key, body]`), commits and publishes them in an app; throws on any failure. */
+  async publishConfig(app, entries, message = 'test config') {
+    for (const [kind, key, body] of entries) {
+      const res = await this.config(app, 'PUT', `/stage/${kind}/${key}`, body);
+      if (res.status !== 200) throw new Error(`stage ${kind}/${key}: ${res.status} ${res.text}`);
+    }
+    const commit = await this.config(app, 'POST', '/commits', { message });
+    if (commit.status !== 201) throw new Error(`commit: ${commit.status} ${commit.text}`);
+    const pub = await this.config(app, 'POST', '/publish', {});
+    if (pub.status !== 200) throw new Error(`publish: ${pub.status} ${pub.text}`);
+    return commit.json.id;
   }
 }

@@ -132,9 +132,10 @@ describe('authentication and origins', () => {
   });
 
   test('apps are created, listed and validated', async () => {
+    const mine = await collector.newApp('listed');
     const list = await collector.admin('GET', '/v1/admin/apps');
-    assert.ok(['demo', 'shop', 'site'].every((id) => list.json.apps.some((a) => a.id === id)));
-    const dup = await collector.admin('POST', '/v1/admin/apps', { id: 'shop' });
+    assert.ok(['demo', mine.id].every((id) => list.json.apps.some((a) => a.id === id)));
+    const dup = await collector.admin('POST', '/v1/admin/apps', { id: mine.id });
     assert.deepEqual([dup.status, dup.json.error.code], [409, 'app_exists']);
     const badOrigin = await collector.admin('POST', '/v1/admin/apps', { id: 'x1', allowed_origins: ['https://a.example/path'] });
     assert.deepEqual([badOrigin.status, badOrigin.json.error.field], [400, 'allowed_origins[0]']);

@@ -7,21 +7,21 @@ import { OFREPWebProvider } from '@openfeature/ofrep-web-provider';
 import { Collector } from './harness.mjs';
 
 let collector;
+let key; // the ingest key of this suite's app: its config is read, never changed, by the tests
 before(async () => {
   collector = await Collector.start();
-  const admin = { Authorization: `Bearer ${collector.adminKey}` };
-  const stage = (kind, key, body) => collector.request('PUT', `/v1/config/stage/${kind}/${key}`, { body, headers: admin });
-  await stage('flags', 'new-checkout', {
-    variants: [{ key: 'on', value: true }, { key: 'off', value: false }], default_variant: 'off',
-    rules: [{ id: 'teachers', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }], serve: { variant: 'on' } },
-      { id: 'canary', serve: { variant: 'on', rollout_percent: 50 } }],
-  });
-  await stage('flags', 'banner-text', { variants: [{ key: 'a', value: 'Welcome!' }, { key: 'b', value: 'Hello!' }], default_variant: 'a' });
-  await stage('flags', 'page-size', { variants: [{ key: 'small', value: 10 }, { key: 'large', value: 50 }], default_variant: 'large' });
-  await stage('flags', 'theme', { variants: [{ key: 'x', value: { color: 'teal', dense: true } }], default_variant: 'x' });
-  await collector.request('POST', '/v1/config/commits', { body: { message: 'ofrep flags' }, headers: admin });
-  const pub = await collector.request('POST', '/v1/config/publish', { body: {}, headers: admin });
-  assert.equal(pub.status, 200, pub.text);
+  const app = await collector.newApp('ofrep');
+  key = app.ingest_key;
+  await collector.publishConfig(app.id, [
+    ['flags', 'new-checkout', {
+      variants: [{ key: 'on', value: true }, { key: 'off', value: false }], default_variant: 'off',
+      rules: [{ id: 'teachers', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }], serve: { variant: 'on' } },
+        { id: 'canary', serve: { variant: 'on', rollout_percent: 50 } }],
+    }],
+    ['flags', 'banner-text', { variants: [{ key: 'a', value: 'Welcome!' }, { key: 'b', value: 'Hello!' }], default_variant: 'a' }],
+    ['flags', 'page-size', { variants: [{ key: 'small', value: 10 }, { key: 'large', value: 50 }], default_variant: 'large' }],
+    ['flags', 'theme', { variants: [{ key: 'x', value: { color: 'teal', dense: true } }], default_variant: 'x' }],
+  ], 'ofrep flags');
 });
 after(async () => {
   await OpenFeature.close();
@@ -32,7 +32,7 @@ describe('OpenFeature web SDK + OFREP provider', () => {
   test('evaluates every type, with reasons and variants, and follows context changes', async () => {
     const provider = new OFREPWebProvider({
       baseUrl: collector.url,
-      headers: [['Authorization', `Bearer ${collector.ingestKey}`]],
+      headers: [['Authorization', `Bearer ${key}`]],
       cacheMode: 'disabled',
       changeDetection: 'none',
     });
@@ -61,13 +61,13 @@ describe('OpenFeature web SDK + OFREP provider', () => {
     assert.ok(students.includes('in') && students.includes('DEFAULT'), JSON.stringify(students));
     // The same decisions as Telltale's own endpoint.
     const own = await collector.request('POST', '/v1/flags/evaluate',
-      { body: { context: { user_id: 'student-0', role: 'student' } }, headers: { Authorization: `Bearer ${collector.ingestKey}` } });
+      { body: { context: { user_id: 'student-0', role: 'student' } }, headers: { Authorization: `Bearer ${key}` } });
     assert.equal(own.json.flags['new-checkout'].reason === 'SPLIT' ? 'in' : 'DEFAULT', students[0]);
   });
 });
 
 describe('OFREP wire shapes', () => {
-  const post = (path, body, headers = {}) => collector.request('POST', path, { body, headers: { Authorization: `Bearer ${collector.ingestKey}`, ...headers } });
+  const post = (path, body, headers = {}) => collector.request('POST', path, { body, headers: { Authorization: `Bearer ${key}`, ...headers } });
 
   test('single flag success, not found and bad context', async () => {
     const ok = await post('/ofrep/v1/evaluate/flags/page-size', { context: { targetingKey: 'u1' } });
@@ -77,9 +77,16 @@ describe('OFREP wire shapes', () => {
     assert.deepEqual([missing.status, missing.json.key, missing.json.errorCode], [404, 'nope', 'FLAG_NOT_FOUND']);
     const bad = await post('/ofrep/v1/evaluate/flags/page-size', { context: 'teacher' });
     assert.deepEqual([bad.status, bad.json.errorCode], [400, 'INVALID_CONTEXT']);
+    // A body of the wrong shape is a 400, never an evaluation with an empty context.
+    for (const wrong of ['null', '42', '"x"', '[]']) {
+      const res = await post('/ofrep/v1/evaluate/flags/page-size', wrong);
+      assert.deepEqual([res.status, res.json.errorCode], [400, 'INVALID_CONTEXT'], wrong);
+      const bulk = await post('/ofrep/v1/evaluate/flags', wrong);
+      assert.equal(bulk.status, 400, wrong);
+    }
     const unauth = await collector.request('POST', '/ofrep/v1/evaluate/flags/page-size', { body: {} });
     assert.equal(unauth.status, 401);
-    const apiKey = await collector.request('POST', '/ofrep/v1/evaluate/flags/page-size', { body: {}, headers: { 'X-API-Key': collector.ingestKey } });
+    const apiKey = await collector.request('POST', '/ofrep/v1/evaluate/flags/page-size', { body: {}, headers: { 'X-API-Key': key } });
     assert.equal(apiKey.status, 200);
   });
 
@@ -90,7 +97,7 @@ describe('OFREP wire shapes', () => {
     const etag = first.headers.get('etag');
     const again = await post('/ofrep/v1/evaluate/flags', { context: { targetingKey: 'u1' } }, { 'If-None-Match': etag });
     assert.equal(again.status, 304);
-    const config = await collector.request('GET', '/ofrep/v1/configuration', { headers: { Authorization: `Bearer ${collector.ingestKey}` } });
+    const config = await collector.request('GET', '/ofrep/v1/configuration', { headers: { Authorization: `Bearer ${key}` } });
     assert.equal(config.json.name, 'telltale');
   });
 });

@@ -4,7 +4,7 @@
 // and disabled storage, two tabs, consent and sampling.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Collector, sleep, waitFor, launchChromium, loadSdk } from './harness.mjs';
+import { Collector, holdsFor, waitFor, launchChromium, loadSdk } from './harness.mjs';
 
 
 let collector;
@@ -63,8 +63,8 @@ describe('nothing lost', () => {
     await page.evaluate(() => window.goOffline());
     await start(page, { endpoint: collector.url, key: app.ingest_key, flushAt: 50, flushIntervalMs: 200 });
     await page.evaluate(() => { for (let i = 0; i < 200; i++) window.tt.track('offline_event', { i }); });
-    await sleep(600); // timers fire while offline; nothing can leave
-    assert.equal(await collector.count('offline', 'offline_event'), null, 'nothing arrived while offline');
+    // Timers fire while offline (every 200 ms); nothing can leave.
+    await holdsFor(async () => (await collector.count('offline', 'offline_event')) === null, { forMs: 600, what: 'nothing arriving while offline' });
     await page.reload();
     await loadSdk(page);
     const restored = await page.evaluate((o) => {
@@ -74,8 +74,7 @@ describe('nothing lost', () => {
     assert.equal(restored, 200, 'the queue survived the reload');
     await page.evaluate(() => window.goOnline());
     await collector.waitForCount('offline', 'offline_event', 200);
-    await sleep(1500);
-    assert.equal(await collector.count('offline', 'offline_event'), 200);
+    await holdsFor(async () => (await collector.count('offline', 'offline_event')) === 200, { forMs: 1500, what: 'exactly 200, nothing sent twice' });
     assert.deepEqual(errors, []);
     await context.close();
   });
@@ -94,8 +93,7 @@ describe('nothing lost', () => {
     assert.equal(new Set(posts.map((p) => p.body.batch_id)).size, 1, 'a retry keeps its batch id');
     assert.ok(posts[2].at - posts[1].at >= 950, `Retry-After honoured (${posts[2].at - posts[1].at} ms)`);
     assert.ok(await page.evaluate(() => window.errors.some((e) => /answered 429/.test(e))));
-    await sleep(1000);
-    assert.equal(await collector.count('errors', 'flaky'), 10);
+    await holdsFor(async () => (await collector.count('errors', 'flaky')) === 10, { what: 'exactly 10 after the retries' });
     await context.close();
   });
 
@@ -111,7 +109,7 @@ describe('nothing lost', () => {
     await waitFor(() => posts.length >= 2, { what: 'the retry' });
     assert.equal(posts[0].batch_id, posts[1].batch_id);
     await collector.waitForCount('stored', 'twice', 5);
-    await sleep(1500);
+    await holdsFor(async () => (await collector.count('stored', 'twice', { source: 'raw' })) === 5, { forMs: 1500, what: 'the resend absorbed' });
     assert.equal(await collector.count('stored', 'twice', { source: 'raw' }), 5);
     assert.equal(await collector.count('stored', 'twice'), 5);
     await context.close();
@@ -125,8 +123,7 @@ describe('nothing lost', () => {
     await Promise.all(tabs.map(({ page }) => start(page, options)));
     await Promise.all(tabs.map(({ page }, t) => page.evaluate((t) => { for (let i = 0; i < 100; i++) window.tt.track('tab_event', { t }); }, t)));
     await collector.waitForCount('tabs', 'tab_event', 200);
-    await sleep(1500);
-    assert.equal(await collector.count('tabs', 'tab_event'), 200);
+    await holdsFor(async () => (await collector.count('tabs', 'tab_event')) === 200, { forMs: 1500, what: 'exactly 200 from two tabs' });
     const byTab = await collector.stats({ app: 'tabs', event: 'tab_event', by: 't' });
     assert.deepEqual(byTab.json.top, [{ value: '0', count: 100 }, { value: '1', count: 100 }]);
     await context.close();

@@ -8,19 +8,22 @@ import { Collector, launchChromium, loadSdk } from './harness.mjs';
 
 const BOOL = [{ key: 'on', value: true }, { key: 'off', value: false }];
 
+// The config the tests read (never change): published into each app a test uses.
+const FLAGS = [
+  ['flags', 'checkout', { variants: BOOL, default_variant: 'off', rules: [{ id: 'teachers', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }], serve: { variant: 'on' } }] }],
+  ['flags', 'layout', { variants: [{ key: 'grid', value: 'grid' }, { key: 'list', value: 'list' }], default_variant: 'grid',
+    rules: [{ id: 'ab', serve: { split: [{ variant: 'grid', weight: 50 }, { variant: 'list', weight: 50 }] } }] }],
+  ['flags', 'limits', { variants: [{ key: 'v', value: { max: 3 } }], default_variant: 'v' }],
+];
+
 let collector;
 let browser;
+let app;
 before(async () => {
   collector = await Collector.start();
   browser = await launchChromium();
-  const admin = { Authorization: `Bearer ${collector.adminKey}` };
-  const put = (key, body) => collector.request('PUT', `/v1/config/stage/flags/${key}`, { body, headers: admin });
-  await put('checkout', { variants: BOOL, default_variant: 'off', rules: [{ id: 'teachers', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }], serve: { variant: 'on' } }] });
-  await put('layout', { variants: [{ key: 'grid', value: 'grid' }, { key: 'list', value: 'list' }], default_variant: 'grid',
-    rules: [{ id: 'ab', serve: { split: [{ variant: 'grid', weight: 50 }, { variant: 'list', weight: 50 }] } }] });
-  await put('limits', { variants: [{ key: 'v', value: { max: 3 } }], default_variant: 'v' });
-  await collector.request('POST', '/v1/config/commits', { body: { message: 'sdk flags' }, headers: admin });
-  await collector.request('POST', '/v1/config/publish', { body: {}, headers: admin });
+  app = await collector.newApp('sdk-flags', [collector.url]);
+  await collector.publishConfig(app.id, FLAGS, 'sdk flags');
 });
 after(async () => {
   await browser?.close();
@@ -55,7 +58,7 @@ describe('shared vectors in the browser', () => {
 });
 
 describe('flags client', () => {
-  const options = () => ({ endpoint: collector.url, key: collector.ingestKey, flushIntervalMs: 3_600_000 });
+  const options = () => ({ endpoint: collector.url, key: app.ingest_key, flushIntervalMs: 3_600_000 });
 
   test('remote mode: decisions, details, context changes and onChange', async () => {
     const page = await sdkPage();
@@ -93,7 +96,7 @@ describe('flags client', () => {
       return out;
     }, { opts: options(), contexts });
     for (const [i, ctx] of contexts.entries()) {
-      const remote = await collector.request('POST', '/v1/flags/evaluate', { body: { context: ctx }, headers: { Authorization: `Bearer ${collector.ingestKey}` } });
+      const remote = await collector.request('POST', '/v1/flags/evaluate', { body: { context: ctx }, headers: { Authorization: `Bearer ${app.ingest_key}` } });
       const want = ['checkout', 'layout'].map((k) => [remote.json.flags[k].value, remote.json.flags[k].variant, remote.json.flags[k].reason]);
       assert.deepEqual(local[i], want, JSON.stringify(ctx));
     }
@@ -124,7 +127,8 @@ describe('flags client', () => {
 
   test('exposure events go out once per flag, variant and session', async () => {
     // An app of its own, so other tests' exposures do not count here.
-    const app = await collector.createApp('expo', [collector.url]);
+    const expo = await collector.newApp('expo', [collector.url]);
+    await collector.publishConfig(expo.id, FLAGS);
     const page = await sdkPage();
     await page.evaluate(async (opts) => {
       const tt = new window.sdk.Telltale({ ...opts, context: { role: 'teacher', user_id: 'expo' } });
@@ -134,9 +138,9 @@ describe('flags client', () => {
       await tt.setContext({ role: 'student', user_id: 'expo' });
       tt.isEnabled('checkout', false); // another variant: one more exposure
       await tt.flush();
-    }, { ...options(), key: app.ingest_key });
-    await collector.waitForCount('expo', '$exposure', 2);
-    const top = await collector.stats({ app: 'expo', event: '$exposure', by: 'variant' });
+    }, { ...options(), key: expo.ingest_key });
+    await collector.waitForCount(expo.id, '$exposure', 2);
+    const top = await collector.stats({ app: expo.id, event: '$exposure', by: 'variant' });
     assert.deepEqual(top.json.top, [{ value: 'off', count: 1 }, { value: 'on', count: 1 }]);
     await page.close();
   });

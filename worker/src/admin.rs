@@ -1,7 +1,10 @@
 //! Operator endpoints: the pipeline's health, and draining the spool on demand.
 
-use crate::auth::require_admin;
-use crate::http::{json, ApiResult, Query};
+use crate::apps::app_by_id;
+use crate::args;
+use crate::audit::audit;
+use crate::auth::{actor, require_admin};
+use crate::http::{json, ApiError, ApiResult, Query};
 use crate::pipeline::{drain_spool, spool_depth};
 use crate::store::Db;
 use serde::Deserialize;
@@ -19,7 +22,8 @@ pub async fn pipeline(req: Request, env: &Env) -> ApiResult {
     let drops: Vec<DropRow> = Db::open(env)?
         .all(
             "reading client drops",
-            "SELECT app, SUM(dropped) AS dropped FROM client_drops GROUP BY app ORDER BY app",
+            // TOTAL never fails on overflow (SUM does); each report is bounded at ingest.
+            "SELECT app, CAST(MIN(TOTAL(dropped), 9.0e18) AS INTEGER) AS dropped FROM client_drops GROUP BY app ORDER BY app",
             &[],
         )
         .await?;
@@ -42,4 +46,55 @@ pub async fn drain(req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
     Query::parse(&req, &[])?;
     json(200, &drain_spool(env, 100).await?)
+}
+
+/// `DELETE /v1/admin/pipeline/client-drops?app=`: forgets one app's client-drop reports
+/// (junk from a misbehaving client). The app must be named; there is no "all".
+pub async fn reset_client_drops(req: Request, env: &Env) -> ApiResult {
+    require_admin(&req, env)?;
+    let query = Query::parse(&req, &["app"])?;
+    let who = actor(&req)?;
+    let app = query
+        .get("app")
+        .ok_or_else(|| ApiError::new(400, "required", "name the app (`app`)").with_field("app"))?;
+    if app_by_id(env, app).await?.is_none() {
+        return Err(ApiError::not_found(
+            "unknown_app",
+            "app",
+            format!("no app `{app}`"),
+        ));
+    }
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let db = Db::open(env)?;
+    let removed = db
+        .first::<Count>(
+            "counting client drops",
+            "SELECT COUNT(*) AS n FROM client_drops WHERE app = ?1",
+            args![app],
+        )
+        .await?
+        .map_or(0, |c| c.n);
+    db.batch(
+        "removing client drops",
+        vec![
+            db.stmt("DELETE FROM client_drops WHERE app = ?1", args![app])?,
+            audit(
+                &db,
+                app,
+                &who,
+                "pipeline.client_drops.reset",
+                &format!("apps/{app}/client_drops"),
+                &serde_json::json!({ "reports": removed }),
+                &serde_json::Value::Null,
+            )?,
+        ],
+    )
+    .await?;
+    json(
+        200,
+        &serde_json::json!({"app": app, "removed_reports": removed}),
+    )
 }

@@ -1,9 +1,10 @@
 //! Registered apps and their keys. Apps live in KV (`app:<id>`, `ingest-key:<key>`), so
 //! authenticating an ingest request never needs D1: ingest keeps working when D1 does not.
 
+use crate::args;
 use crate::auth::require_admin;
 use crate::http::{env_string, internal, json, now_ms, read_json, ApiError, ApiResult, Query};
-use crate::store::{kv, list_keys};
+use crate::store::{kv, list_keys, Db};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,6 +24,15 @@ pub struct App {
     pub ingest_key: String,
     pub allowed_origins: Vec<String>,
     pub created_at: String,
+    /// Set when the app was deleted: its keys are revoked, its data kept, its id retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+}
+
+impl App {
+    pub fn is_live(&self) -> bool {
+        self.deleted_at.is_none()
+    }
 }
 
 thread_local! {
@@ -35,6 +45,23 @@ pub async fn app_by_id(env: &Env, id: &str) -> Result<Option<App>, ApiError> {
         ensure_demo_app(env).await?;
     }
     Ok(kv(env)?.get(&format!("app:{id}")).json::<App>().await?)
+}
+
+/// A live app named in a request path, or a 404 naming it.
+pub async fn require_app(env: &Env, id: &str) -> Result<App, ApiError> {
+    match app_by_id(env, id).await? {
+        Some(app) if app.is_live() => Ok(app),
+        Some(_) => Err(ApiError::not_found(
+            "unknown_app",
+            "app",
+            format!("app `{id}` was deleted"),
+        )),
+        None => Err(ApiError::not_found(
+            "unknown_app",
+            "app",
+            format!("no app `{id}`"),
+        )),
+    }
 }
 
 /// Resolves an ingest key to its app, through the isolate cache.
@@ -56,7 +83,11 @@ pub async fn app_by_ingest_key(env: &Env, key: &str) -> Result<Option<App>, ApiE
     let Some(app_id) = store.get(&format!("ingest-key:{key}")).text().await? else {
         return Ok(None);
     };
-    let app = store.get(&format!("app:{app_id}")).json::<App>().await?;
+    let app = store
+        .get(&format!("app:{app_id}"))
+        .json::<App>()
+        .await?
+        .filter(|app| app.is_live() && app.ingest_key == key);
     if let Some(app) = &app {
         KEY_CACHE.with(|c| c.borrow_mut().insert(key.to_string(), (app.clone(), now)));
     }
@@ -108,6 +139,7 @@ pub async fn ensure_demo_app(env: &Env) -> Result<(), ApiError> {
             ingest_key: key,
             allowed_origins,
             created_at: format_rfc3339(now_ms()),
+            deleted_at: None,
         },
     )
     .await
@@ -149,20 +181,44 @@ pub async fn create(mut req: Request, env: &Env) -> ApiResult {
         )
         .with_field(format!("allowed_origins[{i}]")));
     }
-    if app_by_id(env, &input.id).await?.is_some() {
+    match app_by_id(env, &input.id).await? {
+        Some(existing) if existing.is_live() => {
+            return Err(ApiError::new(
+                409,
+                "app_exists",
+                format!("app `{}` already exists", input.id),
+            )
+            .with_field("id"))
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                409,
+                "app_deleted",
+                format!(
+                    "app `{}` was deleted and its events are kept under that id; choose another id",
+                    input.id
+                ),
+            )
+            .with_field("id"))
+        }
+        None => {}
+    }
+    let name = input.name.unwrap_or_else(|| input.id.clone());
+    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(ApiError::new(
-            409,
-            "app_exists",
-            format!("app `{}` already exists", input.id),
+            400,
+            "invalid_value",
+            "name must be 1 to 128 printable characters",
         )
-        .with_field("id"));
+        .with_field("name"));
     }
     let app = App {
-        name: input.name.unwrap_or_else(|| input.id.clone()),
+        name,
         id: input.id,
         ingest_key: new_ingest_key()?,
         allowed_origins: input.allowed_origins,
         created_at: format_rfc3339(now_ms()),
+        deleted_at: None,
     };
     put_app(env, &app).await?;
     json(201, &app)
@@ -177,7 +233,9 @@ pub async fn list(req: Request, env: &Env) -> ApiResult {
     let mut apps = Vec::new();
     for name in list_keys(&store, "app:").await? {
         if let Some(app) = store.get(&name).json::<App>().await? {
-            apps.push(app);
+            if app.is_live() {
+                apps.push(app);
+            }
         }
     }
     #[derive(Serialize)]
@@ -199,4 +257,83 @@ pub async fn get(req: Request, env: &Env, id: &str) -> ApiResult {
             format!("no app `{id}`"),
         )),
     }
+}
+
+/// `DELETE /v1/admin/apps/{id}`: revokes the app's ingest key at once, unpublishes its
+/// config (so its flags and probes stop), clears its staged edits, probe states and
+/// client-drop counters, and retires its id. Raw events, aggregates, config history and
+/// audit lines are kept (they are append-only); the answer says what was kept.
+pub async fn delete(req: Request, env: &Env, id: &str) -> ApiResult {
+    require_admin(&req, env)?;
+    Query::parse(&req, &[])?;
+    let who = crate::auth::actor(&req)?;
+    let mut app = require_app(env, id).await?;
+    if id == DEMO_APP_ID && env_string(env, "DEMO_INGEST_KEY").is_some() {
+        return Err(ApiError::new(
+            409,
+            "demo_app",
+            "the demo app is recreated from DEMO_INGEST_KEY; unset it to delete the demo app",
+        )
+        .with_field("id"));
+    }
+    let db = Db::open(env)?;
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            db.first::<Count>("counting what is kept", sql, args![id])
+                .await
+                .map(|c| c.map_or(0, |c| c.n))
+        }
+    };
+    let events = count("SELECT COUNT(*) AS n FROM events WHERE app = ?1").await?;
+    let commits = count("SELECT COUNT(*) AS n FROM commits WHERE app = ?1").await?;
+    let drops = count("SELECT COUNT(*) AS n FROM client_drops WHERE app = ?1").await?;
+    let was_published =
+        count("SELECT COUNT(*) AS n FROM refs WHERE app = ?1 AND name = 'published'").await? > 0;
+    // The key first: from here on nothing new gets in.
+    let store = kv(env)?;
+    store
+        .delete(&format!("ingest-key:{}", app.ingest_key))
+        .await?;
+    KEY_CACHE.with(|c| c.borrow_mut().retain(|_, (cached, _)| cached.id != id));
+    db.batch(
+        "deleting an app",
+        vec![
+            db.stmt(
+                "DELETE FROM refs WHERE app = ?1 AND name = 'published'",
+                args![id],
+            )?,
+            db.stmt("DELETE FROM stage WHERE app = ?1", args![id])?,
+            db.stmt("DELETE FROM probe_states WHERE app = ?1", args![id])?,
+            db.stmt("DELETE FROM client_drops WHERE app = ?1", args![id])?,
+            crate::audit::audit(
+                &db,
+                id,
+                &who,
+                "app.delete",
+                &format!("apps/{id}"),
+                &serde_json::json!({"name": app.name, "allowed_origins": app.allowed_origins}),
+                &serde_json::Value::Null,
+            )?,
+        ],
+    )
+    .await?;
+    crate::published::unpublish(env, id).await?;
+    app.deleted_at = Some(format_rfc3339(now_ms()));
+    let body = serde_json::to_string(&app).map_err(internal)?;
+    store.put(&format!("app:{id}"), body)?.execute().await?;
+    json(
+        200,
+        &serde_json::json!({
+            "deleted": id,
+            "revoked_ingest_keys": 1,
+            "removed": {"published_config": was_published, "client_drop_reports": drops},
+            "kept": {"events": events, "config_commits": commits,
+                     "note": "raw events, aggregates, config history and audit lines are append-only and stay queryable by id"},
+        }),
+    )
 }

@@ -3,6 +3,8 @@
 //!   answers, set through `GET|PUT /v1/admin/faults`;
 //! - evaluation overrides (`EVAL_OVERRIDES=on`): `now` and `probes` in
 //!   `POST /v1/flags/evaluate` (the shared flag vectors use them);
+//! - private probe targets (`PROBES_ALLOW_PRIVATE=on`): probes may call loopback and
+//!   private addresses, for local partner servers in tests and the demo;
 //! - the demo (`DEMO_INGEST_KEY`, written by `npm start`): `/demo-config.json` and a
 //!   partner endpoint whose health an operator can switch.
 //!
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use telltale_core::flags::ProbeState;
+use telltale_core::targets::TargetPolicy;
 use worker::{Env, Request};
 
 fn var_on(env: &Env, name: &str) -> bool {
@@ -169,6 +172,19 @@ pub async fn put_faults(mut req: Request, env: &Env) -> ApiResult {
     let text = serde_json::to_string(&faults.ingest).map_err(internal)?;
     store.put("fault:ingest", text)?.execute().await?;
     json(200, &read_faults(env).await?)
+}
+
+/// Where probes may call in this deployment. `req` (when there is one) names the
+/// collector's own host, which a probe may not call.
+pub fn probe_target_policy(env: &Env, req: Option<&Request>) -> Result<TargetPolicy, ApiError> {
+    let own_host = match req {
+        Some(req) => req.url()?.host_str().map(str::to_string),
+        None => None,
+    };
+    Ok(TargetPolicy {
+        allow_private: var_on(env, "PROBES_ALLOW_PRIVATE"),
+        own_host,
+    })
 }
 
 /// What a development evaluation may assume.

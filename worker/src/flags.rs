@@ -5,7 +5,7 @@
 use crate::auth::{authenticate_app, KeySource};
 use crate::dev::{self, EvalOverrides};
 use crate::http::{
-    empty_304, json, not_modified, now_ms, read_json, with_etag, ApiError, ApiResult,
+    empty_304, json, not_modified, now_ms, read_json, with_etag, ApiError, ApiResult, Query,
 };
 use crate::published::{self, decision_etag, engine_probe_states};
 use serde::Deserialize;
@@ -43,7 +43,7 @@ fn context_from_query(
 
 /// `POST /v1/flags/evaluate {context, flags?}` or `GET /v1/flags/evaluate?attr=value...`
 pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
-    let (_, key_source) = authenticate_app(&req, env).await?;
+    let (app, key_source) = authenticate_app(&req, env).await?;
     let input: EvaluateRequest = if req.method() == Method::Get {
         let url = req.url()?;
         let pairs = url
@@ -61,8 +61,8 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
         .as_ref()
         .and_then(|o| o.now_ms)
         .unwrap_or_else(now_ms);
-    let published = published::current(env).await?;
-    let mut probes = published::probe_states(env).await?;
+    let published = published::current(env, &app.id).await?;
+    let mut probes = published::probe_states(env, &app.id).await?;
     if let Some(EvalOverrides {
         probes: assumed, ..
     }) = &overrides
@@ -114,9 +114,10 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
 /// `GET /v1/flags/ruleset`: the published ruleset plus current probe states, for
 /// evaluation in the SDK. The ETag changes with either.
 pub async fn ruleset(req: Request, env: &Env) -> ApiResult {
-    authenticate_app(&req, env).await?;
-    let published = published::current(env).await?;
-    let probes = published::probe_states(env).await?;
+    let (app, _) = authenticate_app(&req, env).await?;
+    Query::parse(&req, &["key"])?;
+    let published = published::current(env, &app.id).await?;
+    let probes = published::probe_states(env, &app.id).await?;
     let etag = crate::http::etag_for(
         published.engine.version(),
         &json!({"ruleset": true, "probes": probes}),

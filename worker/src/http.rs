@@ -207,7 +207,9 @@ impl Query {
 pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
 
 /// Reads a JSON body of at most `limit` bytes, answering 413 when it is larger and 400
-/// with the parser's reason when it is not JSON of the endpoint's shape.
+/// with the parser's reason when it is not JSON of the endpoint's shape. Every body the
+/// collector takes is an object: an array, a number or `null` is a 400, never an empty
+/// request (serde would read `[]` as a struct of defaults).
 pub async fn read_json_limited<T: serde::de::DeserializeOwned>(
     req: &mut Request,
     limit: usize,
@@ -232,14 +234,21 @@ pub async fn read_json_limited<T: serde::de::DeserializeOwned>(
     if bytes.len() > limit {
         return Err(too_large());
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let malformed = |e: serde_json::Error| {
         ApiError::new(
             400,
             "malformed_json",
             format!("body is not valid JSON for this endpoint: {e}"),
         )
         .with_field("body")
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(malformed)?;
+    if !value.is_object() {
+        return Err(
+            ApiError::new(400, "invalid_type", "the body must be a JSON object").with_field("body"),
+        );
+    }
+    serde_json::from_value(value).map_err(malformed)
 }
 
 /// Reads a JSON body (up to [`MAX_JSON_BODY_BYTES`]).

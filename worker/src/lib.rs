@@ -47,7 +47,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     match routes::resolve(&req.method(), &path) {
         Resolved::Preflight => cors::preflight(&req),
         Resolved::NotFound => {
-            ApiError::not_found("not_found", "path", format!("no route `{path}`")).into_response()
+            let hint = if path.starts_with("/v1/config") || path.starts_with("/v1/probes") {
+                "; config and probes are per app: /v1/apps/{app}/config/..., /v1/apps/{app}/probes"
+            } else {
+                ""
+            };
+            ApiError::not_found("not_found", "path", format!("no route `{path}`{hint}"))
+                .into_response()
         }
         Resolved::MethodNotAllowed {
             allow,
@@ -105,29 +111,35 @@ async fn handle(endpoint: Endpoint, params: &[String], req: Request, env: &Env) 
         Endpoint::OfrepEvaluateAll => ofrep::evaluate_all(req, env).await,
         Endpoint::OfrepEvaluateOne => ofrep::evaluate_one(req, env, param(0)).await,
         Endpoint::OfrepConfiguration => ofrep::configuration(req, env).await,
-        Endpoint::StageGet => config::staging::stage_get(req, env).await,
-        Endpoint::StagePut => config::staging::stage_put(req, env, param(0), param(1)).await,
-        Endpoint::StageDelete => config::staging::stage_delete(req, env, param(0), param(1)).await,
-        Endpoint::Commit => config::history::commit(req, env).await,
-        Endpoint::Log => config::history::log(req, env).await,
-        Endpoint::GetCommit => config::history::get_commit(req, env, param(0)).await,
-        Endpoint::Diff => config::history::diff(req, env).await,
-        Endpoint::AuditLog => config::history::audit_log(req, env).await,
-        Endpoint::Publish => config::release::publish(req, env).await,
-        Endpoint::Rollback => config::release::rollback(req, env).await,
-        Endpoint::Export => config::transfer::export(req, env).await,
-        Endpoint::Import => config::transfer::import(req, env).await,
-        Endpoint::ProbesList => probes::api::list(req, env).await,
-        Endpoint::ProbePush => probes::api::push(req, env, param(0)).await,
-        Endpoint::ProbeOverride => probes::api::set_override(req, env, param(0)).await,
-        Endpoint::ProbeHistory => probes::api::history(req, env, param(0)).await,
+        Endpoint::StageGet => config::staging::stage_get(req, env, param(0)).await,
+        Endpoint::StagePut => {
+            config::staging::stage_put(req, env, param(0), param(1), param(2)).await
+        }
+        Endpoint::StageDelete => {
+            config::staging::stage_delete(req, env, param(0), param(1), param(2)).await
+        }
+        Endpoint::Commit => config::history::commit(req, env, param(0)).await,
+        Endpoint::Log => config::history::log(req, env, param(0)).await,
+        Endpoint::GetCommit => config::history::get_commit(req, env, param(0), param(1)).await,
+        Endpoint::Diff => config::history::diff(req, env, param(0)).await,
+        Endpoint::AuditLog => config::history::audit_log(req, env, param(0)).await,
+        Endpoint::Publish => config::release::publish(req, env, param(0)).await,
+        Endpoint::Rollback => config::release::rollback(req, env, param(0)).await,
+        Endpoint::Export => config::transfer::export(req, env, param(0)).await,
+        Endpoint::Import => config::transfer::import(req, env, param(0)).await,
+        Endpoint::ProbesList => probes::api::list(req, env, param(0)).await,
+        Endpoint::ProbePush => probes::api::push(req, env, param(0), param(1)).await,
+        Endpoint::ProbeOverride => probes::api::set_override(req, env, param(0), param(1)).await,
+        Endpoint::ProbeHistory => probes::api::history(req, env, param(0), param(1)).await,
         Endpoint::AppsList => apps::list(req, env).await,
         Endpoint::AppsCreate => apps::create(req, env).await,
         Endpoint::AppGet => apps::get(req, env, param(0)).await,
+        Endpoint::AppDelete => apps::delete(req, env, param(0)).await,
         Endpoint::FaultsGet => dev::get_faults(req, env).await,
         Endpoint::FaultsPut => dev::put_faults(req, env).await,
         Endpoint::Pipeline => admin::pipeline(req, env).await,
         Endpoint::PipelineDrain => admin::drain(req, env).await,
+        Endpoint::ClientDropsReset => admin::reset_client_drops(req, env).await,
     }
 }
 

@@ -5,7 +5,7 @@
 //! default stickiness) unless the context sets `user_id` itself.
 
 use crate::auth::authenticate_app;
-use crate::http::{empty_304, json, not_modified, now_ms, with_etag, ApiResult};
+use crate::http::{empty_304, json, not_modified, now_ms, with_etag, ApiResult, Query};
 use crate::published::{self, decision_etag, engine_probe_states, MANIFEST_TTL_MS};
 use serde_json::{json, Map, Value};
 use telltale_core::flags::engine::{error_code, Reason};
@@ -87,13 +87,14 @@ async fn read_context(
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
 pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
-    authenticate_app(&req, env).await?;
+    let (app, _) = authenticate_app(&req, env).await?;
+    Query::parse(&req, &["key"])?;
     let ctx = match read_context(&mut req, Some(key)).await {
         Ok(ctx) => ctx,
         Err(answer) => return answer,
     };
-    let published = published::current(env).await?;
-    let probes = engine_probe_states(&published::probe_states(env).await?);
+    let published = published::current(env, &app.id).await?;
+    let probes = engine_probe_states(&published::probe_states(env, &app.id).await?);
     let decision = published.engine.evaluate(key, &ctx, &probes, now_ms());
     if decision.error_code == Some(error_code::FLAG_NOT_FOUND) {
         return failure(
@@ -109,13 +110,14 @@ pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
 
 /// `POST /ofrep/v1/evaluate/flags` (bulk), with `ETag` and `If-None-Match`.
 pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
-    authenticate_app(&req, env).await?;
+    let (app, _) = authenticate_app(&req, env).await?;
+    Query::parse(&req, &["key"])?;
     let ctx = match read_context(&mut req, None).await {
         Ok(ctx) => ctx,
         Err(answer) => return answer,
     };
-    let published = published::current(env).await?;
-    let probes = published::probe_states(env).await?;
+    let published = published::current(env, &app.id).await?;
+    let probes = published::probe_states(env, &app.id).await?;
     let now = now_ms();
     let etag = decision_etag(
         &published,
@@ -138,6 +140,7 @@ pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
 /// `GET /ofrep/v1/configuration`
 pub async fn configuration(req: Request, env: &Env) -> ApiResult {
     authenticate_app(&req, env).await?;
+    Query::parse(&req, &["key"])?;
     json(
         200,
         &json!({

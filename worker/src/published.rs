@@ -5,11 +5,12 @@
 //! changes ([`publish_probe_states`]). Readers: `flags` and `ofrep` (decisions), `probes`
 //! (what to run). This module depends on none of them.
 //!
-//! Storage is KV only: `flags:manifest` names the published commit and its revisions,
-//! `rev:<id>` holds each immutable body, `probes:states` the probes' states. Each isolate
-//! keeps the compiled engine and re-reads the manifest at most every [`MANIFEST_TTL_MS`],
-//! so a decision costs no KV read on the hot path, and a new publication only fetches
-//! the revisions it changed.
+//! Every app has its own. Storage is KV only: `flags:manifest:<app>` names the published
+//! commit and its revisions, `rev:<id>` holds each immutable body (shared: content-
+//! addressed), `probes:states:<app>` the probes' states. Each isolate keeps each app's
+//! compiled engine and re-reads its manifest at most every [`MANIFEST_TTL_MS`], so a
+//! decision costs no KV read on the hot path, and a new publication only fetches the
+//! revisions it changed.
 
 use crate::http::{etag_for, internal, now_ms, ApiError};
 use crate::store::kv;
@@ -23,8 +24,19 @@ use telltale_core::flags::{compile, Engine, ProbeState, ProbeStates};
 use telltale_core::probes::{validate_probe, ProbeDef};
 use worker::Env;
 
-const MANIFEST_KEY: &str = "flags:manifest";
-const PROBE_STATES_KEY: &str = "probes:states";
+fn manifest_key(app: &str) -> String {
+    format!("flags:manifest:{app}")
+}
+
+fn probe_states_key(app: &str) -> String {
+    format!("probes:states:{app}")
+}
+
+/// Before apps had their own config, the one published config lived under these keys;
+/// it is the demo app's now (migration 0004), read until the demo app publishes again.
+const LEGACY_APP: &str = crate::apps::DEMO_APP_ID;
+const LEGACY_MANIFEST_KEY: &str = "flags:manifest";
+const LEGACY_PROBE_STATES_KEY: &str = "probes:states";
 /// How long an isolate trusts its copy of the manifest and of the probe states.
 pub const MANIFEST_TTL_MS: i64 = 10_000;
 
@@ -52,11 +64,13 @@ struct Cached {
     checked_at: i64,
 }
 
+type StatesAt = (BTreeMap<String, ProbeState>, i64);
+
 thread_local! {
-    static PUBLISHED: RefCell<Option<Cached>> = const { RefCell::new(None) };
-    // Probe states (name -> state) and when they were last read from KV.
-    static PROBE_STATES: RefCell<Option<(BTreeMap<String, ProbeState>, i64)>> =
-        const { RefCell::new(None) };
+    // Per app: the compiled published config and when its manifest was last checked.
+    static PUBLISHED: RefCell<HashMap<String, Cached>> = RefCell::new(HashMap::new());
+    // Per app: probe states (name -> state) and when they were last read from KV.
+    static PROBE_STATES: RefCell<HashMap<String, StatesAt>> = RefCell::new(HashMap::new());
     // Revisions are immutable, so they are cached for the isolate's life.
     static REVISIONS: RefCell<HashMap<String, Value>> = RefCell::new(HashMap::new());
 }
@@ -66,6 +80,7 @@ thread_local! {
 /// this isolate's cache, so the next decision here needs no KV read.
 pub async fn publish_manifest(
     env: &Env,
+    app: &str,
     manifest: Manifest,
     new_bodies: &HashMap<String, Value>,
 ) -> Result<(), ApiError> {
@@ -77,12 +92,43 @@ pub async fn publish_manifest(
             .await?;
     }
     let text = serde_json::to_string(&manifest).map_err(internal)?;
-    store.put(MANIFEST_KEY, text)?.execute().await?;
-    warm(env, manifest).await
+    store.put(&manifest_key(app), text)?.execute().await?;
+    warm(env, app, manifest).await
+}
+
+/// Withdraws an app's published config and probe states (the app was deleted).
+pub async fn unpublish(env: &Env, app: &str) -> Result<(), ApiError> {
+    let store = kv(env)?;
+    store.delete(&manifest_key(app)).await?;
+    store.delete(&probe_states_key(app)).await?;
+    if app == LEGACY_APP {
+        store.delete(LEGACY_MANIFEST_KEY).await?;
+        store.delete(LEGACY_PROBE_STATES_KEY).await?;
+    }
+    PUBLISHED.with(|p| p.borrow_mut().remove(app));
+    PROBE_STATES.with(|p| p.borrow_mut().remove(app));
+    Ok(())
+}
+
+/// Reads an app's KV value, falling back to the pre-tenancy key for the demo app.
+async fn read_app_json<T: serde::de::DeserializeOwned>(
+    env: &Env,
+    app: &str,
+    key: &str,
+    legacy: &str,
+) -> Result<Option<T>, ApiError> {
+    let store = kv(env)?;
+    if let Some(value) = store.get(key).json::<T>().await? {
+        return Ok(Some(value));
+    }
+    if app == LEGACY_APP {
+        return Ok(store.get(legacy).json::<T>().await?);
+    }
+    Ok(None)
 }
 
 /// Compiles a manifest into this isolate's cache, fetching only unknown revisions.
-async fn warm(env: &Env, manifest: Manifest) -> Result<(), ApiError> {
+async fn warm(env: &Env, app: &str, manifest: Manifest) -> Result<(), ApiError> {
     let store = kv(env)?;
     let missing: Vec<String> = manifest
         .snapshot
@@ -145,32 +191,33 @@ async fn warm(env: &Env, manifest: Manifest) -> Result<(), ApiError> {
         ruleset: Rc::new(ruleset_value),
     };
     PUBLISHED.with(|p| {
-        *p.borrow_mut() = Some(Cached {
-            published,
-            checked_at: now_ms(),
-        })
+        p.borrow_mut().insert(
+            app.to_string(),
+            Cached {
+                published,
+                checked_at: now_ms(),
+            },
+        )
     });
     Ok(())
 }
 
-fn cached(fresh_after: i64) -> Option<Published> {
+fn cached(app: &str, fresh_after: i64) -> Option<Published> {
     PUBLISHED.with(|p| {
         p.borrow()
-            .as_ref()
+            .get(app)
             .filter(|c| c.checked_at > fresh_after)
             .map(|c| c.published.clone())
     })
 }
 
-/// The published config, from the isolate cache when fresh.
-pub async fn current(env: &Env) -> Result<Published, ApiError> {
+/// An app's published config, from the isolate cache when fresh.
+pub async fn current(env: &Env, app: &str) -> Result<Published, ApiError> {
     let now = now_ms();
-    if let Some(hit) = cached(now - MANIFEST_TTL_MS) {
+    if let Some(hit) = cached(app, now - MANIFEST_TTL_MS) {
         return Ok(hit);
     }
-    let manifest = kv(env)?
-        .get(MANIFEST_KEY)
-        .json::<Manifest>()
+    let manifest = read_app_json::<Manifest>(env, app, &manifest_key(app), LEGACY_MANIFEST_KEY)
         .await?
         // Nothing published yet: an empty ruleset, not an error.
         .unwrap_or(Manifest {
@@ -180,7 +227,7 @@ pub async fn current(env: &Env) -> Result<Published, ApiError> {
         });
     let unchanged = PUBLISHED.with(|p| {
         let mut cache = p.borrow_mut();
-        match cache.as_mut() {
+        match cache.get_mut(app) {
             Some(c) if c.published.commit == manifest.commit => {
                 c.checked_at = now;
                 true
@@ -189,49 +236,59 @@ pub async fn current(env: &Env) -> Result<Published, ApiError> {
         }
     });
     if !unchanged {
-        warm(env, manifest).await?;
+        warm(env, app, manifest).await?;
     }
-    cached(i64::MIN).ok_or_else(|| internal("the published-state cache is empty"))
+    cached(app, i64::MIN).ok_or_else(|| internal("the published-state cache is empty"))
 }
 
-/// Records every probe's state for readers (KV, and this isolate at once).
+/// Records every probe's state of an app for readers (KV, and this isolate at once).
 pub async fn publish_probe_states(
     env: &Env,
+    app: &str,
     states: BTreeMap<String, ProbeState>,
 ) -> Result<(), ApiError> {
     let text = serde_json::to_string(&states).map_err(internal)?;
-    kv(env)?.put(PROBE_STATES_KEY, text)?.execute().await?;
-    PROBE_STATES.with(|p| *p.borrow_mut() = Some((states, now_ms())));
+    kv(env)?
+        .put(&probe_states_key(app), text)?
+        .execute()
+        .await?;
+    PROBE_STATES.with(|p| p.borrow_mut().insert(app.to_string(), (states, now_ms())));
     Ok(())
 }
 
-/// The probes' states, re-read from KV at most every [`MANIFEST_TTL_MS`]. Only probes
+/// An app's probe states, re-read from KV at most every [`MANIFEST_TTL_MS`]. Only probes
 /// of the published config are served: a removed probe leaves the map.
-pub async fn probe_states(env: &Env) -> Result<BTreeMap<String, ProbeState>, ApiError> {
+pub async fn probe_states(env: &Env, app: &str) -> Result<BTreeMap<String, ProbeState>, ApiError> {
     let now = now_ms();
     let fresh = PROBE_STATES.with(|p| {
         p.borrow()
-            .as_ref()
+            .get(app)
             .filter(|(_, at)| now - at < MANIFEST_TTL_MS)
             .map(|(m, _)| m.clone())
     });
     let states = match fresh {
         Some(states) => states,
         None => {
-            let stored = kv(env)?
-                .get(PROBE_STATES_KEY)
-                .json::<Map<String, Value>>()
-                .await?
-                .unwrap_or_default();
+            let stored = read_app_json::<Map<String, Value>>(
+                env,
+                app,
+                &probe_states_key(app),
+                LEGACY_PROBE_STATES_KEY,
+            )
+            .await?
+            .unwrap_or_default();
             let states: BTreeMap<String, ProbeState> = stored
                 .iter()
                 .map(|(name, state)| (name.clone(), ProbeState::from_served(state)))
                 .collect();
-            PROBE_STATES.with(|p| *p.borrow_mut() = Some((states.clone(), now)));
+            PROBE_STATES.with(|p| {
+                p.borrow_mut()
+                    .insert(app.to_string(), (states.clone(), now))
+            });
             states
         }
     };
-    let published = current(env).await?;
+    let published = current(env, app).await?;
     Ok(served_probe_states(&published.probes, &states))
 }
 

@@ -38,10 +38,12 @@ pub enum Endpoint {
     AppsList,
     AppsCreate,
     AppGet,
+    AppDelete,
     FaultsGet,
     FaultsPut,
     Pipeline,
     PipelineDrain,
+    ClientDropsReset,
 }
 
 /// A path pattern (`{name}` matches one segment) and what each method does there.
@@ -73,25 +75,26 @@ pub const ROUTES: &[Route] = &[
     route!("/ofrep/v1/evaluate/flags", cors, Post => OfrepEvaluateAll),
     route!("/ofrep/v1/evaluate/flags/{key}", cors, Post => OfrepEvaluateOne),
     route!("/ofrep/v1/configuration", cors, Get => OfrepConfiguration),
-    route!("/v1/config/stage", Get => StageGet),
-    route!("/v1/config/stage/{kind}/{key}", Put => StagePut, Delete => StageDelete),
-    route!("/v1/config/commits", Get => Log, Post => Commit),
-    route!("/v1/config/commits/{id}", Get => GetCommit),
-    route!("/v1/config/publish", Post => Publish),
-    route!("/v1/config/rollback", Post => Rollback),
-    route!("/v1/config/diff", Get => Diff),
-    route!("/v1/config/audit", Get => AuditLog),
-    route!("/v1/config/export", Get => Export),
-    route!("/v1/config/import", Post => Import),
-    route!("/v1/probes", Get => ProbesList),
-    route!("/v1/probes/{name}/results", Post => ProbePush),
-    route!("/v1/probes/{name}/override", Put => ProbeOverride),
-    route!("/v1/probes/{name}/history", Get => ProbeHistory),
+    route!("/v1/apps/{app}/config/stage", Get => StageGet),
+    route!("/v1/apps/{app}/config/stage/{kind}/{key}", Put => StagePut, Delete => StageDelete),
+    route!("/v1/apps/{app}/config/commits", Get => Log, Post => Commit),
+    route!("/v1/apps/{app}/config/commits/{id}", Get => GetCommit),
+    route!("/v1/apps/{app}/config/publish", Post => Publish),
+    route!("/v1/apps/{app}/config/rollback", Post => Rollback),
+    route!("/v1/apps/{app}/config/diff", Get => Diff),
+    route!("/v1/apps/{app}/config/audit", Get => AuditLog),
+    route!("/v1/apps/{app}/config/export", Get => Export),
+    route!("/v1/apps/{app}/config/import", Post => Import),
+    route!("/v1/apps/{app}/probes", Get => ProbesList),
+    route!("/v1/apps/{app}/probes/{name}/results", Post => ProbePush),
+    route!("/v1/apps/{app}/probes/{name}/override", Put => ProbeOverride),
+    route!("/v1/apps/{app}/probes/{name}/history", Get => ProbeHistory),
     route!("/v1/admin/apps", Get => AppsList, Post => AppsCreate),
-    route!("/v1/admin/apps/{id}", Get => AppGet),
+    route!("/v1/admin/apps/{id}", Get => AppGet, Delete => AppDelete),
     route!("/v1/admin/faults", Get => FaultsGet, Put => FaultsPut),
     route!("/v1/admin/pipeline", Get => Pipeline),
     route!("/v1/admin/pipeline/drain", Post => PipelineDrain),
+    route!("/v1/admin/pipeline/client-drops", Delete => ClientDropsReset),
 ];
 
 /// What a request resolves to.
@@ -178,10 +181,10 @@ mod tests {
     #[test]
     fn paths_resolve_with_their_parameters() {
         assert_eq!(
-            resolve(&Method::Put, "/v1/config/stage/flags/checkout"),
+            resolve(&Method::Put, "/v1/apps/shop/config/stage/flags/checkout"),
             Resolved::Found {
                 endpoint: Endpoint::StagePut,
-                params: vec!["flags", "checkout"],
+                params: vec!["shop", "flags", "checkout"],
                 cross_origin: false
             }
         );
@@ -206,7 +209,7 @@ mod tests {
     #[test]
     fn one_rule_for_wrong_methods_and_unknown_paths() {
         assert_eq!(
-            resolve(&Method::Delete, "/v1/config/commits"),
+            resolve(&Method::Delete, "/v1/apps/shop/config/commits"),
             Resolved::MethodNotAllowed {
                 allow: "GET, POST".into(),
                 cross_origin: false

@@ -1,13 +1,14 @@
-//! History: commits (`POST|GET /v1/config/commits`, `GET /v1/config/commits/{id}`),
-//! diffs (`GET /v1/config/diff`) and the audit log (`GET /v1/config/audit`). Commits are
+//! History, under `/v1/apps/{app}/config`: commits (`POST|GET commits`,
+//! `GET commits/{id}`), diffs (`GET diff`) and the audit log (`GET audit`). Commits are
 //! immutable; no past revision is ever rewritten.
 
 use super::{
-    effective, ref_commit, resolve_commit, snapshot_bodies, CommitRow, CommitView, StageRow,
+    admin_for_app, effective, ref_commit, resolve_commit, snapshot_bodies, CommitRow, CommitView,
+    StageRow,
 };
 use crate::args;
-use crate::audit::audit_if_head;
-use crate::auth::{actor, require_admin};
+use crate::audit::{audit_if_head, Line};
+use crate::auth::actor;
 use crate::http::{internal, json, now_ms, read_json, ApiError, ApiResult, Query};
 use crate::store::Db;
 use serde::Deserialize;
@@ -47,8 +48,8 @@ fn head_moved(expected: Option<&str>, actual: Option<&str>) -> ApiError {
 
 /// `POST /v1/config/commits {message, expected_head?}`: snapshot the stage as a new
 /// head commit.
-pub async fn commit(mut req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+pub async fn commit(mut req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let who = actor(&req)?;
     let input: CommitRequest = read_json(&mut req).await?;
@@ -62,7 +63,7 @@ pub async fn commit(mut req: Request, env: &Env) -> ApiResult {
         .with_field("message"));
     }
     let db = Db::open(env)?;
-    let (head, snapshot, stage) = effective(&db).await?;
+    let (head, snapshot, stage) = effective(&db, app).await?;
     let head_id = head.as_ref().map(|h| h.id.as_str());
     if let Some(expected) = &input.expected_head {
         if expected.as_deref() != head_id {
@@ -83,7 +84,7 @@ pub async fn commit(mut req: Request, env: &Env) -> ApiResult {
         created_at: now_ms(),
         snapshot,
     };
-    let view = write_commit(&db, &content, &stage, &who, "commit").await?;
+    let view = write_commit(&db, app, &content, &stage, &who, "commit").await?;
     json(201, &view)
 }
 
@@ -93,6 +94,7 @@ pub async fn commit(mut req: Request, env: &Env) -> ApiResult {
 /// 409 with nothing written, and a change staged meanwhile stays staged.
 pub(crate) async fn write_commit(
     db: &Db,
+    app: &str,
     content: &CommitContent,
     committed_stage: &[StageRow],
     who: &str,
@@ -106,24 +108,39 @@ pub(crate) async fn write_commit(
         .map(|r| json!([r.kind, r.key, r.revision]))
         .collect();
     let rows = Value::Array(rows).to_string();
-    const HEAD: &str = "(SELECT commit_id FROM refs WHERE name = 'head')";
+    // Head of this app, with the app bound at parameter `n`.
+    let head =
+        |n: usize| format!("(SELECT commit_id FROM refs WHERE app = ?{n} AND name = 'head')");
+    let target = format!("commits/{id}");
+    let (before, after) = (
+        json!(content.parent),
+        json!({"id": id, "message": content.message}),
+    );
+    let line = Line {
+        app,
+        actor: who,
+        action,
+        target: &target,
+        before: &before,
+        after: &after,
+    };
     let statements = vec![
         db.stmt(
-            &format!("INSERT INTO commits (id, parent, author, message, created_at, snapshot) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE {HEAD} IS ?2"),
-            args![&id, parent, &content.author, &content.message, content.created_at, &snapshot],
+            &format!("INSERT INTO commits (app, id, parent, author, message, created_at, snapshot) SELECT ?7, ?1, ?2, ?3, ?4, ?5, ?6 WHERE {} IS ?2", head(7)),
+            args![&id, parent, &content.author, &content.message, content.created_at, &snapshot, app],
         )?,
         db.stmt(
-            &format!("INSERT INTO refs (name, commit_id, updated_at) SELECT 'head', ?1, ?2 WHERE {HEAD} IS ?3 ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, updated_at = excluded.updated_at"),
-            args![&id, content.created_at, parent],
+            &format!("INSERT INTO refs (app, name, commit_id, updated_at) SELECT ?4, 'head', ?1, ?2 WHERE {} IS ?3 ON CONFLICT (app, name) DO UPDATE SET commit_id = excluded.commit_id, updated_at = excluded.updated_at", head(4)),
+            args![&id, content.created_at, parent, app],
         )?,
         db.stmt(
-            &format!("DELETE FROM stage WHERE {HEAD} = ?1 AND EXISTS (SELECT 1 FROM json_each(?2) AS j WHERE json_extract(j.value, '$[0]') = stage.kind AND json_extract(j.value, '$[1]') = stage.key AND json_extract(j.value, '$[2]') IS stage.revision)"),
-            args![&id, &rows],
+            &format!("DELETE FROM stage WHERE app = ?3 AND {} = ?1 AND EXISTS (SELECT 1 FROM json_each(?2) AS j WHERE json_extract(j.value, '$[0]') = stage.kind AND json_extract(j.value, '$[1]') = stage.key AND json_extract(j.value, '$[2]') IS stage.revision)", head(3)),
+            args![&id, &rows, app],
         )?,
-        audit_if_head(db, Some(&id), who, action, &format!("commits/{id}"), &json!(content.parent), &json!({"id": id, "message": content.message}))?,
+        audit_if_head(db, &line, Some(&id))?,
     ];
     db.batch("committing", statements).await?;
-    let now_head = ref_commit(db, "head").await?;
+    let now_head = ref_commit(db, app, "head").await?;
     if now_head.as_deref() != Some(id.as_str()) {
         // Every statement was guarded: nothing was written.
         return Err(head_moved(content.parent.as_deref(), now_head.as_deref()));
@@ -139,22 +156,22 @@ pub(crate) async fn write_commit(
     })
 }
 
-/// `GET /v1/config/commits?limit=`: the history from head, newest first.
-pub async fn log(req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+/// `GET /v1/apps/{app}/config/commits?limit=`: the history from head, newest first.
+pub async fn log(req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     let limit = Query::parse(&req, &["limit"])?.int_in("limit", 1..=500, 100)?;
     let db = Db::open(env)?;
     let rows: Vec<CommitRow> = db
         .all(
             "reading the log",
             "WITH RECURSIVE chain(id, depth) AS ( \
-               SELECT commit_id, 0 FROM refs WHERE name = 'head' \
-               UNION ALL SELECT c.parent, chain.depth + 1 FROM commits c JOIN chain ON c.id = chain.id WHERE c.parent IS NOT NULL) \
-             SELECT commits.* FROM chain JOIN commits ON commits.id = chain.id ORDER BY chain.depth LIMIT ?1",
-            args![limit],
+               SELECT commit_id, 0 FROM refs WHERE app = ?2 AND name = 'head' \
+               UNION ALL SELECT c.parent, chain.depth + 1 FROM commits c JOIN chain ON c.app = ?2 AND c.id = chain.id WHERE c.parent IS NOT NULL AND chain.depth < ?1) \
+             SELECT commits.* FROM chain JOIN commits ON commits.app = ?2 AND commits.id = chain.id ORDER BY chain.depth LIMIT ?1",
+            args![limit, app],
         )
         .await?;
-    let published = ref_commit(&db, "published").await?;
+    let published = ref_commit(&db, app, "published").await?;
     let commits: Vec<Value> = rows
         .into_iter()
         .map(|r| {
@@ -166,17 +183,17 @@ pub async fn log(req: Request, env: &Env) -> ApiResult {
     json(200, &json!({"commits": commits}))
 }
 
-/// `GET /v1/config/commits/{id}`
-pub async fn get_commit(req: Request, env: &Env, id: &str) -> ApiResult {
-    require_admin(&req, env)?;
+/// `GET /v1/apps/{app}/config/commits/{id}`
+pub async fn get_commit(req: Request, env: &Env, app: &str, id: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let db = Db::open(env)?;
-    json(200, &resolve_commit(&db, id, "id").await?)
+    json(200, &resolve_commit(&db, app, id, "id").await?)
 }
 
-/// `GET /v1/config/diff?from=&to=` (commits, `head`, `published` or `stage`).
-pub async fn diff(req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+/// `GET /v1/apps/{app}/config/diff?from=&to=` (commits, `head`, `published` or `stage`).
+pub async fn diff(req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     let query = Query::parse(&req, &["from", "to"])?;
     let from = query.get("from").unwrap_or("published");
     let to = query.get("to").unwrap_or("head");
@@ -186,9 +203,9 @@ pub async fn diff(req: Request, env: &Env) -> ApiResult {
         let name = name.to_string();
         async move {
             if name == "stage" {
-                Ok::<_, ApiError>(("stage".to_string(), effective(db).await?.1))
+                Ok::<_, ApiError>(("stage".to_string(), effective(db, app).await?.1))
             } else {
-                let c = resolve_commit(db, &name, field).await?;
+                let c = resolve_commit(db, app, &name, field).await?;
                 Ok((c.id, c.snapshot))
             }
         }
@@ -204,10 +221,10 @@ pub async fn diff(req: Request, env: &Env) -> ApiResult {
     )
 }
 
-/// `GET /v1/config/audit?limit=&actor=&action=&target=`: newest first, optionally
-/// filtered (exact matches; `target` also matches a prefix ending in `/`).
-pub async fn audit_log(req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+/// `GET /v1/apps/{app}/config/audit?limit=&actor=&action=&target=`: newest first,
+/// optionally filtered (exact matches; `target` also matches a prefix ending in `/`).
+pub async fn audit_log(req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     let query = Query::parse(&req, &["limit", "actor", "action", "target"])?;
     let limit = query.int_in("limit", 1..=500, 500)?;
     #[derive(Deserialize)]
@@ -224,10 +241,10 @@ pub async fn audit_log(req: Request, env: &Env) -> ApiResult {
     let rows: Vec<Row> = db
         .all(
             "reading the audit log",
-            "SELECT * FROM audit WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) \
+            "SELECT * FROM audit WHERE app = ?5 AND (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) \
              AND (?3 IS NULL OR target = ?3 OR (substr(?3, -1) = '/' AND substr(target, 1, length(?3)) = ?3)) \
              ORDER BY seq DESC LIMIT ?4",
-            args![query.get("actor"), query.get("action"), query.get("target"), limit],
+            args![query.get("actor"), query.get("action"), query.get("target"), limit, app],
         )
         .await?;
     let parse = |t: Option<String>| {

@@ -4,8 +4,9 @@
 //! - [`release`]: publish and roll back;
 //! - [`transfer`]: export and import with a three-way merge.
 //!
-//! This module holds what they share: reading the repository in D1 (refs, commits,
-//! revisions, the stage). The published state is `crate::published`'s.
+//! Every app has its own config: `/v1/apps/{app}/config/...`. This module holds what
+//! the parts share: reading an app's repository in D1 (refs, commits, the stage) and the
+//! shared, content-addressed revisions. The published state is `crate::published`'s.
 
 pub mod history;
 pub mod release;
@@ -20,6 +21,16 @@ use serde_json::Value;
 use std::collections::HashMap;
 use telltale_core::config::{validate_snapshot, Kind, Snapshot};
 use telltale_core::time::format_rfc3339;
+
+/// The app a config request names (`/v1/apps/{app}/config/...`), after the admin key.
+pub(crate) async fn admin_for_app(
+    req: &worker::Request,
+    env: &worker::Env,
+    app: &str,
+) -> Result<(), ApiError> {
+    crate::auth::require_admin(req, env)?;
+    crate::apps::require_app(env, app).await.map(|_| ())
+}
 
 /// Parses a kind named in a path (`flags`, `segments`, `probes`).
 pub(crate) fn parse_kind(kind: &str) -> Result<Kind, ApiError> {
@@ -70,7 +81,7 @@ impl CommitRow {
     }
 }
 
-pub(crate) async fn ref_commit(db: &Db, name: &str) -> Result<Option<String>, ApiError> {
+pub(crate) async fn ref_commit(db: &Db, app: &str, name: &str) -> Result<Option<String>, ApiError> {
     #[derive(Deserialize)]
     struct Row {
         commit_id: String,
@@ -78,28 +89,36 @@ pub(crate) async fn ref_commit(db: &Db, name: &str) -> Result<Option<String>, Ap
     let row: Option<Row> = db
         .first(
             "reading refs",
-            "SELECT commit_id FROM refs WHERE name = ?1",
-            args![name],
+            "SELECT commit_id FROM refs WHERE app = ?1 AND name = ?2",
+            args![app, name],
         )
         .await?;
     Ok(row.map(|r| r.commit_id))
 }
 
-pub(crate) async fn commit_by_id(db: &Db, id: &str) -> Result<Option<CommitView>, ApiError> {
+pub(crate) async fn commit_by_id(
+    db: &Db,
+    app: &str,
+    id: &str,
+) -> Result<Option<CommitView>, ApiError> {
     let row: Option<CommitRow> = db
         .first(
             "reading a commit",
-            "SELECT * FROM commits WHERE id = ?1",
-            args![id],
+            "SELECT id, parent, author, message, created_at, snapshot FROM commits WHERE app = ?1 AND id = ?2",
+            args![app, id],
         )
         .await?;
     row.map(CommitRow::view).transpose()
 }
 
 /// The commit a ref names, if the ref is set.
-pub(crate) async fn commit_at_ref(db: &Db, name: &str) -> Result<Option<CommitView>, ApiError> {
-    match ref_commit(db, name).await? {
-        Some(id) => commit_by_id(db, &id).await,
+pub(crate) async fn commit_at_ref(
+    db: &Db,
+    app: &str,
+    name: &str,
+) -> Result<Option<CommitView>, ApiError> {
+    match ref_commit(db, app, name).await? {
+        Some(id) => commit_by_id(db, app, &id).await,
         None => Ok(None),
     }
 }
@@ -108,13 +127,14 @@ pub(crate) async fn commit_at_ref(db: &Db, name: &str) -> Result<Option<CommitVi
 /// characters. Anything else is a 404 naming it.
 pub(crate) async fn resolve_commit(
     db: &Db,
+    app: &str,
     name: &str,
     field: &str,
 ) -> Result<CommitView, ApiError> {
     let unknown = || ApiError::not_found("unknown_commit", field, format!("no commit `{name}`"));
     let is_hex = !name.is_empty() && name.bytes().all(|c| c.is_ascii_hexdigit());
     let id = match name {
-        "head" | "published" => ref_commit(db, name).await?.ok_or_else(unknown)?,
+        "head" | "published" => ref_commit(db, app, name).await?.ok_or_else(unknown)?,
         full if is_hex && full.len() == 64 => full.to_ascii_lowercase(),
         prefix if is_hex && (7..64).contains(&prefix.len()) => {
             let prefix = prefix.to_ascii_lowercase();
@@ -127,8 +147,8 @@ pub(crate) async fn resolve_commit(
             let rows: Vec<Row> = db
                 .all(
                     "resolving a commit",
-                    "SELECT id FROM commits WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
-                    args![&prefix, &upper],
+                    "SELECT id FROM commits WHERE app = ?1 AND id >= ?2 AND id < ?3 ORDER BY id LIMIT 2",
+                    args![app, &prefix, &upper],
                 )
                 .await?;
             match rows.as_slice() {
@@ -146,7 +166,7 @@ pub(crate) async fn resolve_commit(
         }
         _ => return Err(unknown()),
     };
-    commit_by_id(db, &id).await?.ok_or_else(unknown)
+    commit_by_id(db, app, &id).await?.ok_or_else(unknown)
 }
 
 #[derive(Deserialize)]
@@ -156,11 +176,11 @@ pub(crate) struct StageRow {
     pub revision: Option<String>,
 }
 
-pub(crate) async fn stage_rows(db: &Db) -> Result<Vec<StageRow>, ApiError> {
+pub(crate) async fn stage_rows(db: &Db, app: &str) -> Result<Vec<StageRow>, ApiError> {
     db.all(
         "reading the stage",
-        "SELECT kind, key, revision FROM stage ORDER BY kind, key",
-        &[],
+        "SELECT kind, key, revision FROM stage WHERE app = ?1 ORDER BY kind, key",
+        args![app],
     )
     .await
 }
@@ -203,13 +223,14 @@ pub(crate) async fn snapshot_bodies(
 /// The head commit (if any) and the effective snapshot: head plus staged changes.
 pub(crate) async fn effective(
     db: &Db,
+    app: &str,
 ) -> Result<(Option<CommitView>, Snapshot, Vec<StageRow>), ApiError> {
-    let head = commit_at_ref(db, "head").await?;
+    let head = commit_at_ref(db, app, "head").await?;
     let mut snapshot = head
         .as_ref()
         .map(|h| h.snapshot.clone())
         .unwrap_or_default();
-    let stage = stage_rows(db).await?;
+    let stage = stage_rows(db, app).await?;
     for row in &stage {
         if let Some(map) = snapshot.kind_mut(&row.kind) {
             match &row.revision {

@@ -1,12 +1,12 @@
-//! Publishing: `POST /v1/config/publish` (a commit, default head) and
-//! `POST /v1/config/rollback` (an older commit, recorded as a new publication). A
+//! Publishing: `POST /v1/apps/{app}/config/publish` (a commit, default head) and
+//! `POST /v1/apps/{app}/config/rollback` (an older commit, recorded as a new publication). A
 //! publication is a pointer switch; readers get it through `crate::published`, which
 //! writes only the revisions that changed.
 
-use super::{check_config, commit_at_ref, resolve_commit, snapshot_bodies};
+use super::{admin_for_app, check_config, commit_at_ref, resolve_commit, snapshot_bodies};
 use crate::args;
 use crate::audit::audit;
-use crate::auth::{actor, require_admin};
+use crate::auth::actor;
 use crate::http::{json, now_ms, read_json, ApiError, ApiResult, Query};
 use crate::published::{publish_manifest, Manifest};
 use crate::store::Db;
@@ -23,13 +23,14 @@ struct PublishRequest {
 }
 
 /// `POST /v1/config/publish {commit?}` (default: head).
-pub async fn publish(mut req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+pub async fn publish(mut req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let who = actor(&req)?;
     let input: PublishRequest = read_json(&mut req).await?;
     publish_commit(
         env,
+        app,
         &who,
         input.commit.as_deref().unwrap_or("head"),
         "publish",
@@ -38,8 +39,8 @@ pub async fn publish(mut req: Request, env: &Env) -> ApiResult {
 }
 
 /// `POST /v1/config/rollback {commit}`: publish an older commit, recorded as a new event.
-pub async fn rollback(mut req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+pub async fn rollback(mut req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let who = actor(&req)?;
     let input: PublishRequest = read_json(&mut req).await?;
@@ -48,7 +49,7 @@ pub async fn rollback(mut req: Request, env: &Env) -> ApiResult {
             ApiError::new(400, "required", "name the commit to roll back to").with_field("commit"),
         );
     };
-    publish_commit(env, &who, &target, "rollback").await
+    publish_commit(env, app, &who, &target, "rollback").await
 }
 
 /// What a publication changes, as `kind/key` entries: added, modified and removed.
@@ -72,10 +73,10 @@ fn changed_entries(before: &Snapshot, after: &Snapshot) -> (Vec<String>, Vec<Str
     (changed, removed)
 }
 
-async fn publish_commit(env: &Env, who: &str, target: &str, action: &str) -> ApiResult {
+async fn publish_commit(env: &Env, app: &str, who: &str, target: &str, action: &str) -> ApiResult {
     let db = Db::open(env)?;
-    let commit = resolve_commit(&db, target, "commit").await?;
-    let previous = commit_at_ref(&db, "published").await?;
+    let commit = resolve_commit(&db, app, target, "commit").await?;
+    let previous = commit_at_ref(&db, app, "published").await?;
     let old_snapshot = previous
         .as_ref()
         .map(|p| p.snapshot.clone())
@@ -104,16 +105,17 @@ async fn publish_commit(env: &Env, who: &str, target: &str, action: &str) -> Api
         "recording the publication",
         vec![
             db.stmt(
-                "INSERT INTO refs (name, commit_id, updated_at) VALUES ('published', ?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, updated_at = excluded.updated_at",
-                args![&commit.id, now],
+                "INSERT INTO refs (app, name, commit_id, updated_at) VALUES (?3, 'published', ?1, ?2) \
+                 ON CONFLICT (app, name) DO UPDATE SET commit_id = excluded.commit_id, updated_at = excluded.updated_at",
+                args![&commit.id, now, app],
             )?,
             db.stmt(
-                "INSERT INTO publications (commit_id, action, actor, at) VALUES (?1, ?2, ?3, ?4)",
-                args![&commit.id, action, who, now],
+                "INSERT INTO publications (app, commit_id, action, actor, at) VALUES (?5, ?1, ?2, ?3, ?4)",
+                args![&commit.id, action, who, now, app],
             )?,
             audit(
                 &db,
+                app,
                 who,
                 action,
                 "refs/published",
@@ -128,7 +130,7 @@ async fn publish_commit(env: &Env, who: &str, target: &str, action: &str) -> Api
         published_at: now,
         snapshot: commit.snapshot.clone(),
     };
-    publish_manifest(env, manifest, &new_bodies).await?;
+    publish_manifest(env, app, manifest, &new_bodies).await?;
     let (changed, removed) = changed_entries(&old_snapshot, &commit.snapshot);
     json(
         200,

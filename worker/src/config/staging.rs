@@ -1,15 +1,20 @@
-//! Staging: `PUT|DELETE /v1/config/stage/{kind}/{key}` and `GET /v1/config/stage`.
+//! Staging: `PUT|DELETE /v1/apps/{app}/config/stage/{kind}/{key}` and
+//! `GET /v1/apps/{app}/config/stage`.
 //! Every edit is validated here, when it is staged, against the effective config (head
 //! plus the stage); a deletion that others still reference is refused.
 
-use super::{effective, insert_revision, parse_kind, revision_bodies, snapshot_bodies};
+use super::{
+    admin_for_app, effective, insert_revision, parse_kind, revision_bodies, snapshot_bodies,
+};
 use crate::args;
 use crate::audit::audit;
-use crate::auth::{actor, require_admin};
+use crate::auth::actor;
+use crate::dev::probe_target_policy;
 use crate::http::{json, now, read_json_limited, ApiError, ApiResult, Query};
 use crate::store::Db;
 use serde_json::{json, Value};
 use telltale_core::config::{referrers, revision_id, Kind};
+use telltale_core::targets::check_probe_target;
 use telltale_core::FieldError;
 use worker::{Env, Request};
 
@@ -46,16 +51,17 @@ fn bind_key(body: &mut Value, kind: Kind, key: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `PUT /v1/config/stage/{kind}/{key}`: validate and stage a flag, segment or probe.
-pub async fn stage_put(mut req: Request, env: &Env, kind: &str, key: &str) -> ApiResult {
-    require_admin(&req, env)?;
+/// `PUT /v1/apps/{app}/config/stage/{kind}/{key}`: validate and stage a flag, segment
+/// or probe.
+pub async fn stage_put(mut req: Request, env: &Env, app: &str, kind: &str, key: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let kind = parse_kind(kind)?;
     let who = actor(&req)?;
     let mut body: Value = read_json_limited(&mut req, MAX_ENTRY_BYTES).await?;
     bind_key(&mut body, kind, key)?;
     let db = Db::open(env)?;
-    let (head, mut snapshot, _) = effective(&db).await?;
+    let (head, mut snapshot, _) = effective(&db, app).await?;
     let before_rev = snapshot.entries(kind).get(key).cloned();
     let mut bodies = snapshot_bodies(&db, &snapshot).await?;
     let rev = revision_id(&body);
@@ -66,6 +72,11 @@ pub async fn stage_put(mut req: Request, env: &Env, kind: &str, key: &str) -> Ap
     // The whole would-be config is checked, so an entry can only be staged where it
     // fits: its references exist and no prerequisite cycle appears.
     telltale_core::config::validate_entry(kind, key, &body, &snapshot, &bodies).map_err(to_422)?;
+    if kind == Kind::Probes {
+        // Where a probe may call depends on the deployment, not only on the config.
+        let url = body.get("url").and_then(Value::as_str).unwrap_or_default();
+        check_probe_target(url, &probe_target_policy(env, Some(&req))?).map_err(to_422)?;
+    }
     let head_rev = head
         .as_ref()
         .and_then(|h| h.snapshot.entries(kind).get(key))
@@ -79,18 +90,19 @@ pub async fn stage_put(mut req: Request, env: &Env, kind: &str, key: &str) -> Ap
     if head_rev.as_deref() == Some(rev.as_str()) {
         // Back to what head has: nothing left to stage for this key.
         statements.push(db.stmt(
-            "DELETE FROM stage WHERE kind = ?1 AND key = ?2",
-            args![kind.as_str(), key],
+            "DELETE FROM stage WHERE app = ?1 AND kind = ?2 AND key = ?3",
+            args![app, kind.as_str(), key],
         )?);
     } else {
         statements.push(db.stmt(
-            "INSERT INTO stage (kind, key, revision, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (kind, key) DO UPDATE SET revision = excluded.revision, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-            args![kind.as_str(), key, &rev, now(), &who],
+            "INSERT INTO stage (app, kind, key, revision, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (app, kind, key) DO UPDATE SET revision = excluded.revision, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            args![app, kind.as_str(), key, &rev, now(), &who],
         )?);
     }
     statements.push(audit(
         &db,
+        app,
         &who,
         "stage.put",
         &format!("{}/{key}", kind.as_str()),
@@ -104,15 +116,16 @@ pub async fn stage_put(mut req: Request, env: &Env, kind: &str, key: &str) -> Ap
     )
 }
 
-/// `DELETE /v1/config/stage/{kind}/{key}`: stage a deletion. Refused (409) while other
-/// flags reference it; removing a reference never deletes the referenced entity.
-pub async fn stage_delete(req: Request, env: &Env, kind: &str, key: &str) -> ApiResult {
-    require_admin(&req, env)?;
+/// `DELETE /v1/apps/{app}/config/stage/{kind}/{key}`: stage a deletion. Refused (409)
+/// while other flags reference it; removing a reference never deletes the referenced
+/// entity.
+pub async fn stage_delete(req: Request, env: &Env, app: &str, kind: &str, key: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let kind = parse_kind(kind)?;
     let who = actor(&req)?;
     let db = Db::open(env)?;
-    let (head, snapshot, _) = effective(&db).await?;
+    let (head, snapshot, _) = effective(&db, app).await?;
     let Some(rev) = snapshot.entries(kind).get(key).cloned() else {
         return Err(ApiError::not_found(
             kind.unknown_code(),
@@ -145,19 +158,20 @@ pub async fn stage_delete(req: Request, env: &Env, kind: &str, key: &str) -> Api
         .is_some_and(|h| h.snapshot.entries(kind).contains_key(key));
     let stmt = if in_head {
         db.stmt(
-            "INSERT INTO stage (kind, key, revision, updated_at, updated_by) VALUES (?1, ?2, NULL, ?3, ?4) \
-             ON CONFLICT (kind, key) DO UPDATE SET revision = NULL, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-            args![kind.as_str(), key, now(), &who],
+            "INSERT INTO stage (app, kind, key, revision, updated_at, updated_by) VALUES (?1, ?2, ?3, NULL, ?4, ?5) \
+             ON CONFLICT (app, kind, key) DO UPDATE SET revision = NULL, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            args![app, kind.as_str(), key, now(), &who],
         )?
     } else {
         db.stmt(
-            "DELETE FROM stage WHERE kind = ?1 AND key = ?2",
-            args![kind.as_str(), key],
+            "DELETE FROM stage WHERE app = ?1 AND kind = ?2 AND key = ?3",
+            args![app, kind.as_str(), key],
         )?
     };
     let before = bodies.get(&rev).cloned().unwrap_or(Value::Null);
     let line = audit(
         &db,
+        app,
         &who,
         "stage.delete",
         &format!("{}/{key}", kind.as_str()),
@@ -168,12 +182,12 @@ pub async fn stage_delete(req: Request, env: &Env, kind: &str, key: &str) -> Api
     json(200, &json!({"kind": kind, "key": key, "deleted": true}))
 }
 
-/// `GET /v1/config/stage`: what the next commit would change.
-pub async fn stage_get(req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+/// `GET /v1/apps/{app}/config/stage`: what the next commit would change.
+pub async fn stage_get(req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let db = Db::open(env)?;
-    let (head, _, stage) = effective(&db).await?;
+    let (head, _, stage) = effective(&db, app).await?;
     let ids: Vec<&str> = stage.iter().filter_map(|r| r.revision.as_deref()).collect();
     let bodies = revision_bodies(&db, ids).await?;
     let changes: Vec<Value> = stage

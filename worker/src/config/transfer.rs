@@ -1,14 +1,16 @@
-//! Moving config between environments: `GET /v1/config/export` bundles a commit with
-//! its history and revisions; `POST /v1/config/import` checks the bundle, merges it into
-//! head three ways, validates the result exactly as staging would, and commits it.
+//! Moving config between apps (environments such as `shop-staging` and `shop`):
+//! `GET /v1/apps/{app}/config/export` bundles a commit with its history and revisions;
+//! `POST /v1/apps/{app}/config/import` checks the bundle, merges it into the app's head
+//! three ways, validates the result exactly as staging would, and commits it.
 
 use super::history::write_commit;
 use super::{
-    check_config, commit_by_id, effective, insert_revision, resolve_commit, revision_bodies,
-    CommitView,
+    admin_for_app, check_config, commit_by_id, effective, insert_revision, resolve_commit,
+    revision_bodies, CommitView,
 };
 use crate::args;
-use crate::auth::{actor, require_admin};
+use crate::auth::actor;
+use crate::dev::probe_target_policy;
 use crate::http::{internal, json, now_ms, read_json_limited, ApiError, ApiResult, Query};
 use crate::store::Db;
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use telltale_core::config::{
     commit_id, merge_three_way, revision_id, CommitContent, Conflict, Kind, Snapshot,
 };
+use telltale_core::targets::check_probe_target;
 use worker::{Env, Request};
 
 /// Largest import bundle.
@@ -45,16 +48,16 @@ struct Bundle {
 }
 
 /// `GET /v1/config/export?commit=` (default head).
-pub async fn export(req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+pub async fn export(req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     let query = Query::parse(&req, &["commit"])?;
     let target = query.get("commit").unwrap_or("head");
     let db = Db::open(env)?;
-    let commit = resolve_commit(&db, target, "commit").await?;
+    let commit = resolve_commit(&db, app, target, "commit").await?;
     let mut ancestors = Vec::new();
     let mut parent = commit.parent.clone();
     while let Some(id) = parent {
-        let Some(c) = commit_by_id(&db, &id).await? else {
+        let Some(c) = commit_by_id(&db, app, &id).await? else {
             break;
         };
         parent = c.parent.clone();
@@ -173,14 +176,14 @@ fn verify_bundle(bundle: &Bundle) -> Result<HashMap<String, Value>, ApiError> {
 /// common ancestor), checks the merged config as staging would, and commits it.
 /// Conflicts are a 409 and an invalid result a 422, each listing every problem; nothing
 /// is written then. The stage must be empty.
-pub async fn import(mut req: Request, env: &Env) -> ApiResult {
-    require_admin(&req, env)?;
+pub async fn import(mut req: Request, env: &Env, app: &str) -> ApiResult {
+    admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let who = actor(&req)?;
     let bundle: Bundle = read_json_limited(&mut req, MAX_BUNDLE_BYTES).await?;
     let bundle_bodies = verify_bundle(&bundle)?;
     let db = Db::open(env)?;
-    let (head, _, stage) = effective(&db).await?;
+    let (head, _, stage) = effective(&db, app).await?;
     if !stage.is_empty() {
         return Err(ApiError::new(
             409,
@@ -195,7 +198,7 @@ pub async fn import(mut req: Request, env: &Env) -> ApiResult {
     // The newest commit of theirs that we also have is the merge base.
     let mut base = Snapshot::default();
     for c in std::iter::once(&bundle.commit).chain(bundle.ancestors.iter()) {
-        if commit_by_id(&db, &c.id).await?.is_some() {
+        if commit_by_id(&db, app, &c.id).await?.is_some() {
             base = c.snapshot.clone();
             break;
         }
@@ -228,6 +231,20 @@ pub async fn import(mut req: Request, env: &Env) -> ApiResult {
         &merged_bodies,
         "the merged config was not imported",
     )?;
+    let policy = probe_target_policy(env, Some(&req))?;
+    for (key, rev) in &merged.probes {
+        let url = merged_bodies
+            .get(rev)
+            .and_then(|b| b.get("url"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Err(e) = check_probe_target(url, &policy) {
+            return Err(
+                ApiError::new(422, e.code, format!("probes/{key}: {}", e.message))
+                    .with_field(format!("probes/{key}.url")),
+            );
+        }
+    }
     // Copy what is missing, then commit the merged snapshot on top of head. The
     // bundle's own commits and revisions are history: they were verified above and are
     // stored as they are (content-addressed), never served unless merged.
@@ -249,8 +266,8 @@ pub async fn import(mut req: Request, env: &Env) -> ApiResult {
     {
         let snapshot = serde_json::to_string(&c.snapshot).map_err(internal)?;
         statements.push(db.stmt(
-            "INSERT INTO commits (id, parent, author, message, created_at, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-            args![&c.id, c.parent.as_deref(), &c.author, &c.message, c.created_at_ms, &snapshot],
+            "INSERT INTO commits (app, id, parent, author, message, created_at, snapshot) VALUES (?7, ?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            args![&c.id, c.parent.as_deref(), &c.author, &c.message, c.created_at_ms, &snapshot, app],
         )?);
     }
     for kind in Kind::ALL {
@@ -278,7 +295,7 @@ pub async fn import(mut req: Request, env: &Env) -> ApiResult {
         created_at: now_ms(),
         snapshot: merged,
     };
-    let view = write_commit(&db, &content, &[], &who, "import").await?;
+    let view = write_commit(&db, app, &content, &[], &who, "import").await?;
     json(201, &json!({"merged": true, "commit": view}))
 }
 

@@ -1,9 +1,10 @@
-//! The probes' HTTP API: `POST /v1/probes/{name}/results` (results from probes run
-//! elsewhere, with the probe key), `PUT /v1/probes/{name}/override`, `GET /v1/probes` and
-//! `GET /v1/probes/{name}/history` (admin key).
+//! The probes' HTTP API, per app under `/v1/apps/{app}/probes`: `POST {name}/results`
+//! (results from probes run elsewhere, with the probe key), `PUT {name}/override`,
+//! `GET` (the list) and `GET {name}/history` (admin key).
 
-use super::state::decide_and_apply;
+use super::state::{decide_and_apply, ProbeRef};
 use super::{insert_results, probe_def, samples, state_row, ProbeResult};
+use crate::apps::require_app;
 use crate::args;
 use crate::audit::audit;
 use crate::auth::{actor, require_admin, require_probe_key};
@@ -45,10 +46,11 @@ enum PushBody {
 }
 
 /// `POST /v1/probes/{name}/results`: results from probes run elsewhere (PROBE_KEY secret).
-pub async fn push(mut req: Request, env: &Env, name: &str) -> ApiResult {
+pub async fn push(mut req: Request, env: &Env, app: &str, name: &str) -> ApiResult {
     require_probe_key(&req, env)?;
     Query::parse(&req, &[])?;
-    let def = probe_def(env, name).await?;
+    require_app(env, app).await?;
+    let def = probe_def(env, app, name).await?;
     let body: PushBody = read_json(&mut req).await?;
     let pushed = match body {
         PushBody::Many { results } => results,
@@ -78,6 +80,7 @@ pub async fn push(mut req: Request, env: &Env, name: &str) -> ApiResult {
         }
         let started_at = p.started_at.unwrap_or(ended_at - latency_ms);
         results.push(ProbeResult {
+            app: app.to_string(),
             probe: def.key.clone(),
             started_at: UtcMs(started_at.clamp(ended_at - 3_600_000, ended_at)),
             ended_at: UtcMs(ended_at),
@@ -93,7 +96,7 @@ pub async fn push(mut req: Request, env: &Env, name: &str) -> ApiResult {
         insert_results(&db, &results, "push")?,
     )
     .await?;
-    let verdict = decide_and_apply(env, &db, &def, "probe-push").await?;
+    let verdict = decide_and_apply(env, &db, ProbeRef { app, def: &def }, "probe-push").await?;
     json(
         202,
         &json!({"accepted": results.len(), "state": verdict.state.as_str()}),
@@ -116,11 +119,12 @@ fn mode_name(mode: Override) -> &'static str {
 }
 
 /// `PUT /v1/probes/{name}/override {mode: auto|force_up|force_down, reason}` (admin).
-pub async fn set_override(mut req: Request, env: &Env, name: &str) -> ApiResult {
+pub async fn set_override(mut req: Request, env: &Env, app: &str, name: &str) -> ApiResult {
     require_admin(&req, env)?;
     Query::parse(&req, &[])?;
     let who = actor(&req)?;
-    let def = probe_def(env, name).await?;
+    require_app(env, app).await?;
+    let def = probe_def(env, app, name).await?;
     let input: OverrideRequest = read_json(&mut req).await?;
     if input.reason.trim().is_empty() || input.reason.chars().count() > 500 {
         return Err(
@@ -130,17 +134,18 @@ pub async fn set_override(mut req: Request, env: &Env, name: &str) -> ApiResult 
     }
     let mode = mode_name(input.mode);
     let db = Db::open(env)?;
-    let before = state_row(&db, name).await?;
+    let before = state_row(&db, app, name).await?;
     db.batch(
         "recording an override",
         vec![
             db.stmt(
-                "INSERT INTO probe_states (probe, state, since, override, override_by, override_reason, updated_at) VALUES (?1, 'unknown', ?2, ?3, ?4, ?5, ?2) \
-                 ON CONFLICT (probe) DO UPDATE SET override = excluded.override, override_by = excluded.override_by, override_reason = excluded.override_reason, updated_at = excluded.updated_at",
-                args![name, now(), mode, &who, &input.reason],
+                "INSERT INTO probe_states (app, probe, state, since, override, override_by, override_reason, updated_at) VALUES (?6, ?1, 'unknown', ?2, ?3, ?4, ?5, ?2) \
+                 ON CONFLICT (app, probe) DO UPDATE SET override = excluded.override, override_by = excluded.override_by, override_reason = excluded.override_reason, updated_at = excluded.updated_at",
+                args![name, now(), mode, &who, &input.reason, app],
             )?,
             audit(
                 &db,
+                app,
                 &who,
                 "probe.override",
                 &format!("probes/{name}"),
@@ -150,17 +155,17 @@ pub async fn set_override(mut req: Request, env: &Env, name: &str) -> ApiResult 
         ],
     )
     .await?;
-    let verdict = decide_and_apply(env, &db, &def, &who).await?;
+    let verdict = decide_and_apply(env, &db, ProbeRef { app, def: &def }, &who).await?;
     json(
         200,
         &json!({"probe": name, "override": mode, "state": verdict.state.as_str()}),
     )
 }
 
-async fn probe_view(db: &Db, def: &ProbeDef) -> Result<Value, ApiError> {
+async fn probe_view(db: &Db, app: &str, def: &ProbeDef) -> Result<Value, ApiError> {
     let now = now_ms();
-    let row = state_row(db, &def.key).await?;
-    let samples = samples(db, def, now).await?;
+    let row = state_row(db, app, &def.key).await?;
+    let samples = samples(db, app, def, now).await?;
     let state = row.as_ref().map_or(ProbeState::Unknown, |r| r.state);
     let verdict = decide(def, state, Override::Auto, &samples, now);
     #[derive(Deserialize)]
@@ -174,8 +179,8 @@ async fn probe_view(db: &Db, def: &ProbeDef) -> Result<Value, ApiError> {
     let last: Option<Last> = db
         .first(
             "reading the last result",
-            "SELECT ended_at, ok, status, latency_ms, error FROM probe_results WHERE probe = ?1 ORDER BY ended_at DESC LIMIT 1",
-            args![&def.key],
+            "SELECT ended_at, ok, status, latency_ms, error FROM probe_results WHERE app = ?1 AND probe = ?2 ORDER BY ended_at DESC LIMIT 1",
+            args![app, &def.key],
         )
         .await?;
     Ok(json!({
@@ -191,23 +196,26 @@ async fn probe_view(db: &Db, def: &ProbeDef) -> Result<Value, ApiError> {
     }))
 }
 
-/// `GET /v1/probes` (admin).
-pub async fn list(req: Request, env: &Env) -> ApiResult {
+/// `GET /v1/apps/{app}/probes` (admin): the app's published probes.
+pub async fn list(req: Request, env: &Env, app: &str) -> ApiResult {
     require_admin(&req, env)?;
     Query::parse(&req, &[])?;
+    require_app(env, app).await?;
     let db = Db::open(env)?;
     let mut out = Vec::new();
-    for def in published::current(env).await?.probes.iter() {
-        out.push(probe_view(&db, def).await?);
+    for def in published::current(env, app).await?.probes.iter() {
+        out.push(probe_view(&db, app, def).await?);
     }
     json(200, &json!({ "probes": out }))
 }
 
-/// `GET /v1/probes/{name}/history?from&to` (admin): results and transitions, UTC.
-pub async fn history(req: Request, env: &Env, name: &str) -> ApiResult {
+/// `GET /v1/apps/{app}/probes/{name}/history?from&to` (admin): results and
+/// transitions, UTC.
+pub async fn history(req: Request, env: &Env, app: &str, name: &str) -> ApiResult {
     require_admin(&req, env)?;
     let query = Query::parse(&req, &["from", "to"])?;
-    let def = probe_def(env, name).await?;
+    require_app(env, app).await?;
+    let def = probe_def(env, app, name).await?;
     let now = now_ms();
     let time = |key: &str, default: i64| match query.get(key) {
         None => Ok(default),
@@ -249,15 +257,15 @@ pub async fn history(req: Request, env: &Env, name: &str) -> ApiResult {
     let results: Vec<ResultRow> = db
         .all(
             "reading results",
-            "SELECT * FROM probe_results WHERE probe = ?1 AND ended_at >= ?2 AND ended_at < ?3 ORDER BY ended_at LIMIT 1000",
-            args![&def.key, from, to],
+            "SELECT * FROM probe_results WHERE app = ?4 AND probe = ?1 AND ended_at >= ?2 AND ended_at < ?3 ORDER BY ended_at LIMIT 1000",
+            args![&def.key, from, to, app],
         )
         .await?;
     let transitions: Vec<TransitionRow> = db
         .all(
             "reading transitions",
-            "SELECT * FROM probe_transitions WHERE probe = ?1 AND at >= ?2 AND at < ?3 ORDER BY at LIMIT 1000",
-            args![&def.key, from, to],
+            "SELECT * FROM probe_transitions WHERE app = ?4 AND probe = ?1 AND at >= ?2 AND at < ?3 ORDER BY at LIMIT 1000",
+            args![&def.key, from, to, app],
         )
         .await?;
     json(

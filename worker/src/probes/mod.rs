@@ -4,7 +4,8 @@
 //! - [`state`]: decisions and transitions (D1, the published states, audit, alert);
 //! - [`api`]: pushed results, overrides, and the read API.
 //!
-//! This module holds what they share: results and states as D1 stores them.
+//! Probes belong to an app's config, like its flags; a probe is named by (app, key).
+//! This module holds what the parts share: results and states as D1 stores them.
 
 pub mod api;
 pub mod run;
@@ -22,6 +23,7 @@ use worker::Env;
 /// One probe run, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeResult {
+    pub app: String,
     pub probe: String,
     pub started_at: UtcMs,
     pub ended_at: UtcMs,
@@ -40,8 +42,8 @@ pub(crate) fn insert_results(
         .iter()
         .map(|r| {
             db.stmt(
-                "INSERT INTO probe_results (probe, started_at, ended_at, ok, status, latency_ms, error, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                args![&r.probe, r.started_at, r.ended_at, r.ok, r.status, r.latency_ms, r.error.as_deref(), source],
+                "INSERT INTO probe_results (app, probe, started_at, ended_at, ok, status, latency_ms, error, source) VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                args![&r.probe, r.started_at, r.ended_at, r.ok, r.status, r.latency_ms, r.error.as_deref(), source, &r.app],
             )
         })
         .collect()
@@ -59,17 +61,26 @@ pub(crate) struct StateRow {
     pub override_reason: Option<String>,
 }
 
-pub(crate) async fn state_row(db: &Db, probe: &str) -> Result<Option<StateRow>, ApiError> {
+pub(crate) async fn state_row(
+    db: &Db,
+    app: &str,
+    probe: &str,
+) -> Result<Option<StateRow>, ApiError> {
     db.first(
         "reading probe state",
-        "SELECT * FROM probe_states WHERE probe = ?1",
-        args![probe],
+        "SELECT * FROM probe_states WHERE app = ?1 AND probe = ?2",
+        args![app, probe],
     )
     .await
 }
 
 /// The results the decision windows need.
-pub(crate) async fn samples(db: &Db, def: &ProbeDef, now: i64) -> Result<Vec<Sample>, ApiError> {
+pub(crate) async fn samples(
+    db: &Db,
+    app: &str,
+    def: &ProbeDef,
+    now: i64,
+) -> Result<Vec<Sample>, ApiError> {
     #[derive(Deserialize)]
     struct Row {
         ended_at: i64,
@@ -79,8 +90,8 @@ pub(crate) async fn samples(db: &Db, def: &ProbeDef, now: i64) -> Result<Vec<Sam
     let rows: Vec<Row> = db
         .all(
             "reading probe results",
-            "SELECT ended_at, ok FROM probe_results WHERE probe = ?1 AND ended_at > ?2",
-            args![&def.key, since],
+            "SELECT ended_at, ok FROM probe_results WHERE app = ?1 AND probe = ?2 AND ended_at > ?3",
+            args![app, &def.key, since],
         )
         .await?;
     Ok(rows
@@ -92,9 +103,9 @@ pub(crate) async fn samples(db: &Db, def: &ProbeDef, now: i64) -> Result<Vec<Sam
         .collect())
 }
 
-/// A published probe by name, or a 404 naming it.
-pub(crate) async fn probe_def(env: &Env, name: &str) -> Result<ProbeDef, ApiError> {
-    published::current(env)
+/// A published probe of an app by name, or a 404 naming it.
+pub(crate) async fn probe_def(env: &Env, app: &str, name: &str) -> Result<ProbeDef, ApiError> {
+    published::current(env, app)
         .await?
         .probes
         .iter()
@@ -104,7 +115,7 @@ pub(crate) async fn probe_def(env: &Env, name: &str) -> Result<ProbeDef, ApiErro
             ApiError::not_found(
                 "unknown_probe",
                 "name",
-                format!("no published probe `{name}`"),
+                format!("app `{app}` has no published probe `{name}`"),
             )
         })
 }

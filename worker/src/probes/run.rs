@@ -1,16 +1,21 @@
 //! Running probes: one call to an endpoint with the probe's timeout, and the cron's
-//! minute, in which every published probe runs `60 / interval_s` times on its own
-//! schedule (`telltale_core::probes::cron_rounds`).
+//! minute, in which every published probe of every app runs `60 / interval_s` times on
+//! its own schedule (`telltale_core::probes::cron_rounds`). Before each call the target
+//! and the secrets it would send are checked again, so a config published before a rule
+//! existed cannot get around it.
 
-use super::state::decide_and_apply;
+use super::state::{decide_and_apply, ProbeRef};
 use super::{insert_results, ProbeResult};
 use crate::args;
+use crate::dev::probe_target_policy;
 use crate::http::{now, now_ms, ApiError};
-use crate::published;
+use crate::published::{self, Published};
 use crate::store::Db;
 use futures_util::future::{join_all, select, Either};
+use serde::Deserialize;
 use std::time::Duration;
-use telltale_core::probes::{check_response, cron_rounds, ProbeDef};
+use telltale_core::probes::{check_response, cron_rounds, probe_secret_allowed, ProbeDef};
+use telltale_core::targets::check_probe_target;
 use telltale_core::time::MS_PER_DAY;
 use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 
@@ -18,7 +23,8 @@ use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, Reque
 const RETENTION_MS: i64 = 7 * MS_PER_DAY;
 
 /// Calls the endpoint once, with the probe's timeout.
-pub(crate) async fn run_once(env: &Env, def: &ProbeDef) -> ProbeResult {
+pub(crate) async fn run_once(env: &Env, probe: ProbeRef<'_>) -> ProbeResult {
+    let def = probe.def;
     let started_at = now();
     let outcome = call(env, def).await;
     let ended_at = now();
@@ -30,6 +36,7 @@ pub(crate) async fn run_once(env: &Env, def: &ProbeDef) -> ProbeResult {
         Err(why) => (false, None, Some(why)),
     };
     ProbeResult {
+        app: probe.app.to_string(),
         probe: def.key.clone(),
         started_at,
         ended_at,
@@ -41,11 +48,18 @@ pub(crate) async fn run_once(env: &Env, def: &ProbeDef) -> ProbeResult {
 }
 
 async fn call(env: &Env, def: &ProbeDef) -> Result<(u16, String), String> {
+    let policy = probe_target_policy(env, None).map_err(|e| e.message)?;
+    check_probe_target(&def.url, &policy).map_err(|e| format!("not called: {}", e.message))?;
     let headers = Headers::new();
     for (name, value) in &def.headers {
         headers.set(name, value).map_err(|e| e.to_string())?;
     }
     for (name, secret) in &def.secret_headers {
+        if !probe_secret_allowed(secret) {
+            return Err(format!(
+                "not called: secret {secret} may not be sent by a probe"
+            ));
+        }
         let value = env
             .secret(secret)
             .map_err(|_| format!("secret {secret} is not set"))?
@@ -84,17 +98,42 @@ async fn call(env: &Env, def: &ProbeDef) -> Result<(u16, String), String> {
     }
 }
 
-/// The cron's work: every published probe on its own schedule through the minute,
-/// probes due together called concurrently; each round's results are recorded and
-/// decided at once; then retention.
+/// The apps with a published config (deleted apps have none).
+async fn published_apps(db: &Db) -> Result<Vec<String>, ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        app: String,
+    }
+    let rows: Vec<Row> = db
+        .all(
+            "listing published apps",
+            "SELECT app FROM refs WHERE name = 'published' ORDER BY app",
+            &[],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.app).collect())
+}
+
+/// The cron's work: every published probe of every app on its own schedule through the
+/// minute, probes due together called concurrently; each round's results are recorded
+/// and decided at once; then retention.
 pub async fn run_cron(env: &Env) -> Result<usize, ApiError> {
-    let published = published::current(env).await?;
-    let probes = published.probes.as_slice();
+    let db = Db::open(env)?;
+    let mut configs: Vec<(String, Published)> = Vec::new();
+    for app in published_apps(&db).await? {
+        match published::current(env, &app).await {
+            Ok(config) => configs.push((app, config)),
+            Err(e) => worker::console_error!("probes of app {app} skipped: {}", e.message),
+        }
+    }
+    let probes: Vec<ProbeRef> = configs
+        .iter()
+        .flat_map(|(app, config)| config.probes.iter().map(move |def| ProbeRef { app, def }))
+        .collect();
     if probes.is_empty() {
         return Ok(0);
     }
-    let db = Db::open(env)?;
-    let intervals: Vec<u32> = probes.iter().map(|p| p.interval_s).collect();
+    let intervals: Vec<u32> = probes.iter().map(|p| p.def.interval_s).collect();
     let started = now_ms();
     let mut runs = 0;
     for round in cron_rounds(&intervals) {
@@ -104,17 +143,22 @@ pub async fn run_cron(env: &Env) -> Result<usize, ApiError> {
         if wait > 0 {
             Delay::from(Duration::from_millis(wait as u64)).await;
         }
-        let due: Vec<&ProbeDef> = round.due.iter().map(|&i| &probes[i]).collect();
-        let results = join_all(due.iter().map(|def| run_once(env, def))).await;
+        let due: Vec<ProbeRef> = round.due.iter().map(|&i| probes[i]).collect();
+        let results = join_all(due.iter().map(|probe| run_once(env, *probe))).await;
         runs += results.len();
         db.batch(
             "recording probe results",
             insert_results(&db, &results, "cron")?,
         )
         .await?;
-        for def in due {
-            if let Err(e) = decide_and_apply(env, &db, def, "probe-cron").await {
-                worker::console_error!("deciding probe {}: {}", def.key, e.message);
+        for probe in due {
+            if let Err(e) = decide_and_apply(env, &db, probe, "probe-cron").await {
+                worker::console_error!(
+                    "deciding probe {}/{}: {}",
+                    probe.app,
+                    probe.def.key,
+                    e.message
+                );
             }
         }
     }

@@ -19,19 +19,27 @@ use worker::{Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 const ALERT_ATTEMPTS: u32 = 3;
 
 /// Decides one probe now and applies a transition if there is one.
+/// Which probe of which app.
+#[derive(Clone, Copy)]
+pub(crate) struct ProbeRef<'a> {
+    pub app: &'a str,
+    pub def: &'a ProbeDef,
+}
+
 pub(crate) async fn decide_and_apply(
     env: &Env,
     db: &Db,
-    def: &ProbeDef,
+    probe: ProbeRef<'_>,
     actor: &str,
 ) -> Result<Verdict, ApiError> {
+    let (app, def) = (probe.app, probe.def);
     let now = now_ms();
-    let row = state_row(db, &def.key).await?;
+    let row = state_row(db, app, &def.key).await?;
     let current = row.as_ref().map_or(ProbeState::Unknown, |r| r.state);
     let mode = row.as_ref().map_or(Override::Auto, |r| r.mode);
-    let verdict = decide(def, current, mode, &samples(db, def, now).await?, now);
+    let verdict = decide(def, current, mode, &samples(db, app, def, now).await?, now);
     if verdict.changed {
-        transition(env, db, def, current, &verdict, actor, now).await?;
+        transition(env, db, probe, current, &verdict, actor, now).await?;
     }
     Ok(verdict)
 }
@@ -39,24 +47,26 @@ pub(crate) async fn decide_and_apply(
 async fn transition(
     env: &Env,
     db: &Db,
-    def: &ProbeDef,
+    probe: ProbeRef<'_>,
     from: ProbeState,
     verdict: &Verdict,
     actor: &str,
     now: i64,
 ) -> Result<(), ApiError> {
+    let (app, def) = (probe.app, probe.def);
     let statements = vec![
         db.stmt(
-            "INSERT INTO probe_states (probe, state, since, updated_at) VALUES (?1, ?2, ?3, ?3) \
-             ON CONFLICT (probe) DO UPDATE SET state = excluded.state, since = excluded.since, updated_at = excluded.updated_at",
-            args![&def.key, verdict.state.as_str(), now],
+            "INSERT INTO probe_states (app, probe, state, since, updated_at) VALUES (?4, ?1, ?2, ?3, ?3) \
+             ON CONFLICT (app, probe) DO UPDATE SET state = excluded.state, since = excluded.since, updated_at = excluded.updated_at",
+            args![&def.key, verdict.state.as_str(), now, app],
         )?,
         db.stmt(
-            "INSERT INTO probe_transitions (probe, from_state, to_state, at, reason, disable_rate, enable_rate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            args![&def.key, from.as_str(), verdict.state.as_str(), now, &verdict.reason, verdict.disable_rate, verdict.enable_rate],
+            "INSERT INTO probe_transitions (app, probe, from_state, to_state, at, reason, disable_rate, enable_rate) VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            args![&def.key, from.as_str(), verdict.state.as_str(), now, &verdict.reason, verdict.disable_rate, verdict.enable_rate, app],
         )?,
         audit(
             db,
+            app,
             actor,
             "probe.transition",
             &format!("probes/{}", def.key),
@@ -65,34 +75,40 @@ async fn transition(
         )?,
     ];
     db.batch("recording a probe transition", statements).await?;
-    publish_states(env, db).await?;
+    publish_states(env, db, app).await?;
     worker::console_warn!(
-        "probe {} {} -> {} ({})",
+        "probe {app}/{} {} -> {} ({})",
         def.key,
         from.as_str(),
         verdict.state.as_str(),
         verdict.reason
     );
-    alert(env, def, from, verdict).await;
+    alert(env, probe, from, verdict).await;
     Ok(())
 }
 
-/// Publishes every probe's state (what flag decisions read).
-async fn publish_states(env: &Env, db: &Db) -> Result<(), ApiError> {
+/// Publishes every probe state of an app (what its flag decisions read).
+async fn publish_states(env: &Env, db: &Db, app: &str) -> Result<(), ApiError> {
     let rows: Vec<StateRow> = db
-        .all("reading probe states", "SELECT * FROM probe_states", &[])
+        .all(
+            "reading probe states",
+            "SELECT * FROM probe_states WHERE app = ?1",
+            args![app],
+        )
         .await?;
     let states: BTreeMap<String, ProbeState> =
         rows.into_iter().map(|r| (r.probe, r.state)).collect();
-    published::publish_probe_states(env, states).await
+    published::publish_probe_states(env, app, states).await
 }
 
 /// The alert's text: what changed, why, and what it means for flags.
-pub(crate) fn alert_text(def: &ProbeDef, from: ProbeState, verdict: &Verdict) -> String {
+pub(crate) fn alert_text(probe: ProbeRef<'_>, from: ProbeState, verdict: &Verdict) -> String {
+    let def = probe.def;
     let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |r| format!("{:.0}%", r * 100.0));
     format!(
-        "Telltale: probe `{}` is {} (was {}): {}. Pass rate {} over {} s, {} over {} s. Flags that require it are {}.",
+        "Telltale: probe `{}` of app `{}` is {} (was {}): {}. Pass rate {} over {} s, {} over {} s. Flags that require it are {}.",
         def.key,
+        probe.app,
         verdict.state.as_str().to_uppercase(),
         from.as_str(),
         verdict.reason,
@@ -105,7 +121,8 @@ pub(crate) fn alert_text(def: &ProbeDef, from: ProbeState, verdict: &Verdict) ->
 }
 
 /// Posts `{"text": ...}` to the ALERT_WEBHOOK_URL secret, a few attempts with backoff.
-async fn alert(env: &Env, def: &ProbeDef, from: ProbeState, verdict: &Verdict) {
+async fn alert(env: &Env, probe: ProbeRef<'_>, from: ProbeState, verdict: &Verdict) {
+    let def = probe.def;
     let Some(url) = env
         .secret("ALERT_WEBHOOK_URL")
         .ok()
@@ -114,7 +131,7 @@ async fn alert(env: &Env, def: &ProbeDef, from: ProbeState, verdict: &Verdict) {
     else {
         return;
     };
-    let body = json!({ "text": alert_text(def, from, verdict) }).to_string();
+    let body = json!({ "text": alert_text(probe, from, verdict) }).to_string();
     for attempt in 1..=ALERT_ATTEMPTS {
         let headers = Headers::new();
         let _ = headers.set("Content-Type", "application/json");
