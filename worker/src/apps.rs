@@ -2,13 +2,13 @@
 //! authenticating an ingest request never needs D1: ingest keeps working when D1 does not.
 
 use crate::args;
-use crate::auth::require_admin;
+use crate::auth::{ingest_key, require_admin, KeySource};
 use crate::http::{env_string, internal, json, now_ms, read_json, ApiError, ApiResult, Query};
 use crate::store::{kv, list_keys, Db};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use telltale_core::apps::{validate_app_id, validate_origin};
+use telltale_core::apps::{origin_allowed, validate_app_id, validate_origin};
 use telltale_core::auth::secrets_match;
 use telltale_core::time::format_rfc3339;
 use worker::{Env, Request};
@@ -45,6 +45,25 @@ pub async fn app_by_id(env: &Env, id: &str) -> Result<Option<App>, ApiError> {
         ensure_demo_app(env).await?;
     }
     Ok(kv(env)?.get(&format!("app:{id}")).json::<App>().await?)
+}
+
+/// The app behind the request's ingest key, with the browser origin checked.
+pub async fn authenticate(req: &Request, env: &Env) -> Result<(App, KeySource), ApiError> {
+    let (key, source) = ingest_key(req)?;
+    let app = app_by_ingest_key(env, &key)
+        .await?
+        .ok_or_else(|| ApiError::new(401, "invalid_key", "the ingest key is not registered"))?;
+    if let Some(origin) = req.headers().get("Origin")? {
+        if !origin_allowed(&app.allowed_origins, &origin) {
+            return Err(ApiError::new(
+                403,
+                "origin_not_allowed",
+                format!("origin `{origin}` is not allowed for app `{}`", app.id),
+            )
+            .with_field("Origin"));
+        }
+    }
+    Ok((app, source))
 }
 
 /// A live app named in a request path, or a 404 naming it.

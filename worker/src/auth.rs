@@ -1,9 +1,7 @@
 //! Who may call: the admin key, the probe key, ingest keys (bound to origins), and the
 //! actor named in audit lines. Secrets are compared in constant time and never logged.
 
-use crate::apps::{app_by_ingest_key, App};
 use crate::http::ApiError;
-use telltale_core::apps::origin_allowed;
 use telltale_core::auth::{bearer_token, secrets_match};
 use worker::{Env, Request};
 
@@ -141,25 +139,6 @@ pub fn ingest_key(req: &Request) -> Result<(String, KeySource), ApiError> {
                 "send the ingest key as `Authorization: Bearer <key>` or `?key=`",
             )
         })
-}
-
-/// The app behind the request's ingest key, with the browser origin checked.
-pub async fn authenticate_app(req: &Request, env: &Env) -> Result<(App, KeySource), ApiError> {
-    let (key, source) = ingest_key(req)?;
-    let app = app_by_ingest_key(env, &key)
-        .await?
-        .ok_or_else(|| ApiError::new(401, "invalid_key", "the ingest key is not registered"))?;
-    if let Some(origin) = req.headers().get("Origin")? {
-        if !origin_allowed(&app.allowed_origins, &origin) {
-            return Err(ApiError::new(
-                403,
-                "origin_not_allowed",
-                format!("origin `{origin}` is not allowed for app `{}`", app.id),
-            )
-            .with_field("Origin"));
-        }
-    }
-    Ok((app, source))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! CORS for the endpoints browsers call from the apps' own origins (ingest, flag
 //! decisions, OFREP). Preflights are answered for any origin; the origin is enforced on
-//! the real request, which carries the key ([`crate::auth::authenticate_app`]).
+//! the real request, which carries the key (`apps::authenticate`).
 
 use worker::{Headers, Request, Response};
 

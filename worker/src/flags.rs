@@ -2,7 +2,8 @@
 //! read from the published state. Answers carry an ETag that changes exactly when a
 //! decision can change (config, context, probe states, a schedule boundary).
 
-use crate::auth::{authenticate_app, KeySource};
+use crate::apps::authenticate;
+use crate::auth::KeySource;
 use crate::dev::{self, EvalOverrides};
 use crate::http::{
     empty_304, json, not_modified, now_ms, read_json, with_etag, ApiError, ApiResult, Query,
@@ -43,7 +44,7 @@ fn context_from_query(
 
 /// `POST /v1/flags/evaluate {context, flags?}` or `GET /v1/flags/evaluate?attr=value...`
 pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
-    let (app, key_source) = authenticate_app(&req, env).await?;
+    let (app, key_source) = authenticate(&req, env).await?;
     let input: EvaluateRequest = if req.method() == Method::Get {
         let url = req.url()?;
         let pairs = url
@@ -114,7 +115,7 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
 /// `GET /v1/flags/ruleset`: the published ruleset plus current probe states, for
 /// evaluation in the SDK. The ETag changes with either.
 pub async fn ruleset(req: Request, env: &Env) -> ApiResult {
-    let (app, _) = authenticate_app(&req, env).await?;
+    let (app, _) = authenticate(&req, env).await?;
     Query::parse(&req, &["key"])?;
     let published = published::current(env, &app.id).await?;
     let probes = published::probe_states(env, &app.id).await?;

@@ -1,8 +1,8 @@
 //! `POST /v1/events`: authenticate the ingest key, check the origin, rate-limit, validate
 //! every event, hand the accepted ones to the queue, and answer 202 with per-event results.
 
+use crate::apps::authenticate;
 use crate::apps::App;
-use crate::auth::authenticate_app;
 use crate::dev::{next_ingest_fault, IngestFault};
 use crate::http::{internal, now_ms, ApiError, ApiResult};
 use crate::pipeline::{enqueue, EventBatchMessage, MAX_MESSAGE_BYTES};
@@ -83,7 +83,7 @@ fn new_batch_id(now: i64) -> Result<String, ApiError> {
 
 /// `POST /v1/events`.
 pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
-    let (app, _) = authenticate_app(&req, env).await?;
+    let (app, _) = authenticate(&req, env).await?;
     rate_limit(&req, env, &app).await?;
     let fault = next_ingest_fault(env).await;
     if let Some(IngestFault::Status(status)) = fault {

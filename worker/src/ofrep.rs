@@ -4,7 +4,7 @@
 //! ETag/304) and `GET /ofrep/v1/configuration`. `targetingKey` becomes `user_id` (the
 //! default stickiness) unless the context sets `user_id` itself.
 
-use crate::auth::authenticate_app;
+use crate::apps::authenticate;
 use crate::http::{empty_304, json, not_modified, now_ms, with_etag, ApiResult, Query};
 use crate::published::{self, decision_etag, engine_probe_states, MANIFEST_TTL_MS};
 use serde_json::{json, Map, Value};
@@ -87,7 +87,7 @@ async fn read_context(
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
 pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
-    let (app, _) = authenticate_app(&req, env).await?;
+    let (app, _) = authenticate(&req, env).await?;
     Query::parse(&req, &["key"])?;
     let ctx = match read_context(&mut req, Some(key)).await {
         Ok(ctx) => ctx,
@@ -110,7 +110,7 @@ pub async fn evaluate_one(mut req: Request, env: &Env, key: &str) -> ApiResult {
 
 /// `POST /ofrep/v1/evaluate/flags` (bulk), with `ETag` and `If-None-Match`.
 pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
-    let (app, _) = authenticate_app(&req, env).await?;
+    let (app, _) = authenticate(&req, env).await?;
     Query::parse(&req, &["key"])?;
     let ctx = match read_context(&mut req, None).await {
         Ok(ctx) => ctx,
@@ -139,7 +139,7 @@ pub async fn evaluate_all(mut req: Request, env: &Env) -> ApiResult {
 
 /// `GET /ofrep/v1/configuration`
 pub async fn configuration(req: Request, env: &Env) -> ApiResult {
-    authenticate_app(&req, env).await?;
+    authenticate(&req, env).await?;
     Query::parse(&req, &["key"])?;
     json(
         200,

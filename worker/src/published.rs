@@ -34,7 +34,7 @@ fn probe_states_key(app: &str) -> String {
 
 /// Before apps had their own config, the one published config lived under these keys;
 /// it is the demo app's now (migration 0004), read until the demo app publishes again.
-const LEGACY_APP: &str = crate::apps::DEMO_APP_ID;
+const LEGACY_APP: &str = "demo";
 const LEGACY_MANIFEST_KEY: &str = "flags:manifest";
 const LEGACY_PROBE_STATES_KEY: &str = "probes:states";
 /// How long an isolate trusts its copy of the manifest and of the probe states.
