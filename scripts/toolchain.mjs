@@ -226,6 +226,27 @@ export function buildWorker() {
   writeFileSync(stamp, want);
 }
 
+/** The console (www/console): its modules and uPlot bundled by esbuild, its CSS with
+ * uPlot's, and the page. */
+export function buildConsole() {
+  const stamp = join(ROOT, 'target/.telltale-console-stamp');
+  const out = join(ROOT, 'www/console');
+  const inputs = [join(ROOT, 'console'), join(ROOT, 'node_modules/uplot/package.json'), join(ROOT, 'scripts/toolchain.mjs')];
+  const outputs = ['console.js', 'console.css', 'index.html'].map((f) => join(out, f));
+  const { fresh, want } = upToDate(stamp, inputs, outputs);
+  if (fresh) return;
+  log('building the console');
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  run(PATHS.esbuild, [join(ROOT, 'console/src/main.js'), '--bundle', '--minify', '--format=esm', '--target=es2022',
+    `--outfile=${join(out, 'console.js')}`, '--log-level=warning']);
+  writeFileSync(join(out, 'console.css'),
+    readFileSync(join(ROOT, 'node_modules/uplot/dist/uPlot.min.css'), 'utf8') + '\n' + readFileSync(join(ROOT, 'console/console.css'), 'utf8'));
+  cpSync(join(ROOT, 'console/index.html'), join(out, 'index.html'));
+  mkdirSync(dirname(stamp), { recursive: true });
+  writeFileSync(stamp, want);
+}
+
 /** Everything `npm start` needs. `browser` adds Chromium for tests. */
 export function ensureAll({ browser = false } = {}) {
   ensureWasmTarget();
@@ -235,6 +256,7 @@ export function ensureAll({ browser = false } = {}) {
   if (browser) ensureChromium();
   ensureDevVars();
   buildSdk();
+  buildConsole();
   buildWorker();
 }
 

@@ -462,26 +462,45 @@ pub struct Merge {
     pub conflicts: Vec<Conflict>,
 }
 
-/// Writes `value` at a JSON pointer, creating objects and arrays on the way.
-fn set_pointer(root: &mut Value, path: &str, value: Value) {
+/// Writes `value` at a JSON pointer, creating objects and arrays on the way. A missing
+/// container takes the type it has in `shape` (the documents merged), so an object
+/// whose keys look like numbers (`{"7": ...}`) stays an object; an array index never
+/// grows an array past the length those documents have.
+fn set_pointer(root: &mut Value, path: &str, value: Value, shape: &[&Value]) {
     let tokens: Vec<String> = path
         .split('/')
         .skip(1)
         .map(|t| t.replace("~1", "/").replace("~0", "~"))
         .collect();
+    let max_len = |pointer: &str| {
+        shape
+            .iter()
+            .filter_map(|doc| doc.pointer(pointer).and_then(Value::as_array))
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+    };
     let mut cursor = root;
+    let mut pointer = String::new();
     for token in &tokens {
         if cursor.is_null() {
-            *cursor = if token.parse::<usize>().is_ok() {
+            let is_array = shape
+                .iter()
+                .find_map(|doc| doc.pointer(&pointer))
+                .is_some_and(Value::is_array);
+            *cursor = if is_array {
                 Value::Array(vec![])
             } else {
                 Value::Object(Map::new())
             };
         }
+        let limit = max_len(&pointer);
         cursor = match cursor {
             Value::Object(map) => map.entry(token.clone()).or_insert(Value::Null),
             Value::Array(items) => {
-                let index = token.parse::<usize>().unwrap_or(items.len());
+                let Some(index) = token.parse::<usize>().ok().filter(|i| *i < limit) else {
+                    return;
+                };
                 while items.len() <= index {
                     items.push(Value::Null);
                 }
@@ -489,17 +508,19 @@ fn set_pointer(root: &mut Value, path: &str, value: Value) {
             }
             _ => return,
         };
+        pointer.push('/');
+        pointer.push_str(&token.replace('~', "~0").replace('/', "~1"));
     }
     *cursor = value;
 }
 
-fn rebuild(leaves: &BTreeMap<String, Value>) -> Value {
+fn rebuild(leaves: &BTreeMap<String, Value>, shape: &[&Value]) -> Value {
     let mut root = Value::Null;
     if let Some(whole) = leaves.get("") {
         return whole.clone();
     }
     for (path, value) in leaves {
-        set_pointer(&mut root, path, value.clone());
+        set_pointer(&mut root, path, value.clone(), shape);
     }
     root
 }
@@ -595,7 +616,8 @@ pub fn merge_three_way(
                     result.insert(path, v.clone());
                 }
             }
-            merged.insert(key.clone(), rebuild(&result));
+            let shape: Vec<&Value> = [ov, tv, bv].into_iter().flatten().collect();
+            merged.insert(key.clone(), rebuild(&result, &shape));
         }
     }
     merge
@@ -727,6 +749,31 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_keeps_objects_whose_keys_look_like_numbers() {
+        use serde_json::json;
+        let entries = |body: Value| {
+            BTreeMap::from([(
+                "flags".to_string(),
+                BTreeMap::from([("f".to_string(), body)]),
+            )])
+        };
+        let value = json!({"7": "seven", "4000000000": "big", "name": "cfg"});
+        let base = json!({"key": "f", "description": "d", "salt": "", "variants": [{"key": "v", "value": value}]});
+        let mut ours = base.clone();
+        ours["description"] = json!("ours");
+        let mut theirs = base.clone();
+        theirs["salt"] = json!("theirs");
+        let merged = merge_three_way(&entries(base), &entries(ours), &entries(theirs));
+        assert!(merged.conflicts.is_empty());
+        let body = &merged.entries["flags"]["f"];
+        assert_eq!(body["variants"][0]["value"], value);
+        assert_eq!(
+            (body["description"].clone(), body["salt"].clone()),
+            (json!("ours"), json!("theirs"))
+        );
+    }
+
+    #[test]
     fn kinds_have_one_vocabulary() {
         for kind in Kind::ALL {
             assert_eq!(Kind::parse(kind.as_str()), Some(kind));
@@ -841,6 +888,6 @@ mod tests {
         let v = json!({"rules": [{"conditions": [{"attribute": "a", "op": "eq", "value": 1}], "serve": {"variant": "on"}}], "variants": [{"key": "on", "value": {"x": [1, 2]}}]});
         let mut leaves = BTreeMap::new();
         flatten(&v, String::new(), &mut leaves);
-        assert_eq!(rebuild(&leaves), v);
+        assert_eq!(rebuild(&leaves, &[&v]), v);
     }
 }

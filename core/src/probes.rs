@@ -143,6 +143,18 @@ pub fn probe_secret_allowed(name: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
 }
 
+/// Most headers one probe sends.
+pub const MAX_HEADERS: usize = 20;
+
+/// An HTTP header name (RFC 9110 token), at most 64 characters.
+fn header_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// The longest decision window: a day.
 pub const MAX_WINDOW_MS: i64 = 24 * 60 * MS_PER_MINUTE;
 /// The probe intervals: each divides a minute, so a schedule repeats every cron minute.
@@ -166,6 +178,33 @@ pub fn validate_probe(raw: &Value) -> Result<ProbeDef, FieldError> {
     }
     if !matches!(def.method.as_str(), "GET" | "HEAD" | "POST") {
         return Err(invalid("method", "method must be GET, HEAD or POST"));
+    }
+    if def.headers.len() + def.secret_headers.len() > MAX_HEADERS {
+        return Err(invalid("headers", format!("at most {MAX_HEADERS} headers")));
+    }
+    for (name, value) in def
+        .headers
+        .iter()
+        .map(|(n, v)| (n, Some(v)))
+        .chain(def.secret_headers.keys().map(|n| (n, None)))
+    {
+        let group = if value.is_some() {
+            "headers"
+        } else {
+            "secret_headers"
+        };
+        if !header_name_ok(name) {
+            return Err(invalid(
+                &format!("{group}.{name}"),
+                "a header name is 1 to 64 letters, digits or !#$%&'*+-.^_`|~",
+            ));
+        }
+        if value.is_some_and(|v| v.len() > 1024 || v.chars().any(|c| c.is_control() && c != '\t')) {
+            return Err(invalid(
+                &format!("{group}.{name}"),
+                "a header value is at most 1,024 characters, without line breaks or control characters",
+            ));
+        }
     }
     for (name, secret) in &def.secret_headers {
         if def.headers.contains_key(name) {
@@ -427,6 +466,14 @@ mod tests {
             (
                 json!({"key": "p", "url": "https://x", "secret_headers": {"X-Admin-Key": "ADMIN_KEY"}}),
                 "secret_headers.X-Admin-Key",
+            ),
+            (
+                json!({"key": "p", "url": "https://x", "headers": {"Bad Header": "x"}}),
+                "headers.Bad Header",
+            ),
+            (
+                json!({"key": "p", "url": "https://x", "headers": {"X-Ok": "line\nbreak"}}),
+                "headers.X-Ok",
             ),
             (
                 json!({"key": "p", "url": "https://x", "expect_status": [300, 200]}),

@@ -27,7 +27,36 @@ struct Target<'a> {
     path: &'a str,
 }
 
+/// Decodes `%XX` escapes (invalid ones stay as they are), so `%2e` and `%5f` cannot hide
+/// a dot segment or a hook path from the checks.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn split_url(url: &str) -> Result<Target<'_>, FieldError> {
+    // URL parsers drop tabs and newlines and map fullwidth characters to ASCII, so the
+    // host the collector would call could differ from the text checked here. A probe URL
+    // is therefore plain printable ASCII (internationalised hosts in punycode).
+    if !url.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(refused(
+            "a probe url is printable ASCII without spaces (write international hosts in punycode)",
+        ));
+    }
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -37,21 +66,48 @@ fn split_url(url: &str) -> Result<Target<'_>, FieldError> {
     if authority.contains('@') {
         return Err(refused("a url may not carry credentials (user@host)"));
     }
-    if authority.contains(['\\', '%']) {
-        return Err(refused("the host has characters a host cannot have"));
-    }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let close = v6
             .find(']')
             .ok_or_else(|| refused("unclosed IPv6 address"))?;
-        &v6[..close]
+        let port = v6[close + 1..].strip_prefix(':');
+        if !v6[..close]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err(refused(
+                "the IPv6 address has characters an address cannot have",
+            ));
+        }
+        (&v6[..close], port)
     } else {
-        authority.split(':').next().unwrap_or_default()
+        let mut parts = authority.splitn(2, ':');
+        let host = parts.next().unwrap_or_default();
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return Err(refused("the host has characters a host cannot have"));
+        }
+        (host, parts.next())
     };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(refused("the port is not a number"));
+    }
     if host.is_empty() {
         return Err(refused("the url has no host"));
     }
     let path = tail.split(['?', '#']).next().unwrap_or_default();
+    // `.` and `..` segments (also as `%2e`) are resolved by URL parsers: refuse them, so
+    // the path checked is the path called.
+    if percent_decoded(path)
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(refused(
+            "a probe url may not have `.` or `..` path segments",
+        ));
+    }
     Ok(Target {
         host: host.trim_end_matches('.').to_ascii_lowercase(),
         path,
@@ -124,6 +180,21 @@ fn ipv6_internal(ip: Ipv6Addr) -> bool {
         return ipv4_internal(v4);
     }
     let segments = ip.segments();
+    let embedded = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        ipv4_internal(Ipv4Addr::new(a, b, c, d))
+    };
+    // IPv4 inside IPv6: IPv4-translated (::ffff:0:a.b.c.d) and 6to4 (2002:AABB:CCDD::).
+    if segments[..5] == [0, 0, 0, 0, 0xffff] || segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return embedded(segments[6], segments[7]);
+    }
+    if segments[4..6] == [0xffff, 0] && segments[..4] == [0, 0, 0, 0] {
+        return embedded(segments[6], segments[7]);
+    }
+    if segments[0] == 0x2002 && embedded(segments[1], segments[2]) {
+        return true;
+    }
     ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
@@ -131,6 +202,7 @@ fn ipv6_internal(ip: Ipv6Addr) -> bool {
         || (segments[0] & 0xffc0) == 0xfe80 // link-local
         || segments[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible (deprecated)
         || (segments[0] == 0x64 && segments[1] == 0xff9b) // NAT64 of any IPv4
+        || (segments[0] == 0x2001 && segments[1] == 0) // Teredo: an IPv4 behind a relay
 }
 
 /// Names that resolve inside a network, never on the internet.
@@ -152,7 +224,7 @@ fn internal_name(host: &str) -> bool {
 /// Checks a probe's URL against the policy; the error names `url`.
 pub fn check_probe_target(url: &str, policy: &TargetPolicy) -> Result<(), FieldError> {
     let target = split_url(url)?;
-    let path = target.path.to_ascii_lowercase();
+    let path = percent_decoded(target.path).to_ascii_lowercase();
     if path.starts_with("/__scheduled") || path.starts_with("/cdn-cgi/") {
         return Err(refused("a probe may not call the runtime's own hooks"));
     }
@@ -224,6 +296,15 @@ mod tests {
             "http://user@partner.example/",
             "http://256.1.1.1/",
             "http://1.2.3.4.5/",
+            "http://１２７.０.０.１/fullwidth",
+            "http://127.0.0.\t1/tab",
+            "http://127.0.0.1\n:80/nl",
+            "http://127\u{3002}0.0.1/ideographic",
+            "http://127.0.0.1 /space",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2001:0:4136:e378::1]/",
+            "http://partner.example:80x/",
         ] {
             let e = check_probe_target(url, &strict()).unwrap_err();
             assert_eq!(
@@ -262,6 +343,10 @@ mod tests {
             "http://127.0.0.1:8787/__scheduled?cron=*",
             "http://127.0.0.1:8787/__SCHEDULED",
             "https://partner.example/cdn-cgi/handler/scheduled",
+            "http://127.0.0.1:8787/./__scheduled",
+            "http://127.0.0.1:8787/x/../__scheduled",
+            "http://127.0.0.1:8787/%2e/__scheduled",
+            "http://127.0.0.1:8787/%5F%5Fscheduled",
         ] {
             assert!(check_probe_target(url, &dev).is_err(), "{url}");
         }

@@ -26,7 +26,7 @@ function listen(handler) {
 }
 
 before(async () => {
-  [dev, prod] = await Promise.all([Collector.start(), Collector.start({ devHooks: false })]);
+  [dev, prod] = await Promise.all([Collector.start({ vars: { PROBE_SECRET_PARTNER: 'sekrit-partner-value' } }), Collector.start({ devHooks: false })]);
 });
 after(async () => {
   await Promise.all([dev?.stop(), prod?.stop()]);
@@ -79,7 +79,7 @@ describe('probes cannot carry secrets out or reach inside', () => {
     assert.match(imported.json.error.message, /probes\/steal\.secret_headers\.X-Admin-Key/);
     await dev.scheduled();
     assert.equal(received.filter((r) => r.path === '/steal').length, 0, 'nothing reached the listener');
-    // A dedicated probe secret is allowed (and unset here: the run records that).
+    // A dedicated probe secret is allowed.
     const allowed = await dev.config(app.id, 'PUT', '/stage/probes/partner', { url, secret_headers: { 'X-Token': 'PROBE_SECRET_PARTNER' } });
     assert.equal(allowed.status, 200, allowed.text);
   });
@@ -96,9 +96,36 @@ describe('probes cannot carry secrets out or reach inside', () => {
     assert.equal((await prod.config(app.id, 'PUT', '/stage/probes/outside', { url: 'https://partner.example/health' })).status, 200);
   });
 
+  test('spellings a URL parser would rewrite are refused: what is checked is what is called', async () => {
+    const app = await prod.newApp('spelling');
+    for (const url of ['http://１２７.０.０.１:8787/fullwidth', 'http://127.0.0.\t1/tab', 'http://127.0.0.1\n:80/nl', 'http://127。0.0.1/ideo',
+      'http://127.0.0.1 /space', 'http://[::ffff:0:7f00:1]/', 'http://[2002:7f00:1::]/']) {
+      const res = await prod.config(app.id, 'PUT', '/stage/probes/odd', { url });
+      assert.deepEqual([res.status, res.json.error.code], [422, 'target_not_allowed'], JSON.stringify(url));
+    }
+  });
+
+  test('a probe follows no redirect, so its secret never reaches where a redirect points', async () => {
+    const landing = [];
+    const started = [];
+    const b = await listen((req, res) => { landing.push(req.headers); res.end('{"status":"green"}'); });
+    const a = await listen((req, res) => { started.push(req.headers); res.writeHead(302, { location: `http://127.0.0.1:${b.address().port}/landing` }).end(); });
+    const app = await dev.newApp('redirect');
+    await dev.publishConfig(app.id, [['probes', 'hop', { url: `http://127.0.0.1:${a.address().port}/start`, secret_headers: { 'X-Partner-Token': 'PROBE_SECRET_PARTNER' } }]]);
+    await waitFor(async () => {
+      await dev.scheduled();
+      return (await dev.admin('GET', `/v1/apps/${app.id}/probes`)).json.probes[0].last_result;
+    }, { what: 'a probe result' });
+    const last = (await dev.admin('GET', `/v1/apps/${app.id}/probes`)).json.probes[0].last_result;
+    assert.equal(started[0]['x-partner-token'], 'sekrit-partner-value', 'the secret goes to the probe\'s own URL');
+    assert.equal(landing.length, 0, 'the redirect target was never called');
+    assert.deepEqual([last.ok, last.status], [false, 302]);
+  });
+
   test('no probe may call the runtime\'s own cron hook, not even in development', async () => {
     const app = await dev.newApp('loop');
-    for (const url of [`${dev.url}/__scheduled?cron=*+*+*+*+*`, `${dev.url}/cdn-cgi/handler/scheduled`]) {
+    for (const url of [`${dev.url}/__scheduled?cron=*+*+*+*+*`, `${dev.url}/cdn-cgi/handler/scheduled`, `${dev.url}/./__scheduled`,
+      `${dev.url}/x/../__scheduled`, `${dev.url}/%2e/__scheduled`, `${dev.url}/%5f%5fscheduled`]) {
       const res = await dev.config(app.id, 'PUT', '/stage/probes/loop', { url });
       assert.deepEqual([res.status, res.json.error.code], [422, 'target_not_allowed'], url);
     }
@@ -142,6 +169,16 @@ describe('imports pass every check staging runs', () => {
       assert.ok(res.json.error.details.problems.some((p) => p.field === field) || res.json.error.field === field, `${field}: ${res.text}`);
       assert.equal((await dev.config(app.id, 'GET', '/commits/head')).json.id, head, `${field}: nothing was committed`);
     }
+    const huge = await dev.config(app.id, 'POST', '/import', bundle([['flags', 'big', flag('big', { description: 'x'.repeat(100_000) })]]));
+    assert.deepEqual([huge.status, huge.json.error.code], [413, 'entry_too_large'], 'an entry staging would refuse as too large');
+    for (const [field, value] of [['author', 'evil\u0007\u001b[31m'], ['message', 'x'.repeat(3000)], ['created_at_ms', 9007199254740993]]) {
+      const crafted = bundle([['flags', 'meta', flag('meta')]]);
+      crafted.commit[field] = value;
+      const content = { parent: null, author: crafted.commit.author, message: crafted.commit.message, created_at: crafted.commit.created_at_ms, snapshot: crafted.commit.snapshot };
+      crafted.commit.id = sha256(canonical(content));
+      const res = await dev.config(app.id, 'POST', '/import', crafted);
+      assert.deepEqual([res.status, res.json.error.code], [422, 'invalid_commit'], field);
+    }
     const unknownKind = bundle([['flags', 'f', flag('f')]]);
     Object.values(unknownKind.revisions)[0].kind = 'widgets';
     const kind = await dev.config(app.id, 'POST', '/import', unknownKind);
@@ -151,7 +188,43 @@ describe('imports pass every check staging runs', () => {
   });
 });
 
+describe('history brought in by an import is checked before it is served', () => {
+  test('publishing an imported ancestor whose probe a deployed collector refuses is a 422', async () => {
+    const app = await prod.newApp('ancestor');
+    const inner = bundle([['probes', 'inside', { key: 'inside', url: 'http://10.0.0.1/x' }]]);
+    // The crafted commit becomes an ancestor of a harmless one.
+    const child = bundle([['flags', 'f', { key: 'f', variants: BOOL, default_variant: 'on' }]]);
+    const content = { parent: inner.commit.id, author: 'mallory', message: 'child', created_at: 1795849300000, snapshot: child.commit.snapshot };
+    const childCommit = { id: sha256(canonical(content)), parent: inner.commit.id, author: 'mallory', message: 'child', created_at: '2026-11-29T07:01:40Z', created_at_ms: 1795849300000, snapshot: child.commit.snapshot };
+    const imported = await prod.config(app.id, 'POST', '/import', { commit: childCommit, ancestors: [inner.commit], revisions: { ...inner.revisions, ...child.revisions } });
+    assert.equal(imported.status, 201, imported.text);
+    const pub = await prod.config(app.id, 'POST', '/publish', { commit: inner.commit.id });
+    assert.deepEqual([pub.status, pub.json.error.code], [422, 'target_not_allowed']);
+  });
+});
+
 describe('bad input never costs a 5xx', () => {
+  test('an overlong key or app id is a 4xx, never a storage error', async () => {
+    const long = `tt_ik_${'a'.repeat(600)}`;
+    for (const headers of [{ Authorization: `Bearer ${long}` }, { 'X-API-Key': long }]) {
+      const res = await dev.request('POST', '/v1/events', { body: { events: [] }, headers });
+      assert.deepEqual([res.status, res.json.error.code], [401, 'invalid_key']);
+    }
+    assert.equal((await dev.request('GET', `/v1/flags/ruleset?key=${long}`)).status, 401);
+    const id = 'a'.repeat(600);
+    for (const path of [`/v1/admin/apps/${id}`, `/v1/apps/${id}/config/stage`, `/v1/apps/${id}/probes`, `/v1/catalog?app=${id}`, `/v1/stats?app=${id}&event=x`]) {
+      assert.equal((await dev.admin('GET', path)).status, 404, path);
+    }
+  });
+
+  test('evaluation refuses parameters it does not take, and repeated attributes', async () => {
+    const headers = { Authorization: `Bearer ${dev.ingestKey}` };
+    const post = await dev.request('POST', '/v1/flags/evaluate?foo=1', { body: { context: {} }, headers });
+    assert.deepEqual([post.status, post.json.error.code], [400, 'unknown_parameter']);
+    const get = await dev.request('GET', '/v1/flags/evaluate?role=a&role=b', { headers });
+    assert.deepEqual([get.status, get.json.error.code], [400, 'repeated_parameter']);
+  });
+
   test('a time at the edge of i64 is a 400, and the Worker keeps serving', async () => {
     const event = makeEvent({ name: 'edge' });
     assert.equal((await dev.ingest({ events: [event] })).status, 202);

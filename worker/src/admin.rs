@@ -1,6 +1,6 @@
 //! Operator endpoints: the pipeline's health, and draining the spool on demand.
 
-use crate::apps::app_by_id;
+use crate::apps::require_app;
 use crate::args;
 use crate::audit::audit;
 use crate::auth::{actor, require_admin};
@@ -57,13 +57,7 @@ pub async fn reset_client_drops(req: Request, env: &Env) -> ApiResult {
     let app = query
         .get("app")
         .ok_or_else(|| ApiError::new(400, "required", "name the app (`app`)").with_field("app"))?;
-    if app_by_id(env, app).await?.is_none() {
-        return Err(ApiError::not_found(
-            "unknown_app",
-            "app",
-            format!("no app `{app}`"),
-        ));
-    }
+    require_app(env, app).await?;
     #[derive(Deserialize)]
     struct Count {
         n: i64,

@@ -41,6 +41,10 @@ thread_local! {
 }
 
 pub async fn app_by_id(env: &Env, id: &str) -> Result<Option<App>, ApiError> {
+    // Not an app id, so no app: never a storage lookup (KV refuses long keys).
+    if validate_app_id(id).is_err() {
+        return Ok(None);
+    }
     if id == DEMO_APP_ID {
         ensure_demo_app(env).await?;
     }
@@ -64,6 +68,14 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<(App, KeySource), 
         }
     }
     Ok((app, source))
+}
+
+/// An app named in a request path, live or deleted (what it kept stays readable), or a
+/// 404 naming it.
+pub async fn require_known_app(env: &Env, id: &str) -> Result<App, ApiError> {
+    app_by_id(env, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_app", "app", format!("no app `{id}`")))
 }
 
 /// A live app named in a request path, or a 404 naming it.

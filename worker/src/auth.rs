@@ -105,9 +105,25 @@ pub enum KeySource {
     Query,
 }
 
+/// Longest ingest key looked up (keys are `tt_ik_` and 32 hex digits): anything longer
+/// is not a key, and is refused before it reaches storage.
+const MAX_INGEST_KEY_CHARS: usize = 128;
+
 /// The ingest key: `Authorization: Bearer`, `X-API-Key` (OFREP providers), or `?key=`
 /// (`sendBeacon` cannot set headers).
 pub fn ingest_key(req: &Request) -> Result<(String, KeySource), ApiError> {
+    let (key, source) = presented_key(req)?;
+    if key.len() > MAX_INGEST_KEY_CHARS || key.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            401,
+            "invalid_key",
+            "the ingest key is not registered",
+        ));
+    }
+    Ok((key, source))
+}
+
+fn presented_key(req: &Request) -> Result<(String, KeySource), ApiError> {
     if let Some(header) = req.headers().get("Authorization")? {
         return bearer_token(&header)
             .map(|k| (k.to_string(), KeySource::Header))

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use telltale_core::flags::ProbeState;
-use telltale_core::targets::TargetPolicy;
+use telltale_core::targets::{check_probe_target, TargetPolicy};
+use telltale_core::FieldError;
 use worker::{Env, Request};
 
 fn var_on(env: &Env, name: &str) -> bool {
@@ -185,6 +186,18 @@ pub fn probe_target_policy(env: &Env, req: Option<&Request>) -> Result<TargetPol
         allow_private: var_on(env, "PROBES_ALLOW_PRIVATE"),
         own_host,
     })
+}
+
+/// Checks a probe URL against this deployment's policy, as written and as the URL
+/// parser that makes the call reads it (which resolves dots, drops tabs and maps
+/// fullwidth characters): both must pass.
+pub fn check_probe_url(env: &Env, req: Option<&Request>, url: &str) -> Result<(), FieldError> {
+    let policy = probe_target_policy(env, req)
+        .map_err(|e| FieldError::new("invalid_value", "url", e.message))?;
+    check_probe_target(url, &policy)?;
+    let parsed = worker::Url::parse(url)
+        .map_err(|e| FieldError::new("invalid_value", "url", format!("url does not parse: {e}")))?;
+    check_probe_target(parsed.as_str(), &policy)
 }
 
 /// What a development evaluation may assume.

@@ -47,14 +47,19 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
     let (app, key_source) = authenticate(&req, env).await?;
     let input: EvaluateRequest = if req.method() == Method::Get {
         let url = req.url()?;
-        let pairs = url
+        let pairs: Vec<(String, String)> = url
             .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()));
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        // Every attribute once: a repeated one has no single value.
+        let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        Query::from_pairs(pairs.clone(), &names)?;
         EvaluateRequest {
             context: context_from_query(pairs, key_source),
             ..Default::default()
         }
     } else {
+        Query::parse(&req, &["key"])?;
         read_json(&mut req).await?
     };
     let overrides = dev::eval_overrides(env, input.now.as_ref(), input.probes.as_ref())?;

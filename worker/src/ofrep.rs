@@ -5,7 +5,9 @@
 //! default stickiness) unless the context sets `user_id` itself.
 
 use crate::apps::authenticate;
-use crate::http::{empty_304, json, not_modified, now_ms, with_etag, ApiResult, Query};
+use crate::http::{
+    empty_304, json, not_modified, now_ms, with_etag, ApiResult, Query, MAX_JSON_BODY_BYTES,
+};
 use crate::published::{self, decision_etag, engine_probe_states, MANIFEST_TTL_MS};
 use serde_json::{json, Map, Value};
 use telltale_core::flags::engine::{error_code, Reason};
@@ -62,6 +64,11 @@ fn failure(status: u16, body: Value) -> ApiResult {
 
 async fn request_body(req: &mut Request) -> Result<Value, String> {
     let bytes = req.bytes().await.map_err(|e| e.to_string())?;
+    if bytes.len() > MAX_JSON_BODY_BYTES {
+        return Err(format!(
+            "the body is over the {MAX_JSON_BODY_BYTES}-byte limit"
+        ));
+    }
     if bytes.is_empty() {
         return Ok(json!({}));
     }

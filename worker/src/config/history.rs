@@ -3,8 +3,8 @@
 //! immutable; no past revision is ever rewritten.
 
 use super::{
-    admin_for_app, effective, ref_commit, resolve_commit, snapshot_bodies, CommitRow, CommitView,
-    StageRow,
+    admin_for_app, admin_reading_app, effective, ref_commit, resolve_commit, snapshot_bodies,
+    CommitRow, CommitView, StageRow,
 };
 use crate::args;
 use crate::audit::{audit_if_head, Line};
@@ -34,6 +34,16 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
+/// A commit message: 1 to 2,000 characters; line breaks and tabs, but no other control
+/// characters (they would reach terminals and logs).
+pub(crate) fn message_ok(message: &str) -> bool {
+    !message.trim().is_empty()
+        && message.chars().count() <= MAX_MESSAGE_CHARS
+        && !message
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+}
+
 /// Another admin moved head (or changed the stage) since the caller looked.
 fn head_moved(expected: Option<&str>, actual: Option<&str>) -> ApiError {
     let mut e = ApiError::new(
@@ -54,11 +64,11 @@ pub async fn commit(mut req: Request, env: &Env, app: &str) -> ApiResult {
     let who = actor(&req)?;
     let input: CommitRequest = read_json(&mut req).await?;
     let message = input.message.trim().to_string();
-    if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
+    if !message_ok(&message) {
         return Err(ApiError::new(
             422,
             "invalid_value",
-            "message must be 1 to 2,000 characters",
+            "message must be 1 to 2,000 characters, without control characters but line breaks",
         )
         .with_field("message"));
     }
@@ -158,7 +168,7 @@ pub(crate) async fn write_commit(
 
 /// `GET /v1/apps/{app}/config/commits?limit=`: the history from head, newest first.
 pub async fn log(req: Request, env: &Env, app: &str) -> ApiResult {
-    admin_for_app(&req, env, app).await?;
+    admin_reading_app(&req, env, app).await?;
     let limit = Query::parse(&req, &["limit"])?.int_in("limit", 1..=500, 100)?;
     let db = Db::open(env)?;
     let rows: Vec<CommitRow> = db
@@ -185,7 +195,7 @@ pub async fn log(req: Request, env: &Env, app: &str) -> ApiResult {
 
 /// `GET /v1/apps/{app}/config/commits/{id}`
 pub async fn get_commit(req: Request, env: &Env, app: &str, id: &str) -> ApiResult {
-    admin_for_app(&req, env, app).await?;
+    admin_reading_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
     let db = Db::open(env)?;
     json(200, &resolve_commit(&db, app, id, "id").await?)
@@ -193,7 +203,7 @@ pub async fn get_commit(req: Request, env: &Env, app: &str, id: &str) -> ApiResu
 
 /// `GET /v1/apps/{app}/config/diff?from=&to=` (commits, `head`, `published` or `stage`).
 pub async fn diff(req: Request, env: &Env, app: &str) -> ApiResult {
-    admin_for_app(&req, env, app).await?;
+    admin_reading_app(&req, env, app).await?;
     let query = Query::parse(&req, &["from", "to"])?;
     let from = query.get("from").unwrap_or("published");
     let to = query.get("to").unwrap_or("head");
@@ -224,7 +234,7 @@ pub async fn diff(req: Request, env: &Env, app: &str) -> ApiResult {
 /// `GET /v1/apps/{app}/config/audit?limit=&actor=&action=&target=`: newest first,
 /// optionally filtered (exact matches; `target` also matches a prefix ending in `/`).
 pub async fn audit_log(req: Request, env: &Env, app: &str) -> ApiResult {
-    admin_for_app(&req, env, app).await?;
+    admin_reading_app(&req, env, app).await?;
     let query = Query::parse(&req, &["limit", "actor", "action", "target"])?;
     let limit = query.int_in("limit", 1..=500, 500)?;
     #[derive(Deserialize)]

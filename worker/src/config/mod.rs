@@ -22,6 +22,17 @@ use std::collections::HashMap;
 use telltale_core::config::{validate_snapshot, Kind, Snapshot};
 use telltale_core::time::format_rfc3339;
 
+/// Reading the history of an app (log, commits, diff, audit, export): a deleted app's
+/// is kept, and stays readable.
+pub(crate) async fn admin_reading_app(
+    req: &worker::Request,
+    env: &worker::Env,
+    app: &str,
+) -> Result<(), ApiError> {
+    crate::auth::require_admin(req, env)?;
+    crate::apps::require_known_app(env, app).await.map(|_| ())
+}
+
 /// The app a config request names (`/v1/apps/{app}/config/...`), after the admin key.
 pub(crate) async fn admin_for_app(
     req: &worker::Request,
@@ -269,6 +280,30 @@ pub(crate) fn check_config(
     .with_field(first.field.clone());
     e.details = Some(serde_json::json!({ "problems": problems }));
     Err(e)
+}
+
+/// Checks every probe of a config against this deployment's target policy (import and
+/// publish: what staging checks, for config that did not come through staging).
+pub(crate) fn check_probe_targets(
+    env: &worker::Env,
+    req: &worker::Request,
+    snapshot: &Snapshot,
+    bodies: &HashMap<String, Value>,
+) -> Result<(), ApiError> {
+    for (key, rev) in &snapshot.probes {
+        let url = bodies
+            .get(rev)
+            .and_then(|b| b.get("url"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Err(e) = crate::dev::check_probe_url(env, Some(req), url) {
+            return Err(
+                ApiError::new(422, e.code, format!("probes/{key}: {}", e.message))
+                    .with_field(format!("probes/{key}.url")),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Stores a revision body (content-addressed: storing it twice changes nothing).

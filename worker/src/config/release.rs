@@ -3,7 +3,10 @@
 //! publication is a pointer switch; readers get it through `crate::published`, which
 //! writes only the revisions that changed.
 
-use super::{admin_for_app, check_config, commit_at_ref, resolve_commit, snapshot_bodies};
+use super::{
+    admin_for_app, check_config, check_probe_targets, commit_at_ref, resolve_commit,
+    snapshot_bodies,
+};
 use crate::args;
 use crate::audit::audit;
 use crate::auth::actor;
@@ -30,6 +33,7 @@ pub async fn publish(mut req: Request, env: &Env, app: &str) -> ApiResult {
     let input: PublishRequest = read_json(&mut req).await?;
     publish_commit(
         env,
+        &req,
         app,
         &who,
         input.commit.as_deref().unwrap_or("head"),
@@ -49,7 +53,7 @@ pub async fn rollback(mut req: Request, env: &Env, app: &str) -> ApiResult {
             ApiError::new(400, "required", "name the commit to roll back to").with_field("commit"),
         );
     };
-    publish_commit(env, app, &who, &target, "rollback").await
+    publish_commit(env, &req, app, &who, &target, "rollback").await
 }
 
 /// What a publication changes, as `kind/key` entries: added, modified and removed.
@@ -73,7 +77,14 @@ fn changed_entries(before: &Snapshot, after: &Snapshot) -> (Vec<String>, Vec<Str
     (changed, removed)
 }
 
-async fn publish_commit(env: &Env, app: &str, who: &str, target: &str, action: &str) -> ApiResult {
+async fn publish_commit(
+    env: &Env,
+    req: &Request,
+    app: &str,
+    who: &str,
+    target: &str,
+    action: &str,
+) -> ApiResult {
     let db = Db::open(env)?;
     let commit = resolve_commit(&db, app, target, "commit").await?;
     let previous = commit_at_ref(&db, app, "published").await?;
@@ -96,6 +107,7 @@ async fn publish_commit(env: &Env, app: &str, who: &str, target: &str, action: &
         &bodies,
         &format!("commit {} cannot be published", commit.id),
     )?;
+    check_probe_targets(env, req, &commit.snapshot, &bodies)?;
     let new_bodies: HashMap<String, Value> = new_ids
         .iter()
         .filter_map(|id| bodies.get(*id).map(|b| (id.to_string(), b.clone())))

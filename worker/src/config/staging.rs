@@ -9,12 +9,11 @@ use super::{
 use crate::args;
 use crate::audit::audit;
 use crate::auth::actor;
-use crate::dev::probe_target_policy;
+use crate::dev::check_probe_url;
 use crate::http::{json, now, read_json_limited, ApiError, ApiResult, Query};
 use crate::store::Db;
 use serde_json::{json, Value};
 use telltale_core::config::{referrers, revision_id, Kind};
-use telltale_core::targets::check_probe_target;
 use telltale_core::FieldError;
 use worker::{Env, Request};
 
@@ -75,7 +74,7 @@ pub async fn stage_put(mut req: Request, env: &Env, app: &str, kind: &str, key: 
     if kind == Kind::Probes {
         // Where a probe may call depends on the deployment, not only on the config.
         let url = body.get("url").and_then(Value::as_str).unwrap_or_default();
-        check_probe_target(url, &probe_target_policy(env, Some(&req))?).map_err(to_422)?;
+        check_probe_url(env, Some(&req), url).map_err(to_422)?;
     }
     let head_rev = head
         .as_ref()

@@ -3,14 +3,15 @@
 //! `POST /v1/apps/{app}/config/import` checks the bundle, merges it into the app's head
 //! three ways, validates the result exactly as staging would, and commits it.
 
+use super::history::message_ok;
 use super::history::write_commit;
+use super::staging::MAX_ENTRY_BYTES;
 use super::{
-    admin_for_app, check_config, commit_by_id, effective, insert_revision, resolve_commit,
-    revision_bodies, CommitView,
+    admin_for_app, admin_reading_app, check_config, check_probe_targets, effective,
+    insert_revision, resolve_commit, revision_bodies, CommitRow, CommitView,
 };
 use crate::args;
 use crate::auth::actor;
-use crate::dev::probe_target_policy;
 use crate::http::{internal, json, now_ms, read_json_limited, ApiError, ApiResult, Query};
 use crate::store::Db;
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use telltale_core::config::{
     commit_id, merge_three_way, revision_id, CommitContent, Conflict, Kind, Snapshot,
 };
-use telltale_core::targets::check_probe_target;
+use telltale_core::time::{MAX_API_MS, MIN_API_MS};
 use worker::{Env, Request};
 
 /// Largest import bundle.
@@ -49,23 +50,27 @@ struct Bundle {
 
 /// `GET /v1/config/export?commit=` (default head).
 pub async fn export(req: Request, env: &Env, app: &str) -> ApiResult {
-    admin_for_app(&req, env, app).await?;
+    admin_reading_app(&req, env, app).await?;
     let query = Query::parse(&req, &["commit"])?;
     let target = query.get("commit").unwrap_or("head");
     let db = Db::open(env)?;
     let commit = resolve_commit(&db, app, target, "commit").await?;
-    let mut ancestors = Vec::new();
-    let mut parent = commit.parent.clone();
-    while let Some(id) = parent {
-        let Some(c) = commit_by_id(&db, app, &id).await? else {
-            break;
-        };
-        parent = c.parent.clone();
-        ancestors.push(c);
-        if ancestors.len() >= MAX_ANCESTORS {
-            break;
-        }
-    }
+    // The ancestors in one query, newest first.
+    let rows: Vec<CommitRow> = db
+        .all(
+            "reading the history",
+            "WITH RECURSIVE chain(id, depth) AS ( \
+               SELECT parent, 1 FROM commits WHERE app = ?1 AND id = ?2 \
+               UNION ALL SELECT c.parent, chain.depth + 1 FROM commits c JOIN chain ON c.app = ?1 AND c.id = chain.id \
+               WHERE c.parent IS NOT NULL AND chain.depth < ?3) \
+             SELECT commits.* FROM chain JOIN commits ON commits.app = ?1 AND commits.id = chain.id ORDER BY chain.depth",
+            args![app, &commit.id, MAX_ANCESTORS as i64],
+        )
+        .await?;
+    let ancestors: Vec<CommitView> = rows
+        .into_iter()
+        .map(CommitRow::view)
+        .collect::<Result<_, _>>()?;
     let mut ids: Vec<&str> = commit.snapshot.revisions().into_iter().collect();
     for a in &ancestors {
         ids.extend(a.snapshot.revisions());
@@ -115,6 +120,36 @@ fn entries_of(
         .collect()
 }
 
+/// A commit brought in must look like one this collector would write: a short printable
+/// author, a message within the limit, a time within the API's range.
+fn check_commit_metadata(c: &CommitView) -> Result<(), ApiError> {
+    let bad = |field: &str, message: &str| {
+        Err(
+            ApiError::new(422, "invalid_commit", format!("commit {}: {message}", c.id))
+                .with_field(format!("commits.{}.{field}", c.id)),
+        )
+    };
+    if c.author.is_empty()
+        || c.author.chars().count() > 128
+        || c.author.chars().any(char::is_control)
+    {
+        return bad("author", "the author must be 1 to 128 printable characters");
+    }
+    if !message_ok(&c.message) {
+        return bad(
+            "message",
+            "the message must be 1 to 2,000 characters without control characters",
+        );
+    }
+    if !(MIN_API_MS..=MAX_API_MS).contains(&c.created_at_ms) {
+        return bad(
+            "created_at_ms",
+            "the time must be within the years 0000 to 9999",
+        );
+    }
+    Ok(())
+}
+
 /// Checks that a bundle is what it claims: every revision matches its content address,
 /// every commit its id, and every revision a commit names is in the bundle.
 fn verify_bundle(bundle: &Bundle) -> Result<HashMap<String, Value>, ApiError> {
@@ -128,6 +163,14 @@ fn verify_bundle(bundle: &Bundle) -> Result<HashMap<String, Value>, ApiError> {
     }
     let mut bodies = HashMap::new();
     for (id, entry) in &bundle.revisions {
+        if entry.body.to_string().len() > MAX_ENTRY_BYTES {
+            return Err(ApiError::new(
+                413,
+                "entry_too_large",
+                format!("revision {id} is over the {MAX_ENTRY_BYTES}-byte limit of one entry"),
+            )
+            .with_field(format!("revisions.{id}")));
+        }
         if &revision_id(&entry.body) != id {
             return Err(ApiError::new(
                 422,
@@ -139,6 +182,7 @@ fn verify_bundle(bundle: &Bundle) -> Result<HashMap<String, Value>, ApiError> {
         bodies.insert(id.clone(), entry.body.clone());
     }
     for c in std::iter::once(&bundle.commit).chain(bundle.ancestors.iter()) {
+        check_commit_metadata(c)?;
         let content = CommitContent {
             parent: c.parent.clone(),
             author: c.author.clone(),
@@ -195,14 +239,28 @@ pub async fn import(mut req: Request, env: &Env, app: &str) -> ApiResult {
         .as_ref()
         .map(|h| h.snapshot.clone())
         .unwrap_or_default();
-    // The newest commit of theirs that we also have is the merge base.
-    let mut base = Snapshot::default();
-    for c in std::iter::once(&bundle.commit).chain(bundle.ancestors.iter()) {
-        if commit_by_id(&db, app, &c.id).await?.is_some() {
-            base = c.snapshot.clone();
-            break;
-        }
+    // The newest commit of theirs that we also have is the merge base (one query).
+    let theirs: Vec<&CommitView> = std::iter::once(&bundle.commit)
+        .chain(bundle.ancestors.iter())
+        .collect();
+    let ids = serde_json::to_string(&theirs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
+        .map_err(internal)?;
+    #[derive(Deserialize)]
+    struct Known {
+        id: String,
     }
+    let known: Vec<Known> = db
+        .all(
+            "finding the merge base",
+            "SELECT id FROM commits WHERE app = ?1 AND id IN (SELECT value FROM json_each(?2))",
+            args![app, &ids],
+        )
+        .await?;
+    let base = theirs
+        .iter()
+        .find(|c| known.iter().any(|k| k.id == c.id))
+        .map(|c| c.snapshot.clone())
+        .unwrap_or_default();
     let mut bodies = revision_bodies(&db, ours.revisions()).await?;
     bodies.extend(bundle_bodies.clone());
     let merge = merge_three_way(
@@ -231,20 +289,7 @@ pub async fn import(mut req: Request, env: &Env, app: &str) -> ApiResult {
         &merged_bodies,
         "the merged config was not imported",
     )?;
-    let policy = probe_target_policy(env, Some(&req))?;
-    for (key, rev) in &merged.probes {
-        let url = merged_bodies
-            .get(rev)
-            .and_then(|b| b.get("url"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if let Err(e) = check_probe_target(url, &policy) {
-            return Err(
-                ApiError::new(422, e.code, format!("probes/{key}: {}", e.message))
-                    .with_field(format!("probes/{key}.url")),
-            );
-        }
-    }
+    check_probe_targets(env, &req, &merged, &merged_bodies)?;
     // Copy what is missing, then commit the merged snapshot on top of head. The
     // bundle's own commits and revisions are history: they were verified above and are
     // stored as they are (content-addressed), never served unless merged.

@@ -126,11 +126,16 @@ pub async fn set_override(mut req: Request, env: &Env, app: &str, name: &str) ->
     require_app(env, app).await?;
     let def = probe_def(env, app, name).await?;
     let input: OverrideRequest = read_json(&mut req).await?;
-    if input.reason.trim().is_empty() || input.reason.chars().count() > 500 {
-        return Err(
-            ApiError::new(400, "required", "say why (reason, up to 500 characters)")
-                .with_field("reason"),
-        );
+    if input.reason.trim().is_empty()
+        || input.reason.chars().count() > 500
+        || input.reason.chars().any(char::is_control)
+    {
+        return Err(ApiError::new(
+            400,
+            "invalid_value",
+            "say why (reason: 1 to 500 printable characters)",
+        )
+        .with_field("reason"));
     }
     let mode = mode_name(input.mode);
     let db = Db::open(env)?;

@@ -1,0 +1,71 @@
+// Apps: list and create, edit allowed origins, rotate the ingest key with an overlap,
+// and the snippet to paste into the app.
+import { api } from '../api.js';
+import { confirmAction, h, mount, table, utc } from '../dom.js';
+
+export async function appsView(el, ctx) {
+  const { apps } = await api('GET', '/v1/admin/apps');
+  const status = h('p#apps-status', { role: 'status' });
+  const id = h('input#new-app-id', { placeholder: 'shop', pattern: '[a-z0-9][a-z0-9_-]{0,62}', required: true });
+  const name = h('input#new-app-name', { placeholder: 'Shop' });
+  const origins = h('input#new-app-origins', { placeholder: 'https://shop.example, http://localhost:5173', size: 40 });
+  const create = h('form.card.row#create-app', {
+    on: {
+      submit: async (e) => {
+        e.preventDefault();
+        try {
+          const app = await api('POST', '/v1/admin/apps', {
+            id: id.value.trim(), name: name.value.trim() || undefined,
+            allowed_origins: origins.value.split(',').map((o) => o.trim()).filter(Boolean),
+          });
+          ctx.state.app = app.id;
+          sessionStorage.setItem('telltale:app', app.id);
+          await ctx.reloadApps();
+          location.hash = '#/apps';
+        } catch (err) {
+          status.className = 'error';
+          status.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`;
+        }
+      },
+    },
+  }, h('label', {}, 'Id ', id), h('label', {}, 'Name ', name), h('label', {}, 'Allowed origins ', origins), h('button', { type: 'submit' }, 'Create app'));
+
+  const card = (app) => {
+    const originsInput = h('input.origins', { value: app.allowed_origins.join(', '), size: 50, 'aria-label': `allowed origins of ${app.id}` });
+    const overlap = h('select.overlap', { 'aria-label': 'old key stays valid for' },
+      [[0, 'no overlap'], [600, '10 minutes'], [3600, '1 hour'], [86400, '24 hours'], [604800, '7 days']].map(([s, label]) => h('option', { value: s, selected: s === 3600 }, label)));
+    const msg = h('p', { role: 'status' });
+    const snippet = `npm i telltale
+
+import init, { Telltale } from 'telltale';
+await init();
+const tt = new Telltale({ endpoint: '${location.origin}', key: '${app.ingest_key}' });
+tt.track('signup', { plan: 'pro' });`;
+    return h('section.card.app-card', { dataset: { app: app.id } },
+      h('h3', {}, `${app.name} `, h('code', {}, app.id)),
+      h('p.muted.small', {}, `Created ${utc(app.created_at)}`),
+      h('div.row', {}, h('label', {}, 'Allowed origins ', originsInput),
+        h('button.secondary', { type: 'button', on: { click: async () => {
+          try {
+            await api('PATCH', `/v1/admin/apps/${encodeURIComponent(app.id)}`, { allowed_origins: originsInput.value.split(',').map((o) => o.trim()).filter(Boolean) });
+            msg.className = 'ok'; msg.textContent = 'Origins saved.';
+          } catch (err) { msg.className = 'error'; msg.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`; }
+        } } }, 'Save origins')),
+      h('div.row', {}, h('span', {}, 'Ingest key '), h('code.key', {}, app.ingest_key),
+        app.previous_keys && app.previous_keys.length ? h('span.muted.small', {}, `(previous key valid until ${utc(app.previous_keys[0].expires_at)})`) : null),
+      h('div.row', {}, h('label', {}, 'Old key stays valid for ', overlap),
+        h('button.secondary.rotate', { type: 'button', on: { click: async () => {
+          if (!confirmAction(`Rotate the ingest key of ${app.id}? Pages with the old key keep working for the overlap you chose, then get 401.`)) return;
+          try {
+            const r = await api('POST', `/v1/admin/apps/${encodeURIComponent(app.id)}/rotate-key`, { overlap_s: Number(overlap.value) });
+            msg.className = 'ok'; msg.textContent = `New key issued; the old one works until ${utc(r.previous_key_expires_at)}.`;
+            await ctx.reloadApps();
+          } catch (err) { msg.className = 'error'; msg.textContent = err.message; }
+        } } }, 'Rotate key')),
+      msg,
+      h('details', {}, h('summary', {}, 'Install snippet'), h('pre.snippet', {}, snippet)));
+  };
+  mount(el, h('h2', {}, 'Apps'), status, create,
+    apps.length ? table(['Id', 'Name', 'Origins'], apps.map((a) => [a.id, a.name, a.allowed_origins.join(', ') || '(none: server-side only)'])) : h('p.empty', {}, 'No apps yet: create one above.'),
+    apps.map(card));
+}

@@ -1,0 +1,217 @@
+// The console in headless Chromium, driven as a user would: sign in, create an app, edit
+// and release a flag, roll it back, force a probe down, explore events and download their
+// CSV, with hostile event names rendered as text and no console errors anywhere. Each
+// view is photographed at 1280x800 into docs/console/ (the README shows them).
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ROOT } from '../../scripts/toolchain.mjs';
+import { Collector, launchChromium, makeEvent, waitFor } from './harness.mjs';
+
+const SHOTS = join(ROOT, 'docs/console');
+const BOOL = [{ key: 'on', value: true }, { key: 'off', value: false }];
+const XSS = '<img src=x onerror="window.__xss=1">';
+
+let collector;
+let browser;
+let page;
+const problems = []; // console errors and page errors, from every view
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  collector = await Collector.start();
+  browser = await launchChromium();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page: ${e.message}`));
+  page.on('dialog', (d) => d.accept());
+  // The demo app gets a base config (a flag, a probe that requires a flag) to release on top of.
+  await collector.publishConfig('demo', [
+    ['probes', 'partner-api', { url: 'http://127.0.0.1:9/never-up', interval_s: 60, min_samples: 2 }],
+    ['flags', 'partner-deals', { variants: BOOL, default_variant: 'on', off_variant: 'off', requires_probe: 'partner-api' }],
+  ], 'base config');
+});
+after(async () => {
+  await browser?.close();
+  await collector?.stop();
+});
+
+async function shot(name) {
+  await page.waitForTimeout(150); // let charts paint
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+async function view(hash) {
+  await page.evaluate((h) => { location.hash = h; }, hash);
+  await page.waitForSelector('#view > h2');
+}
+
+async function decision(flag) {
+  const res = await collector.request('POST', '/v1/flags/evaluate', { body: { context: { user_id: 'u-7' } }, headers: { Authorization: `Bearer ${collector.ingestKey}` } });
+  return res.json.flags[flag];
+}
+
+describe('the console', () => {
+  test('sign-in: a wrong key says so; the right one opens the overview', async () => {
+    await page.goto(`${collector.url}/console/`);
+    await page.fill('#admin-key', 'tt_admin_wrong');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('#signin-message.error');
+    assert.match(await page.textContent('#signin-message'), /wrong/);
+    await shot('sign-in');
+    await page.fill('#admin-key', collector.adminKey);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('#view > h2');
+    assert.equal(await page.textContent('#view > h2'), 'Overview');
+    const csp = (await collector.request('GET', '/console/')).headers.get('content-security-policy');
+    assert.match(csp || '', /script-src 'self'/, 'the console is served with a CSP');
+    assert.equal(await page.evaluate(() => location.href.includes(sessionStorage.getItem('telltale:admin_key'))), false, 'the key is not in the URL');
+  });
+
+  test('the old dashboard link lands in the console, signed in by the fragment', async () => {
+    const fresh = await browser.newPage();
+    await fresh.goto(`${collector.url}/dashboard.html#key=${collector.adminKey}`);
+    await fresh.waitForSelector('#view > h2');
+    assert.match(fresh.url(), /\/console\/#\/overview$/);
+    await fresh.close();
+  });
+
+  test('apps: create one, and see its snippet', async () => {
+    await view('#/apps');
+    await page.fill('#new-app-id', 'console-shop');
+    await page.fill('#new-app-origins', 'https://shop.example');
+    await page.click('#create-app button[type=submit]');
+    await page.waitForSelector('.app-card[data-app="console-shop"]');
+    assert.match(await page.textContent('.app-card[data-app="console-shop"] pre.snippet'), /new Telltale\(\{ endpoint: .*key: 'tt_ik_/);
+    await shot('apps');
+    // Back to the demo app for the flag work (its page is the demo product).
+    await page.selectOption('#app-picker', 'demo');
+  });
+
+  test('flags: a 30% rollout from the editor; a bad rule shows its field error', async () => {
+    await view('#/flags/edit/');
+    await page.fill('#flag-key', 'console-canary');
+    await page.click('#add-rule');
+    await page.check('input[name="mode-0"][value="rollout"]');
+    await page.$eval('input.rollout', (el) => { el.value = '30'; el.dispatchEvent(new Event('input', { bubbles: true })); });
+    await page.click('.add-condition');
+    await page.selectOption('select.cond-op', 'gt');
+    await page.fill('input.cond-value', '"old"');
+    await page.click('#save-flag');
+    await page.waitForSelector('#editor-status.error');
+    const fieldError = await page.textContent('[data-path="rules[0].conditions[0].value"] .field-error');
+    assert.match(fieldError, /numbers/, 'the 422 shows next to the value');
+    await shot('flag-editor-error');
+    await page.fill('input.cond-attribute', 'age');
+    await page.fill('input.cond-value', '17');
+    await page.click('#save-flag');
+    await page.waitForSelector('#editor-status.ok');
+    const staged = await collector.config('demo', 'GET', '/stage');
+    const body = staged.json.changes.find((c) => c.key === 'console-canary').body;
+    assert.equal(body.rules[0].serve.rollout_percent, 30);
+    await shot('flag-editor');
+    await view('#/flags');
+    await page.waitForSelector('text=console-canary');
+    await shot('flags');
+  });
+
+  test('release: the diff, a commit with a message, publish; the demo page sees the flag', async () => {
+    await view('#/release');
+    assert.match(await page.textContent('#release-diff'), /flags\/console-canary/);
+    await shot('release');
+    await page.fill('#commit-message', 'canary from the console');
+    await page.click('#commit');
+    await page.waitForSelector('#release-status.ok');
+    await page.click('#publish');
+    await page.waitForFunction(() => /Published/.test(document.getElementById('release-status').textContent));
+    assert.ok(await decision('console-canary'), 'the collector serves it');
+    const demo = await browser.newPage();
+    await demo.goto(`${collector.url}/`);
+    await demo.waitForFunction(() => window.telltale);
+    const seen = await demo.evaluate(async () => { await window.telltale.refreshFlags(); return window.telltale.details('console-canary'); });
+    assert.notEqual(seen.reason, 'ERROR', JSON.stringify(seen));
+    await demo.close();
+  });
+
+  test('history: roll back, and the flag is gone again', async () => {
+    await view('#/history');
+    await shot('history');
+    const base = (await collector.config('demo', 'GET', '/commits')).json.commits.find((c) => c.message === 'base config');
+    await page.click(`button.rollback[data-commit="${base.id}"]`);
+    await page.waitForSelector('#history-status.ok');
+    assert.equal(await decision('console-canary'), undefined, 'rolled back: not served');
+  });
+
+  test('probes: forcing one down turns the dependent flag off at once', async () => {
+    assert.equal((await decision('partner-deals')).value, true);
+    await view('#/probes/partner-api');
+    await page.selectOption('#override-mode', 'force_down');
+    await page.fill('#override-reason', 'maintenance window');
+    await page.click('#override-apply');
+    await page.waitForSelector('#override-status.ok');
+    assert.deepEqual([(await decision('partner-deals')).value, (await decision('partner-deals')).reason], [false, 'DISABLED']);
+    await shot('probe');
+    await view('#/probes');
+    await shot('probes');
+  });
+
+  test('events: counts equal /v1/stats, the CSV equals the API\'s, hostile names are text', async () => {
+    const app = await collector.newApp('console-events');
+    const events = [
+      ...Array.from({ length: 7 }, (_, i) => makeEvent({ name: 'search', anonymous_id: `a${i % 3}`, props: { q: i % 2 ? 'rust' : 'wasm' } })),
+      ...Array.from({ length: 3 }, () => makeEvent({ name: 'enroll' })),
+      makeEvent({ name: XSS, props: { [XSS]: XSS } }),
+    ];
+    assert.equal((await collector.ingest({ events }, { key: app.ingest_key })).status, 202);
+    await collector.waitForCount(app.id, 'search', 7);
+    await collector.waitForCount(app.id, XSS, 1);
+    await page.evaluate(() => location.reload());
+    await page.waitForSelector('#app-picker');
+    await page.selectOption('#app-picker', app.id);
+    await view('#/overview');
+    await page.waitForSelector('#total-events');
+    assert.equal(await page.textContent('#total-events'), '11');
+    await shot('overview');
+    await view('#/events');
+    await page.selectOption('#event', 'search');
+    await page.waitForFunction(() => /^7 search/.test(document.getElementById('event-total')?.textContent || ''));
+    const api = await collector.count(app.id, 'search');
+    assert.equal(api, 7);
+    await page.selectOption('#by', 'q');
+    await page.waitForSelector('#breakdown-chart');
+    await page.selectOption('#compare', 'enroll');
+    await page.waitForFunction(() => /3 enroll/.test(document.getElementById('event-total')?.textContent || ''));
+    await page.check('#tail-toggle');
+    await page.waitForSelector('#view table td');
+    await shot('events');
+    // The CSV button downloads exactly what the API answers for the query it shows.
+    const request = page.waitForRequest((r) => r.url().includes('/v1/stats') && r.url().includes('format=csv'));
+    const download = page.waitForEvent('download');
+    await page.click('#csv');
+    const url = (await request).url();
+    const file = readFileSync(await (await download).path(), 'utf8');
+    const fromApi = await collector.request('GET', url.slice(collector.url.length), { headers: { Authorization: `Bearer ${collector.adminKey}` } });
+    assert.equal(file, fromApi.text);
+    assert.match(file, /^value,count\n/);
+    // Hostile names render as text and run nothing.
+    await page.selectOption('#event', XSS);
+    await page.waitForFunction((x) => document.getElementById('event-total')?.textContent.includes(x), XSS);
+    assert.equal(await page.evaluate(() => window.__xss), undefined);
+    assert.equal(await page.$$eval('img', (imgs) => imgs.length), 0);
+  });
+
+  test('try a context: staged and published decisions side by side', async () => {
+    await page.selectOption('#app-picker', 'demo');
+    await view('#/try');
+    await page.waitForSelector('#try-result table');
+    assert.match(await page.textContent('#try-result'), /partner-deals/);
+    await shot('try');
+  });
+
+  test('no console errors on any view', async () => {
+    for (const hash of ['#/overview', '#/events', '#/flags', '#/release', '#/history', '#/try', '#/probes', '#/apps']) await view(hash);
+    assert.deepEqual(problems, []);
+  });
+});
