@@ -1,5 +1,5 @@
 // `npm start`: install what is missing, build, apply local D1 migrations, and run the
-// collector with the demo page and dashboard on http://127.0.0.1:8787.
+// collector with the demo page and the console on http://127.0.0.1:8787.
 import { spawn } from 'node:child_process';
 import { seedDemoConfig } from './demo-config.mjs';
 import { ensureAll, log, PATHS, readDevVars, toolEnv, wrangler, ROOT } from './toolchain.mjs';
@@ -37,7 +37,7 @@ console.log(`
   Telltale is running (local D1, KV and Queue under .wrangler/state)
 
   Demo product   ${base}/
-  Dashboard      ${base}/dashboard.html#key=${vars.ADMIN_KEY}
+  Console        ${base}/console/#key=${vars.ADMIN_KEY}
   Collector      ${base}/v1/events   (POST, Authorization: Bearer <ingest key>)
   Stats API      ${base}/v1/stats?app=demo&event=search
 

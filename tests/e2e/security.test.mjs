@@ -111,7 +111,7 @@ describe('probes cannot carry secrets out or reach inside', () => {
     const b = await listen((req, res) => { landing.push(req.headers); res.end('{"status":"green"}'); });
     const a = await listen((req, res) => { started.push(req.headers); res.writeHead(302, { location: `http://127.0.0.1:${b.address().port}/landing` }).end(); });
     const app = await dev.newApp('redirect');
-    await dev.publishConfig(app.id, [['probes', 'hop', { url: `http://127.0.0.1:${a.address().port}/start`, secret_headers: { 'X-Partner-Token': 'PROBE_SECRET_PARTNER' } }]]);
+    await dev.publishConfig(app.id, [['probes', 'hop', { url: `http://127.0.0.1:${a.address().port}/start`, interval_s: 60, secret_headers: { 'X-Partner-Token': 'PROBE_SECRET_PARTNER' } }]]);
     await waitFor(async () => {
       await dev.scheduled();
       return (await dev.admin('GET', `/v1/apps/${app.id}/probes`)).json.probes[0].last_result;
@@ -134,7 +134,7 @@ describe('probes cannot carry secrets out or reach inside', () => {
   test('a failed check never stores the response body', async () => {
     const internal = await listen((req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"red","secret":"s3cr3t-token"}'));
     const app = await dev.newApp('echo');
-    await dev.publishConfig(app.id, [['probes', 'internal', { url: `http://127.0.0.1:${internal.address().port}/internal`, body_json: { pointer: '/status', equals: 'green' } }]]);
+    await dev.publishConfig(app.id, [['probes', 'internal', { url: `http://127.0.0.1:${internal.address().port}/internal`, interval_s: 60, body_json: { pointer: '/status', equals: 'green' } }]]);
     await waitFor(async () => {
       await dev.scheduled();
       return (await dev.admin('GET', `/v1/apps/${app.id}/probes`)).json.probes[0].last_result;
@@ -273,7 +273,7 @@ describe('bad input never costs a 5xx', () => {
 describe('every admin endpoint refuses unknown and repeated parameters', () => {
   test('a typo never widens a query', async () => {
     const app = await dev.newApp('params');
-    await dev.publishConfig(app.id, [['probes', 'p', { url: 'http://127.0.0.1:9/h' }], ['flags', 'f', { variants: BOOL, default_variant: 'on' }]]);
+    await dev.publishConfig(app.id, [['probes', 'p', { url: 'http://127.0.0.1:9/h', interval_s: 60 }], ['flags', 'f', { variants: BOOL, default_variant: 'on' }]]);
     const paths = [
       `/v1/apps/${app.id}/config/audit`, `/v1/apps/${app.id}/config/commits`, '/v1/admin/apps', `/v1/apps/${app.id}/probes`,
       '/v1/admin/pipeline', `/v1/apps/${app.id}/config/stage`, `/v1/catalog?app=${app.id}`, `/v1/apps/${app.id}/config/diff`,

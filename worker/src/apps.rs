@@ -27,11 +27,32 @@ pub struct App {
     /// Set when the app was deleted: its keys are revoked, its data kept, its id retired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
+    /// Keys replaced by a rotation that stay valid until their time (the overlap).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_keys: Vec<PreviousKey>,
+}
+
+/// A rotated-out ingest key and until when it still works.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreviousKey {
+    pub key: String,
+    pub expires_at: String,
+    pub expires_at_ms: i64,
 }
 
 impl App {
     pub fn is_live(&self) -> bool {
         self.deleted_at.is_none()
+    }
+
+    /// Whether `key` opens this app at `now`: its key, or a rotated-out one in its overlap.
+    fn accepts(&self, key: &str, now: i64) -> bool {
+        self.is_live()
+            && (self.ingest_key == key
+                || self
+                    .previous_keys
+                    .iter()
+                    .any(|p| p.key == key && p.expires_at_ms > now))
     }
 }
 
@@ -118,7 +139,7 @@ pub async fn app_by_ingest_key(env: &Env, key: &str) -> Result<Option<App>, ApiE
         .get(&format!("app:{app_id}"))
         .json::<App>()
         .await?
-        .filter(|app| app.is_live() && app.ingest_key == key);
+        .filter(|app| app.accepts(key, now));
     if let Some(app) = &app {
         KEY_CACHE.with(|c| c.borrow_mut().insert(key.to_string(), (app.clone(), now)));
     }
@@ -171,9 +192,56 @@ pub async fn ensure_demo_app(env: &Env) -> Result<(), ApiError> {
             allowed_origins,
             created_at: format_rfc3339(now_ms()),
             deleted_at: None,
+            previous_keys: Vec::new(),
         },
     )
     .await
+}
+
+/// Most allowed origins one app lists.
+const MAX_ORIGINS: usize = 50;
+/// The longest overlap a rotated-out key may keep: a week.
+const MAX_KEY_OVERLAP_S: i64 = 7 * 24 * 3600;
+
+fn check_origins(origins: &[String]) -> Result<(), ApiError> {
+    if origins.len() > MAX_ORIGINS {
+        return Err(ApiError::new(
+            400,
+            "invalid_value",
+            format!("at most {MAX_ORIGINS} allowed origins"),
+        )
+        .with_field("allowed_origins"));
+    }
+    match origins
+        .iter()
+        .enumerate()
+        .find(|(_, o)| !validate_origin(o))
+    {
+        Some((i, bad)) => Err(ApiError::new(
+            400,
+            "invalid_value",
+            format!("`{bad}` is not an origin: use `*` or scheme://host[:port] with no path"),
+        )
+        .with_field(format!("allowed_origins[{i}]"))),
+        None => Ok(()),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            400,
+            "invalid_value",
+            "name must be 1 to 128 printable characters",
+        )
+        .with_field("name"));
+    }
+    Ok(())
+}
+
+/// Forgets this isolate's cached key lookups of an app (after a change to it).
+fn forget_cached(id: &str) {
+    KEY_CACHE.with(|c| c.borrow_mut().retain(|_, (cached, _)| cached.id != id));
 }
 
 fn new_ingest_key() -> Result<String, ApiError> {
@@ -199,19 +267,7 @@ pub async fn create(mut req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
     let input: CreateApp = read_json(&mut req).await?;
     validate_app_id(&input.id).map_err(|e| ApiError::from_field(400, e))?;
-    if let Some((i, bad)) = input
-        .allowed_origins
-        .iter()
-        .enumerate()
-        .find(|(_, o)| !validate_origin(o))
-    {
-        return Err(ApiError::new(
-            400,
-            "invalid_value",
-            format!("`{bad}` is not an origin: use `*` or scheme://host[:port] with no path"),
-        )
-        .with_field(format!("allowed_origins[{i}]")));
-    }
+    check_origins(&input.allowed_origins)?;
     match app_by_id(env, &input.id).await? {
         Some(existing) if existing.is_live() => {
             return Err(ApiError::new(
@@ -250,6 +306,7 @@ pub async fn create(mut req: Request, env: &Env) -> ApiResult {
         allowed_origins: input.allowed_origins,
         created_at: format_rfc3339(now_ms()),
         deleted_at: None,
+        previous_keys: Vec::new(),
     };
     put_app(env, &app).await?;
     json(201, &app)
@@ -327,10 +384,14 @@ pub async fn delete(req: Request, env: &Env, id: &str) -> ApiResult {
         count("SELECT COUNT(*) AS n FROM refs WHERE app = ?1 AND name = 'published'").await? > 0;
     // The key first: from here on nothing new gets in.
     let store = kv(env)?;
-    store
-        .delete(&format!("ingest-key:{}", app.ingest_key))
-        .await?;
-    KEY_CACHE.with(|c| c.borrow_mut().retain(|_, (cached, _)| cached.id != id));
+    let keys: Vec<String> = std::iter::once(app.ingest_key.clone())
+        .chain(app.previous_keys.iter().map(|p| p.key.clone()))
+        .collect();
+    for key in &keys {
+        store.delete(&format!("ingest-key:{key}")).await?;
+    }
+    app.previous_keys.clear();
+    forget_cached(id);
     db.batch(
         "deleting an app",
         vec![
@@ -361,10 +422,120 @@ pub async fn delete(req: Request, env: &Env, id: &str) -> ApiResult {
         200,
         &serde_json::json!({
             "deleted": id,
-            "revoked_ingest_keys": 1,
+            "revoked_ingest_keys": keys.len(),
             "removed": {"published_config": was_published, "client_drop_reports": drops},
             "kept": {"events": events, "config_commits": commits,
                      "note": "raw events, aggregates, config history and audit lines are append-only and stay queryable by id"},
         }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateApp {
+    name: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+}
+
+/// `PATCH /v1/admin/apps/{id} {name?, allowed_origins?}`: rename an app or change where
+/// browsers may send from. Takes effect at once in this isolate, within 60 s in others.
+pub async fn update(mut req: Request, env: &Env, id: &str) -> ApiResult {
+    require_admin(&req, env)?;
+    Query::parse(&req, &[])?;
+    let who = crate::auth::actor(&req)?;
+    let mut app = require_app(env, id).await?;
+    let input: UpdateApp = read_json(&mut req).await?;
+    let before = serde_json::json!({"name": app.name, "allowed_origins": app.allowed_origins});
+    if let Some(name) = input.name {
+        check_name(&name)?;
+        app.name = name;
+    }
+    if let Some(origins) = input.allowed_origins {
+        check_origins(&origins)?;
+        app.allowed_origins = origins;
+    }
+    let db = Db::open(env)?;
+    db.batch(
+        "recording an app change",
+        vec![crate::audit::audit(
+            &db,
+            id,
+            &who,
+            "app.update",
+            &format!("apps/{id}"),
+            &before,
+            &serde_json::json!({"name": app.name, "allowed_origins": app.allowed_origins}),
+        )?],
+    )
+    .await?;
+    put_app(env, &app).await?;
+    forget_cached(id);
+    json(200, &app)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateKey {
+    /// How long the old key keeps working, in seconds (0 to a week).
+    overlap_s: i64,
+}
+
+/// `POST /v1/admin/apps/{id}/rotate-key {overlap_s}`: a new ingest key at once; the old
+/// one keeps working for the overlap (so pages already loaded, and cached SDK builds,
+/// can move over), then is refused.
+pub async fn rotate_key(mut req: Request, env: &Env, id: &str) -> ApiResult {
+    require_admin(&req, env)?;
+    Query::parse(&req, &[])?;
+    let who = crate::auth::actor(&req)?;
+    let mut app = require_app(env, id).await?;
+    let input: RotateKey = read_json(&mut req).await?;
+    if !(0..=MAX_KEY_OVERLAP_S).contains(&input.overlap_s) {
+        return Err(ApiError::new(
+            400,
+            "invalid_value",
+            format!("overlap_s must be 0 to {MAX_KEY_OVERLAP_S} seconds"),
+        )
+        .with_field("overlap_s"));
+    }
+    let now = now_ms();
+    let old = std::mem::replace(&mut app.ingest_key, new_ingest_key()?);
+    let expires_at_ms = now + input.overlap_s * 1000;
+    app.previous_keys.retain(|p| p.expires_at_ms > now);
+    let store = kv(env)?;
+    if input.overlap_s > 0 {
+        app.previous_keys.push(PreviousKey {
+            key: old.clone(),
+            expires_at: format_rfc3339(expires_at_ms),
+            expires_at_ms,
+        });
+        // KV forgets the old mapping by itself after the overlap (its minimum TTL is 60 s;
+        // the app record's expiry is what counts).
+        store
+            .put(&format!("ingest-key:{old}"), id)?
+            .expiration_ttl(input.overlap_s.max(60) as u64)
+            .execute()
+            .await?;
+    } else {
+        store.delete(&format!("ingest-key:{old}")).await?;
+    }
+    let db = Db::open(env)?;
+    db.batch(
+        "recording a key rotation",
+        vec![crate::audit::audit(
+            &db,
+            id,
+            &who,
+            "app.rotate_key",
+            &format!("apps/{id}"),
+            &serde_json::json!({"key_suffix": &old[old.len().saturating_sub(4)..]}),
+            &serde_json::json!({"overlap_s": input.overlap_s, "previous_key_expires_at": format_rfc3339(expires_at_ms)}),
+        )?],
+    )
+    .await?;
+    put_app(env, &app).await?;
+    forget_cached(id);
+    json(
+        200,
+        &serde_json::json!({"app": app, "previous_key_expires_at": format_rfc3339(expires_at_ms)}),
     )
 }

@@ -8,6 +8,7 @@ use crate::http::{internal, now_ms, ApiError, ApiResult};
 use crate::pipeline::{enqueue, EventBatchMessage, MAX_MESSAGE_BYTES};
 use crate::store::kv;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use telltale_core::ids::uuid_v7;
 use telltale_core::ingest::{batch_fingerprint, chunk_by_size, parse_batch, Limits, Rejection};
 use worker::{Env, Request, Response};
@@ -123,13 +124,17 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
         Some(id) => id.clone(),
         None => new_batch_id(now)?,
     };
+    let mut rejected_by_code: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &batch.rejected {
+        *rejected_by_code.entry(r.code.clone()).or_default() += 1;
+    }
     let mut answer = IngestAnswer {
         accepted: batch.accepted.len(),
         duplicates: batch.in_batch_duplicates,
         rejected: batch.rejected,
         batch_id: batch_id.clone(),
     };
-    if batch.accepted.is_empty() && batch.dropped == 0 {
+    if batch.accepted.is_empty() && batch.dropped == 0 && rejected_by_code.is_empty() {
         return Ok(Response::from_json(&answer)?.with_status(202));
     }
 
@@ -158,17 +163,23 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
             app: app.id.clone(),
             received_at: now,
             dropped: if part == 0 { batch.dropped } else { 0 },
+            rejected: if part == 0 {
+                rejected_by_code.clone()
+            } else {
+                BTreeMap::new()
+            },
             events,
         })
         .collect();
     let messages = if messages.is_empty() {
-        // Only a drop report: carry it on its own.
+        // Only a drop report or rejections: carry them on their own.
         vec![EventBatchMessage {
             batch_id: batch_id.clone(),
             part: 0,
             app: app.id.clone(),
             received_at: now,
             dropped: batch.dropped,
+            rejected: rejected_by_code,
             events: Vec::new(),
         }]
     } else {

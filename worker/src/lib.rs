@@ -140,7 +140,30 @@ async fn handle(endpoint: Endpoint, params: &[String], req: Request, env: &Env) 
         Endpoint::Pipeline => admin::pipeline(req, env).await,
         Endpoint::PipelineDrain => admin::drain(req, env).await,
         Endpoint::ClientDropsReset => admin::reset_client_drops(req, env).await,
+        Endpoint::Meta => meta(&req, env),
+        Endpoint::Overview => stats::overview(req, env).await,
+        Endpoint::RecentEvents => stats::recent(req, env).await,
+        Endpoint::ConfigEntries => config::inspect::entries(req, env, param(0)).await,
+        Endpoint::ConfigEvaluate => config::inspect::evaluate(req, env, param(0)).await,
+        Endpoint::AppUpdate => apps::update(req, env, param(0)).await,
+        Endpoint::AppRotateKey => apps::rotate_key(req, env, param(0)).await,
     }
+}
+
+/// `GET /v1/meta` (admin): the vocabulary editors need, from the engine itself.
+fn meta(req: &Request, env: &Env) -> ApiResult {
+    auth::require_admin(req, env)?;
+    http::Query::parse(req, &[])?;
+    json(
+        200,
+        &serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "operators": telltale_core::flags::engine::operator_names().collect::<Vec<_>>(),
+            "kinds": telltale_core::config::KINDS,
+            "probe_intervals_s": telltale_core::probes::INTERVALS_S,
+            "probe_secret_prefix": telltale_core::probes::PROBE_SECRET_PREFIX,
+        }),
+    )
 }
 
 #[event(queue)]

@@ -17,7 +17,9 @@ use crate::dev::{fault_active, Fault};
 use crate::http::{internal, ApiError};
 use crate::store::{kv, list_keys, Db, Stmt};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use telltale_core::ingest::Event;
+use telltale_core::time::MS_PER_DAY;
 use worker::{Env, MessageBatch, MessageExt};
 
 /// Queue messages stay well under the 128 KB message limit.
@@ -36,6 +38,9 @@ pub struct EventBatchMessage {
     pub received_at: i64,
     /// Events the client reported dropping, carried by part 0 only.
     pub dropped: u64,
+    /// Events refused at ingest, by error code, carried by part 0 only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rejected: BTreeMap<String, u64>,
     pub events: Vec<Event>,
 }
 
@@ -108,6 +113,14 @@ fn statements(db: &Db, message: &EventBatchMessage) -> Result<Vec<Stmt>, ApiErro
                 e.url.as_deref(),
                 &message.batch_id,
             ],
+        )?);
+    }
+    if !message.rejected.is_empty() {
+        let codes = serde_json::to_string(&message.rejected).map_err(internal)?;
+        let day = message.received_at - message.received_at.rem_euclid(MS_PER_DAY);
+        stmts.push(db.stmt(
+            "INSERT INTO ingest_rejection_batches (app, batch_id, day, codes) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            args![&message.app, &message.batch_id, day, &codes],
         )?);
     }
     if message.dropped > 0 {

@@ -251,3 +251,200 @@ pub async fn catalog(req: Request, env: &Env) -> ApiResult {
     }
     json(200, &Catalog { app, events })
 }
+
+/// The parameters of `GET /v1/overview`.
+const OVERVIEW_PARAMS: [&str; 4] = ["app", "from", "to", "interval"];
+/// How many events the overview lists.
+const OVERVIEW_TOP_EVENTS: i64 = 10;
+
+/// `GET /v1/overview?app&from&to&interval` (admin): every event of the app together per
+/// bucket, distinct users across events (exact: from the per-bucket user sets), the top
+/// events with their series, and the events refused at ingest by code.
+pub async fn overview(req: Request, env: &Env) -> ApiResult {
+    require_admin(&req, env)?;
+    let query = Query::parse(&req, &OVERVIEW_PARAMS)?;
+    let app = query
+        .get("app")
+        .ok_or_else(|| ApiError::new(400, "required", "`app` is required").with_field("app"))?
+        .to_string();
+    // The stats query's rules for the range (bounds, bucket count), with a stand-in event.
+    let mut pairs: Vec<(String, String)> = query.pairs().to_vec();
+    pairs.push(("event".into(), "*".into()));
+    let q = parse_stats_query(&pairs, None, now_ms()).map_err(|e| ApiError::from_field(400, e))?;
+    if app_by_id(env, &app).await?.is_none() {
+        return Err(ApiError::not_found(
+            "unknown_app",
+            "app",
+            format!("no app `{app}`"),
+        ));
+    }
+    let db = Db::open(env)?;
+    let (from, end, granularity) = (q.from_ms, q.covered_end_ms(), q.interval.as_str());
+    #[derive(Deserialize)]
+    struct Bucket {
+        bucket: i64,
+        count: u64,
+    }
+    #[derive(Deserialize)]
+    struct Users {
+        bucket: i64,
+        users: u64,
+    }
+    #[derive(Deserialize)]
+    struct Total {
+        users: u64,
+    }
+    #[derive(Deserialize)]
+    struct EventTotal {
+        event: String,
+        count: u64,
+        users: u64,
+    }
+    #[derive(Deserialize)]
+    struct EventBucket {
+        event: String,
+        bucket: i64,
+        count: u64,
+    }
+    #[derive(Deserialize)]
+    struct Rejected {
+        code: String,
+        count: u64,
+    }
+    let counts: Vec<Bucket> = db
+        .all(
+            "reading the overview",
+            "SELECT bucket, SUM(count) AS count FROM agg_counts WHERE app = ?1 AND granularity = ?2 AND bucket >= ?3 AND bucket < ?4 GROUP BY bucket",
+            args![&app, granularity, from, end],
+        )
+        .await?;
+    let users: Vec<Users> = db
+        .all(
+            "reading the overview",
+            "SELECT bucket, COUNT(DISTINCT user_key) AS users FROM agg_users WHERE app = ?1 AND granularity = ?2 AND bucket >= ?3 AND bucket < ?4 GROUP BY bucket",
+            args![&app, granularity, from, end],
+        )
+        .await?;
+    let total_users = db
+        .first::<Total>(
+            "reading the overview",
+            "SELECT COUNT(DISTINCT user_key) AS users FROM agg_users WHERE app = ?1 AND granularity = ?2 AND bucket >= ?3 AND bucket < ?4",
+            args![&app, granularity, from, end],
+        )
+        .await?
+        .map_or(0, |t| t.users);
+    let top: Vec<EventTotal> = db
+        .all(
+            "reading the overview",
+            "SELECT c.event AS event, SUM(c.count) AS count, \
+               (SELECT COUNT(DISTINCT u.user_key) FROM agg_users u WHERE u.app = ?1 AND u.event = c.event AND u.granularity = ?2 AND u.bucket >= ?3 AND u.bucket < ?4) AS users \
+             FROM agg_counts c WHERE c.app = ?1 AND c.granularity = ?2 AND c.bucket >= ?3 AND c.bucket < ?4 \
+             GROUP BY c.event ORDER BY count DESC, event ASC LIMIT ?5",
+            args![&app, granularity, from, end, OVERVIEW_TOP_EVENTS],
+        )
+        .await?;
+    let names = serde_json::to_string(&top.iter().map(|e| e.event.as_str()).collect::<Vec<_>>())
+        .map_err(crate::http::internal)?;
+    let per_event: Vec<EventBucket> = db
+        .all(
+            "reading the overview",
+            "SELECT event, bucket, count FROM agg_counts WHERE app = ?1 AND granularity = ?2 AND bucket >= ?3 AND bucket < ?4 \
+             AND event IN (SELECT value FROM json_each(?5))",
+            args![&app, granularity, from, end, &names],
+        )
+        .await?;
+    let day = telltale_core::time::MS_PER_DAY;
+    let rejected: Vec<Rejected> = db
+        .all(
+            "reading the overview",
+            "SELECT code, SUM(count) AS count FROM ingest_rejections WHERE app = ?1 AND day >= ?2 AND day < ?3 GROUP BY code ORDER BY count DESC, code",
+            args![&app, from - from.rem_euclid(day), end],
+        )
+        .await?;
+    let rows: Vec<(i64, u64, u64)> = q
+        .buckets()
+        .map(|t| {
+            let count = counts.iter().find(|b| b.bucket == t).map_or(0, |b| b.count);
+            let users = users.iter().find(|b| b.bucket == t).map_or(0, |b| b.users);
+            (t, count, users)
+        })
+        .collect();
+    let series = fill_series(&q, &rows);
+    let events: Vec<serde_json::Value> = top
+        .iter()
+        .map(|e| {
+            let values: Vec<u64> = q
+                .buckets()
+                .map(|t| {
+                    per_event
+                        .iter()
+                        .find(|b| b.event == e.event && b.bucket == t)
+                        .map_or(0, |b| b.count)
+                })
+                .collect();
+            serde_json::json!({"name": e.event, "count": e.count, "users": e.users, "series": values})
+        })
+        .collect();
+    json(
+        200,
+        &serde_json::json!({
+            "app": app, "interval": granularity, "from": format_rfc3339(q.from_ms), "to": format_rfc3339(q.to_ms),
+            "series": series, "users": total_users, "events": events,
+            "rejected": rejected.iter().map(|r| serde_json::json!({"code": r.code, "count": r.count})).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// Most raw events `GET /v1/events/recent` returns.
+pub const MAX_RECENT_EVENTS: u32 = 100;
+
+/// `GET /v1/events/recent?app&limit` (admin): the app's latest raw events, newest first
+/// (by arrival), at most [`MAX_RECENT_EVENTS`].
+pub async fn recent(req: Request, env: &Env) -> ApiResult {
+    require_admin(&req, env)?;
+    let query = Query::parse(&req, &["app", "limit"])?;
+    let app = query
+        .get("app")
+        .ok_or_else(|| ApiError::new(400, "required", "`app` is required").with_field("app"))?
+        .to_string();
+    let limit = query.int_in("limit", 1..=MAX_RECENT_EVENTS, 20)?;
+    if app_by_id(env, &app).await?.is_none() {
+        return Err(ApiError::not_found(
+            "unknown_app",
+            "app",
+            format!("no app `{app}`"),
+        ));
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        #[serde(rename = "type")]
+        kind: String,
+        name: String,
+        ts: i64,
+        received_at: i64,
+        anonymous_id: String,
+        user_id: Option<String>,
+        props: String,
+        url: Option<String>,
+    }
+    let rows: Vec<Row> = Db::open(env)?
+        .all(
+            "reading recent events",
+            "SELECT id, type, name, ts, received_at, anonymous_id, user_id, props, url FROM events \
+             WHERE app = ?1 ORDER BY rowid DESC LIMIT ?2",
+            args![&app, limit],
+        )
+        .await?;
+    let events: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            let props: serde_json::Value =
+                serde_json::from_str(&r.props).unwrap_or(serde_json::Value::Null);
+            serde_json::json!({"id": r.id, "type": r.kind, "name": r.name, "ts": format_rfc3339(r.ts),
+                "received_at": format_rfc3339(r.received_at), "anonymous_id": r.anonymous_id, "user_id": r.user_id,
+                "props": props, "url": r.url})
+        })
+        .collect();
+    json(200, &serde_json::json!({"app": app, "events": events}))
+}

@@ -13,7 +13,7 @@ use crate::http::{internal, json, now_ms, read_json, ApiError, ApiResult, Query}
 use crate::store::Db;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use telltale_core::config::{commit_id, diff_snapshots, CommitContent};
+use telltale_core::config::{commit_id, diff_snapshots, CommitContent, Snapshot};
 use telltale_core::time::format_rfc3339;
 use worker::{Env, Request};
 
@@ -201,7 +201,8 @@ pub async fn get_commit(req: Request, env: &Env, app: &str, id: &str) -> ApiResu
     json(200, &resolve_commit(&db, app, id, "id").await?)
 }
 
-/// `GET /v1/apps/{app}/config/diff?from=&to=` (commits, `head`, `published` or `stage`).
+/// `GET /v1/apps/{app}/config/diff?from=&to=` (commits, `head`, `published`, `stage`, or
+/// `empty` for nothing).
 pub async fn diff(req: Request, env: &Env, app: &str) -> ApiResult {
     admin_reading_app(&req, env, app).await?;
     let query = Query::parse(&req, &["from", "to"])?;
@@ -214,6 +215,9 @@ pub async fn diff(req: Request, env: &Env, app: &str) -> ApiResult {
         async move {
             if name == "stage" {
                 Ok::<_, ApiError>(("stage".to_string(), effective(db, app).await?.1))
+            } else if name == "empty" {
+                // Nothing: what a first publication is compared with.
+                Ok(("empty".to_string(), Snapshot::default()))
             } else {
                 let c = resolve_commit(db, app, &name, field).await?;
                 Ok((c.id, c.snapshot))

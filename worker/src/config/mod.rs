@@ -9,6 +9,7 @@
 //! shared, content-addressed revisions. The published state is `crate::published`'s.
 
 pub mod history;
+pub mod inspect;
 pub mod release;
 pub mod staging;
 pub mod transfer;
