@@ -11,6 +11,7 @@
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { measureSdk } from './sdk-size.mjs';
 import { ensureAll, PATHS, ROOT } from './toolchain.mjs';
 
@@ -186,8 +187,37 @@ async function trackCost(collector) {
   }
 }
 
+/** The console: its gzipped JS and CSS, and the time from navigation to the overview's
+ * first drawn chart on a warm local collector (median of 5 loads). */
+async function consoleFigures(collector) {
+  const dir = join(ROOT, 'www/console');
+  const gz = (file) => gzipSync(readFileSync(join(dir, file)), { level: 9 }).length;
+  const size = { js_gzip_bytes: gz('console.js'), css_gzip_bytes: gz('console.css') };
+  size.total_gzip_bytes = size.js_gzip_bytes + size.css_gzip_bytes;
+  const events = Array.from({ length: 200 }, (_, i) => ({ id: uuidv7(), type: 'track', name: i % 3 ? 'search' : 'enroll', ts: Date.now() - i * 60_000, anonymous_id: `a${i % 17}`, props: { q: `q${i % 5}` } }));
+  await collector.ingest({ events });
+  await collector.waitForCount('demo', 'search', events.filter((e) => e.name === 'search').length, { timeoutMs: 60_000 });
+  const browser = await launchChromium();
+  const times = [];
+  try {
+    for (let i = 0; i < 6; i++) {
+      const page = await browser.newPage();
+      await page.goto(`${collector.url}/console/#key=${collector.adminKey}`);
+      await page.waitForSelector('#overview-chart canvas');
+      const ms = await page.evaluate(() => performance.now());
+      if (i > 0) times.push(ms); // the first load warms the isolate and the caches
+      await page.close();
+    }
+  } finally {
+    await browser.close();
+  }
+  times.sort((a, b) => a - b);
+  return { ...size, first_chart_ms: Math.round(times[Math.floor(times.length / 2)]) };
+}
+
 const collector = await Collector.start({ devHooks: false });
 try {
+  results.console = await consoleFigures(collector);
   results.track = await trackCost(collector);
   results.ingest = await ingestThroughput(collector);
   results.flags_http = await evaluateLatency(collector);
@@ -207,6 +237,8 @@ console.log(`Flag evaluations (${FLAG_KEYS.length} flags x ${flagContexts.length
   + `wasm under Node ${f.wasm.per_second}/s (${f.wasm.ns_per_evaluation} ns) one call per flag, ${f.wasm_evaluate_all.per_second}/s (${f.wasm_evaluate_all.ns_per_evaluation} ns) with evaluateAll, `
   + `GrowthBook JS ${f.growthbook.per_second}/s (${f.growthbook.ns_per_evaluation} ns)`);
 console.log(`Ratios: wasm/GrowthBook = ${(f.wasm.per_second / f.growthbook.per_second).toFixed(2)} (evaluateAll ${(f.wasm_evaluate_all.per_second / f.growthbook.per_second).toFixed(2)}), native/GrowthBook = ${(f.native.per_second / f.growthbook.per_second).toFixed(2)}`);
+console.log(`Console: ${kib(results.console.total_gzip_bytes)} gzipped (JS ${kib(results.console.js_gzip_bytes)}, CSS ${kib(results.console.css_gzip_bytes)}; goal 120 KB), `
+  + `first chart ${results.console.first_chart_ms} ms after navigation (median of 5 warm loads; goal 1,000 ms)`);
 console.log(`POST /v1/flags/evaluate via wrangler dev: ${results.flags_http.ms_per_request} ms per request (${FLAG_KEYS.length} decisions, sequential, loopback, cached snapshot)`);
 mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
 writeFileSync(join(ROOT, 'bench-results/latest.json'), JSON.stringify({ at: new Date().toISOString(), ...results }, null, 2));

@@ -18,7 +18,11 @@ export function timeChart(el, times, series, { height = 260, bars = false } = {}
     legend: { live: true },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true } },
-    axes: [{ label: 'UTC' }, { label: '' }],
+    // 24-hour UTC labels: dates when the range spans days, hours within a day.
+    axes: [{ label: 'UTC', values: (u, ticks) => {
+      const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : 0;
+      return ticks.map((t) => { const iso = new Date(t * 1e3).toISOString(); return span > 2 * 86400 ? iso.slice(5, 10) : iso.slice(11, 16); });
+    } }, { label: '' }],
     series: [
       { label: 'time (UTC)', value: (u, v) => (v == null ? '—' : new Date(v * 1e3).toISOString().slice(0, 16).replace('T', ' ')) },
       ...series.map((s, i) => ({
@@ -51,7 +55,7 @@ export function barChart(el, labels, values, { height = 220 } = {}) {
   const xs = labels.map((_, i) => i);
   return new uPlot({
     width: width(el), height, legend: { show: false },
-    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
+    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
     axes: [{ values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(labels[t] ?? '').slice(0, 14) : '')) }, {}],
     series: [{}, { label: 'count', stroke: COLORS[0], fill: `${COLORS[0]}55`, paths: uPlot.paths.bars({ size: [0.7, 60] }), points: { show: false } }],
   }, [xs, values], el);
@@ -67,7 +71,7 @@ export function probeTimeline(el, results, transitions, { height = 260 } = {}) {
   return new uPlot({
     width: width(el), height, tzDate: utcDate,
     scales: { x: { time: true } },
-    axes: [{ label: 'UTC' }, { label: 'latency (ms)' }],
+    axes: [{ label: 'UTC', values: (u, ticks) => ticks.map((t) => new Date(t * 1e3).toISOString().slice(5, 16).replace('T', ' ')) }, { label: 'latency (ms)' }],
     series: [
       { label: 'time (UTC)', value: (u, v) => (v == null ? '—' : new Date(v * 1e3).toISOString().slice(0, 19).replace('T', ' ')) },
       { label: 'latency (ms)', stroke: COLORS[0], width: 1.5, points: { show: results.length < 120 } },

@@ -3,11 +3,13 @@
 
 /** h('tag.class#id', {attrs, on: {click}}, ...children): children are nodes or text. */
 export function h(spec, attrs = {}, ...children) {
-  const [tagAndClasses, id] = spec.split('#');
-  const [tag, ...classes] = tagAndClasses.split('.');
-  const el = document.createElement(tag || 'div');
+  // 'tag', then any mix of '.class' and '#id' parts, in any order.
+  const parts = spec.match(/^[^.#]*|[.#][^.#]+/g) || [];
+  const el = document.createElement(parts[0] || 'div');
+  const classes = parts.slice(1).filter((p) => p[0] === '.').map((p) => p.slice(1));
+  const id = parts.slice(1).find((p) => p[0] === '#');
   if (classes.length) el.className = classes.join(' ');
-  if (id) el.id = id;
+  if (id) el.id = id.slice(1);
   for (const [name, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
     if (name === 'on') {

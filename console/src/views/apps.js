@@ -6,7 +6,7 @@ import { confirmAction, h, mount, table, utc } from '../dom.js';
 export async function appsView(el, ctx) {
   const { apps } = await api('GET', '/v1/admin/apps');
   const status = h('p#apps-status', { role: 'status' });
-  const id = h('input#new-app-id', { placeholder: 'shop', pattern: '[a-z0-9][a-z0-9_-]{0,62}', required: true });
+  const id = h('input#new-app-id', { placeholder: 'shop', pattern: '[a-z0-9][a-z0-9_\\-]{0,62}', required: true });
   const name = h('input#new-app-name', { placeholder: 'Shop' });
   const origins = h('input#new-app-origins', { placeholder: 'https://shop.example, http://localhost:5173', size: 40 });
   const create = h('form.card.row#create-app', {

@@ -53,8 +53,8 @@ export async function eventsView(el, ctx) {
       breakdown ? h('section.card', {}, h('h3', {}, `By ${s.by} (top 20)`),
         breakdown.top.length ? barsEl : h('p.empty', {}, 'No values of this property in the range.'),
         table([s.by, 'Events'], breakdown.top.map((t) => [t.value, fmt.format(t.count)]), { numeric: [1] })) : null,
-      h('section.card', {}, h('h3', {}, `Per ${main.interval} (UTC)`),
-        table(['Bucket (UTC)', 'Events', 'Users'], main.series.map((p) => [utc(p.t), fmt.format(p.count), fmt.format(p.users)]), { numeric: [1, 2] })));
+      h('section.card', {}, h('details#bucket-table', {}, h('summary', {}, `Per ${main.interval} (UTC), as a table`),
+        table(['Bucket (UTC)', 'Events', 'Users'], main.series.map((p) => [utc(p.t), fmt.format(p.count), fmt.format(p.users)]), { numeric: [1, 2] }))));
     timeChart(chart, main.series.map((p) => Date.parse(p.t)), series);
     if (breakdown && breakdown.top.length) barChart(barsEl, breakdown.top.map((t) => t.value), breakdown.top.map((t) => t.count));
   };

@@ -306,13 +306,13 @@ export async function releaseView(el, ctx) {
     }
   });
   mount(el, h('h2', {}, 'Release'),
+    h('section.card', {}, h('h3', {}, 'Commit and publish'),
+      h('div.row', {}, message, commit, publish), status,
+      h('p.muted.small', {}, head ? `Head is ${head.slice(0, 12)}; the commit is refused if someone else moves it first.` : 'This is the first commit.')),
     h('section.card', {}, h('h3', {}, 'Staged changes'),
       ...listOr(stage.changes, (c) => h('p', {}, h('span', { class: `badge ${c.change}` }, c.change), ` ${c.kind}/${c.key}`),
         'Nothing is staged. Edit a flag, segment or probe to stage a change.')),
-    h('section.card#release-diff', {}, h('h3', {}, published ? 'Diff against what is published, field by field' : 'Diff (nothing is published yet)'), diffTable(diff.changes)),
-    h('section.card', {}, h('h3', {}, 'Commit and publish'),
-      h('div.row', {}, message, commit, publish), status,
-      h('p.muted.small', {}, head ? `Head is ${head.slice(0, 12)}; the commit is refused if someone else moves it first.` : 'This is the first commit.')));
+    h('section.card#release-diff', {}, h('h3', {}, published ? 'Diff against what is published, field by field' : 'Diff (nothing is published yet)'), diffTable(diff.changes)));
 }
 
 export async function historyView(el, ctx) {
