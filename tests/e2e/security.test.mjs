@@ -315,6 +315,33 @@ describe('apps', () => {
     assert.deepEqual([demo.status, demo.json.error.code], [409, 'demo_app']);
   });
 
+  test('a rotated key works for the overlap chosen, then not at all; origins can change', async () => {
+    const app = await dev.newApp('rotate');
+    const send = (key) => dev.ingest({ events: [makeEvent({ name: 'rotated' })] }, { key });
+    assert.equal((await send(app.ingest_key)).status, 202);
+    const bad = await dev.admin('POST', `/v1/admin/apps/${app.id}/rotate-key`, { overlap_s: 604801 });
+    assert.deepEqual([bad.status, bad.json.error.field], [400, 'overlap_s']);
+    const soft = await dev.admin('POST', `/v1/admin/apps/${app.id}/rotate-key`, { overlap_s: 2 });
+    assert.equal(soft.status, 200, soft.text);
+    const second = soft.json.app.ingest_key;
+    assert.notEqual(second, app.ingest_key);
+    assert.equal((await send(app.ingest_key)).status, 202, 'the old key works during the overlap');
+    assert.equal((await send(second)).status, 202);
+    await waitFor(async () => (await send(app.ingest_key)).status === 401, { timeoutMs: 10_000, what: 'the overlap to end' });
+    const hard = await dev.admin('POST', `/v1/admin/apps/${app.id}/rotate-key`, { overlap_s: 0 });
+    assert.equal((await send(second)).status, 401, 'no overlap: the old key is refused at once');
+    assert.equal((await send(hard.json.app.ingest_key)).status, 202);
+    const patched = await dev.admin('PATCH', `/v1/admin/apps/${app.id}`, { allowed_origins: ['https://new.example'] });
+    assert.deepEqual(patched.json.allowed_origins, ['https://new.example']);
+    const origin = await dev.ingest({ events: [makeEvent()] }, { key: hard.json.app.ingest_key, headers: { Origin: 'https://old.example' } });
+    assert.equal(origin.status, 403, 'the new origins apply at once');
+    const badOrigin = await dev.admin('PATCH', `/v1/admin/apps/${app.id}`, { allowed_origins: ['https://x.example/path'] });
+    assert.deepEqual([badOrigin.status, badOrigin.json.error.field], [400, 'allowed_origins[0]']);
+    const audit = await dev.config(app.id, 'GET', '/audit?action=app.rotate_key');
+    assert.equal(audit.json.entries.length, 2);
+    assert.ok(!JSON.stringify(audit.json).includes(app.ingest_key), 'the audit log never holds a whole key');
+  });
+
   test('client-drop reports of one named app can be cleared; no app named is not "all"', async () => {
     const app = await dev.newApp('drops');
     assert.equal((await dev.ingest({ dropped: 7, events: [] }, { key: app.ingest_key })).status, 202);

@@ -125,8 +125,9 @@ pub async fn app_by_ingest_key(env: &Env, key: &str) -> Result<Option<App>, ApiE
             .filter(|(_, at)| now - at < KEY_CACHE_TTL_MS)
             .map(|(app, _)| app.clone())
     });
-    if cached.is_some() {
-        return Ok(cached);
+    if let Some(app) = cached {
+        // A rotated-out key ends at its time even while the app is cached.
+        return Ok(app.accepts(key, now).then_some(app));
     }
     if env_string(env, "DEMO_INGEST_KEY").is_some_and(|demo| secrets_match(key, &demo)) {
         ensure_demo_app(env).await?;
