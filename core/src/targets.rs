@@ -13,8 +13,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub struct TargetPolicy {
     /// Development only: loopback and private addresses are allowed (local test servers).
     pub allow_private: bool,
-    /// The collector's own host (as requests reach it), refused unless `allow_private`.
-    pub own_host: Option<String>,
+    /// The collector's own hosts (the one a request came in on, and every name the
+    /// deployment lists), refused unless `allow_private`.
+    pub own_hosts: Vec<String>,
 }
 
 fn refused(message: impl Into<String>) -> FieldError {
@@ -232,11 +233,11 @@ pub fn check_probe_target(url: &str, policy: &TargetPolicy) -> Result<(), FieldE
         return Ok(());
     }
     let host = target.host.as_str();
-    let own = policy
-        .own_host
-        .as_deref()
-        .map(|h| h.split(':').next().unwrap_or(h).trim_end_matches('.'));
-    if own.is_some_and(|own| own.eq_ignore_ascii_case(host)) {
+    let is_own = policy.own_hosts.iter().any(|own| {
+        let own = own.split(':').next().unwrap_or(own).trim_end_matches('.');
+        own.eq_ignore_ascii_case(host)
+    });
+    if is_own {
         return Err(refused("a probe may not call the collector itself"));
     }
     if let Ok(v6) = host.parse::<Ipv6Addr>() {
@@ -264,7 +265,10 @@ mod tests {
     fn strict() -> TargetPolicy {
         TargetPolicy {
             allow_private: false,
-            own_host: Some("collect.example.com".into()),
+            own_hosts: vec![
+                "collect.example.com".into(),
+                "telltale.acme.workers.dev".into(),
+            ],
         }
     }
 
@@ -293,6 +297,7 @@ mod tests {
             "http://metadata.google.internal/",
             "http://intranet/",
             "http://COLLECT.example.com./health",
+            "https://telltale.acme.workers.dev/v1/stats",
             "http://user@partner.example/",
             "http://256.1.1.1/",
             "http://1.2.3.4.5/",
@@ -327,7 +332,7 @@ mod tests {
         }
         let dev = TargetPolicy {
             allow_private: true,
-            own_host: Some("127.0.0.1:8787".into()),
+            own_hosts: vec!["127.0.0.1:8787".into()],
         };
         assert!(check_probe_target("http://127.0.0.1:9999/health", &dev).is_ok());
         assert!(check_probe_target("http://127.0.0.1:8787/demo-partner/health", &dev).is_ok());
@@ -337,7 +342,7 @@ mod tests {
     fn the_runtime_hooks_are_never_a_target() {
         let dev = TargetPolicy {
             allow_private: true,
-            own_host: None,
+            own_hosts: Vec::new(),
         };
         for url in [
             "http://127.0.0.1:8787/__scheduled?cron=*",

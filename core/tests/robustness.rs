@@ -291,7 +291,7 @@ fn probe_definitions_and_targets_never_panic() {
         "enable_at_least": 0.9, "enable_window_ms": 900000, "min_samples": 3});
     let policy = TargetPolicy {
         allow_private: false,
-        own_host: Some("collect.example.com".into()),
+        own_hosts: vec!["collect.example.com".into()],
     };
     fuzz("validate_probe/check_probe_target", |f| {
         let _ = validate_probe(&f.mutated(&probe));

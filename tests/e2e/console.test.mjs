@@ -90,6 +90,13 @@ describe('the console', () => {
     await page.waitForSelector('.app-card[data-app="console-shop"]');
     assert.match(await page.textContent('.app-card[data-app="console-shop"] pre.snippet'), /new Telltale\(\{ endpoint: .*key: 'tt_ik_/);
     await shot('apps');
+    await collector.createApp('console-doomed');
+    await page.evaluate(() => location.reload());
+    await page.waitForSelector('.app-card[data-app="console-doomed"]');
+    await page.click('.app-card[data-app="console-doomed"] .delete-app');
+    await page.waitForFunction(() => !document.querySelector('.app-card[data-app="console-doomed"]'));
+    assert.match(await page.textContent('#apps-status'), /Deleted console-doomed/);
+    assert.equal((await collector.admin('GET', '/v1/admin/apps/console-doomed')).json.deleted_at !== undefined, true);
     // Back to the demo app for the flag work (its page is the demo product).
     await page.selectOption('#app-picker', 'demo');
   });

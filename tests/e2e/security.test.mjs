@@ -26,7 +26,7 @@ function listen(handler) {
 }
 
 before(async () => {
-  [dev, prod] = await Promise.all([Collector.start({ vars: { PROBE_SECRET_PARTNER: 'sekrit-partner-value' } }), Collector.start({ devHooks: false })]);
+  [dev, prod] = await Promise.all([Collector.start({ vars: { PROBE_SECRET_PARTNER: 'sekrit-partner-value' } }), Collector.start({ devHooks: false, vars: { COLLECTOR_HOSTS: 'collect.example.com, telltale.example.workers.dev' } })]);
 });
 after(async () => {
   await Promise.all([dev?.stop(), prod?.stop()]);
@@ -89,7 +89,8 @@ describe('probes cannot carry secrets out or reach inside', () => {
     const own = new URL(prod.url).host;
     for (const url of ['http://127.0.0.1:8787/x', 'http://[::1]/', 'http://2130706433/', 'http://0x7f000001/', 'http://0177.0.0.1/',
       'http://169.254.169.254/latest/meta-data/', 'http://10.1.2.3/', 'http://192.168.0.1/', 'http://localhost/',
-      'http://[::ffff:127.0.0.1]/', 'http://metadata.google.internal/', `http://${own}/v1/stats`]) {
+      'http://[::ffff:127.0.0.1]/', 'http://metadata.google.internal/', `http://${own}/v1/stats`,
+      'https://collect.example.com/v1/stats', 'https://TELLTALE.example.workers.dev/healthz']) {
       const res = await prod.config(app.id, 'PUT', '/stage/probes/inside', { url });
       assert.deepEqual([res.status, res.json.error.code, res.json.error.field], [422, 'target_not_allowed', 'url'], url);
     }

@@ -178,13 +178,20 @@ pub async fn put_faults(mut req: Request, env: &Env) -> ApiResult {
 /// Where probes may call in this deployment. `req` (when there is one) names the
 /// collector's own host, which a probe may not call.
 pub fn probe_target_policy(env: &Env, req: Option<&Request>) -> Result<TargetPolicy, ApiError> {
-    let own_host = match req {
-        Some(req) => req.url()?.host_str().map(str::to_string),
-        None => None,
-    };
+    // Every name the collector answers to (workers.dev and custom domains) is listed in
+    // `COLLECTOR_HOSTS`; the host a request came in on counts too.
+    let mut own_hosts: Vec<String> = env_string(env, "COLLECTOR_HOSTS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if let Some(req) = req {
+        own_hosts.extend(req.url()?.host_str().map(str::to_string));
+    }
     Ok(TargetPolicy {
         allow_private: var_on(env, "PROBES_ALLOW_PRIVATE"),
-        own_host,
+        own_hosts,
     })
 }
 

@@ -5,7 +5,8 @@ import { confirmAction, h, mount, table, utc } from '../dom.js';
 
 export async function appsView(el, ctx) {
   const { apps } = await api('GET', '/v1/admin/apps');
-  const status = h('p#apps-status', { role: 'status' });
+  const status = h('p#apps-status', { role: 'status', class: ctx.state.flash ? 'ok' : '' }, ctx.state.flash || '');
+  ctx.state.flash = '';
   const id = h('input#new-app-id', { placeholder: 'shop', pattern: '[a-z0-9][a-z0-9_\\-]{0,62}', required: true });
   const name = h('input#new-app-name', { placeholder: 'Shop' });
   const origins = h('input#new-app-origins', { placeholder: 'https://shop.example, http://localhost:5173', size: 40 });
@@ -63,7 +64,15 @@ tt.track('signup', { plan: 'pro' });`;
           } catch (err) { msg.className = 'error'; msg.textContent = err.message; }
         } } }, 'Rotate key')),
       msg,
-      h('details', {}, h('summary', {}, 'Install snippet'), h('pre.snippet', {}, snippet)));
+      h('details', {}, h('summary', {}, 'Install snippet'), h('pre.snippet', {}, snippet)),
+      h('div.row', {}, h('button.link.delete-app', { type: 'button', on: { click: async () => {
+        if (!confirmAction(`Delete app ${app.id}? Its key stops working, its config is unpublished, its id is retired. Its events and history are kept.`)) return;
+        try {
+          const r = await api('DELETE', `/v1/admin/apps/${encodeURIComponent(app.id)}`);
+          ctx.state.flash = `Deleted ${r.deleted}: its key is revoked; kept ${r.kept.events} events and ${r.kept.config_commits} commits.`;
+          await ctx.reloadApps();
+        } catch (err) { msg.className = 'error'; msg.textContent = err.message; }
+      } } }, `Delete ${app.id}…`)));
   };
   mount(el, h('h2', {}, 'Apps'), status, create,
     apps.length ? table(['Id', 'Name', 'Origins'], apps.map((a) => [a.id, a.name, a.allowed_origins.join(', ') || '(none: server-side only)'])) : h('p.empty', {}, 'No apps yet: create one above.'),
