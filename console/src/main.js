@@ -11,7 +11,8 @@ import { probesView, probeDetailView } from './views/probes.js';
 import { appsView } from './views/apps.js';
 
 const root = document.getElementById('root');
-const state = { apps: [], app: sessionStorage.getItem('telltale:app') || '', range: '24h', notice: '' };
+const state = { apps: [], app: sessionStorage.getItem('telltale:app') || '', range: '24h', notice: '', noticeKind: 'muted', returnTo: '' };
+let signingIn = false;
 
 // `npm start` prints a link with the key in the fragment: read it, then drop it.
 const fromHash = new URLSearchParams(location.hash.replace(/^#/, '')).get('key');
@@ -21,8 +22,11 @@ if (fromHash) {
 }
 
 whenSignedOut((message) => {
+  if (signingIn) return; // the sign-in form says what went wrong itself
+  state.returnTo = location.hash;
   session.key = '';
   state.notice = message;
+  state.noticeKind = 'error';
   render();
 });
 
@@ -33,21 +37,25 @@ const NAV = [
 
 function signIn() {
   const input = h('input#admin-key', { type: 'password', autocomplete: 'off', placeholder: 'tt_admin_…', size: 44, 'aria-label': 'Admin key' });
-  const message = h('p#signin-message', { class: state.notice ? 'error' : 'muted' }, state.notice || 'Sign in with the admin key (npm start prints it, with a link that signs you in).');
+  const message = h('p#signin-message', { class: state.notice ? state.noticeKind : 'muted' }, state.notice || 'Sign in with the admin key (npm start prints it, with a link that signs you in).');
   const form = h('form.card.signin', {
     on: {
       submit: async (e) => {
         e.preventDefault();
         session.key = input.value.trim();
+        signingIn = true;
         try {
           await loadApps();
           state.notice = '';
-          location.hash = '#/overview';
+          location.hash = state.returnTo && state.returnTo !== '#' ? state.returnTo : '#/overview';
+          state.returnTo = '';
           render();
         } catch (err) {
           session.key = '';
           message.className = 'error';
           message.textContent = err.status === 401 ? 'That admin key is wrong.' : `Could not sign in: ${err.message}`;
+        } finally {
+          signingIn = false;
         }
       },
     },
@@ -79,7 +87,7 @@ function header(current) {
     h('span.muted.small', {}, 'All times UTC'),
     h('nav', {}, NAV.map(([id, label]) => h('a', { href: `#/${id}`, class: current === id ? 'active' : '' }, label)),
       h('a', { href: '/' }, 'Demo product'),
-      h('a', { href: '#', on: { click: (e) => { e.preventDefault(); session.key = ''; state.notice = 'Signed out.'; render(); } } }, 'Sign out')));
+      h('a', { href: '#', on: { click: (e) => { e.preventDefault(); session.key = ''; state.notice = 'Signed out.'; state.noticeKind = 'ok'; render(); } } }, 'Sign out')));
 }
 
 async function render() {

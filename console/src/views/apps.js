@@ -7,7 +7,8 @@ export async function appsView(el, ctx) {
   const { apps } = await api('GET', '/v1/admin/apps');
   const status = h('p#apps-status', { role: 'status', class: ctx.state.flash ? 'ok' : '' }, ctx.state.flash || '');
   ctx.state.flash = '';
-  const id = h('input#new-app-id', { placeholder: 'shop', pattern: '[a-z0-9][a-z0-9_\\-]{0,62}', required: true });
+  const id = h('input#new-app-id', { placeholder: 'shop', pattern: '[a-z0-9][a-z0-9_\\-]{0,62}', required: true,
+    title: 'lowercase letters, digits, - and _ (1 to 63, starting with a letter or digit)' });
   const name = h('input#new-app-name', { placeholder: 'Shop' });
   const origins = h('input#new-app-origins', { placeholder: 'https://shop.example, http://localhost:5173', size: 40 });
   const create = h('form.card.row#create-app', {
@@ -21,6 +22,7 @@ export async function appsView(el, ctx) {
           });
           ctx.state.app = app.id;
           sessionStorage.setItem('telltale:app', app.id);
+          ctx.state.flash = `Created app ${app.id}; it is selected. Its snippet is below.`;
           await ctx.reloadApps();
           location.hash = '#/apps';
         } catch (err) {
@@ -49,7 +51,8 @@ tt.track('signup', { plan: 'pro' });`;
         h('button.secondary', { type: 'button', on: { click: async () => {
           try {
             await api('PATCH', `/v1/admin/apps/${encodeURIComponent(app.id)}`, { allowed_origins: originsInput.value.split(',').map((o) => o.trim()).filter(Boolean) });
-            msg.className = 'ok'; msg.textContent = 'Origins saved.';
+            ctx.state.flash = `Origins of ${app.id} saved.`;
+            await ctx.reloadApps();
           } catch (err) { msg.className = 'error'; msg.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`; }
         } } }, 'Save origins')),
       h('div.row', {}, h('span', {}, 'Ingest key '), h('code.key', {}, app.ingest_key),
@@ -59,7 +62,7 @@ tt.track('signup', { plan: 'pro' });`;
           if (!confirmAction(`Rotate the ingest key of ${app.id}? Pages with the old key keep working for the overlap you chose, then get 401.`)) return;
           try {
             const r = await api('POST', `/v1/admin/apps/${encodeURIComponent(app.id)}/rotate-key`, { overlap_s: Number(overlap.value) });
-            msg.className = 'ok'; msg.textContent = `New key issued; the old one works until ${utc(r.previous_key_expires_at)}.`;
+            ctx.state.flash = `New key issued for ${app.id}; the old one works until ${utc(r.previous_key_expires_at)}.`;
             await ctx.reloadApps();
           } catch (err) { msg.className = 'error'; msg.textContent = err.message; }
         } } }, 'Rotate key')),

@@ -44,8 +44,10 @@ export async function flagsView(el, ctx) {
     if (!confirmAction(`Stage the deletion of ${kind.slice(0, -1)} "${key}"? It is removed when the stage is committed and published.`)) return;
     try {
       await api('DELETE', cfgPath(ctx.app, `/stage/${kind}/${encodeURIComponent(key)}`));
-      message.className = 'ok';
-      message.textContent = `Deletion of ${key} staged. Review it under Release.`;
+      await flagsView(el, ctx);
+      const m = el.querySelector('#flags-message');
+      m.className = 'ok';
+      m.textContent = `Deletion of ${key} staged. Review it under Release.`;
     } catch (err) {
       message.className = 'error';
       message.textContent = errorText(err);
@@ -150,6 +152,12 @@ export async function flagEditorView(el, ctx, key) {
     const mode = serve.split ? 'split' : serve.rollout_percent != null ? 'rollout' : 'variant';
     const base = `rules[${r}]`;
     const splitSum = (serve.split || []).reduce((s, x) => s + Number(x.weight || 0), 0);
+    const sumLine = h('p', { class: splitSum === 100 ? 'muted small' : 'error small' }, `Weights sum to ${splitSum} (they must sum to 100).`);
+    const refreshSum = () => {
+      const total = serve.split.reduce((acc, x) => acc + Number(x.weight || 0), 0);
+      sumLine.className = Math.abs(total - 100) < 1e-9 ? 'muted small' : 'error small';
+      sumLine.textContent = `Weights sum to ${total} (they must sum to 100).`;
+    };
     return h('div.rule.card', { dataset: { path: base } },
       h('div.row', {},
         field('Rule id', h('input', { value: rule.id || '', on: { input: (e) => { rule.id = e.target.value; } } }), `${base}.id`),
@@ -182,8 +190,8 @@ export async function flagEditorView(el, ctx, key) {
         : h('div', { dataset: { path: `${base}.serve.split` } },
           serve.split.map((s, i) => h('div.row', {},
             field('Variant', h('select', { on: { change: (e) => { s.variant = e.target.value; } } }, variantOptions(s.variant)), `${base}.serve.split[${i}].variant`),
-            field('Weight %', h('input.split-weight', { type: 'number', min: 0, max: 100, step: 'any', value: s.weight, on: { input: (e) => { s.weight = Number(e.target.value); } } }), `${base}.serve.split[${i}].weight`))),
-          h('p', { class: splitSum === 100 ? 'muted small' : 'error small' }, `Weights sum to ${splitSum} (they must sum to 100).`),
+            field('Weight %', h('input.split-weight', { type: 'number', min: 0, max: 100, step: 'any', value: s.weight, on: { input: (e) => { s.weight = Number(e.target.value); refreshSum(); } } }), `${base}.serve.split[${i}].weight`))),
+          sumLine,
           h('span.field-error')),
       field('Stickiness attribute (default user_id, then anonymous_id)', h('input', { value: serve.stickiness || '', on: { input: (e) => { serve.stickiness = e.target.value || undefined; } } }), `${base}.serve.stickiness`));
   };
@@ -233,7 +241,7 @@ export async function segmentEditorView(el, ctx, key) {
   const existing = key ? current.entries.segments[key] : null;
   const draft = existing ? structuredClone(existing) : { key: '', description: '', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }] };
   const form = h('form.card.editor#segment-editor');
-  const status = h('p', { role: 'status' });
+  const status = h('p#segment-status', { role: 'status' });
   const parseValue = (text) => { try { return JSON.parse(text); } catch { return text; } };
   const render = () => mount(form,
     h('label.field', { dataset: { path: 'key' } }, h('span', {}, 'Key'), h('input#segment-key', { value: draft.key, readOnly: !!existing, on: { input: (e) => { draft.key = e.target.value.trim(); } } }), h('span.field-error')),
@@ -250,10 +258,21 @@ export async function segmentEditorView(el, ctx, key) {
     h('div.row', {}, h('button#save-segment', { type: 'submit' }, 'Stage this segment'), h('a', { href: '#/flags' }, 'Back to the list')));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
+    for (const old of form.querySelectorAll('.field-error')) old.textContent = '';
+    if (!draft.key) { status.className = 'error'; status.textContent = 'Give the segment a key.'; return; }
     try {
       await api('PUT', cfgPath(ctx.app, `/stage/segments/${encodeURIComponent(draft.key)}`), draft);
+      if (!existing) {
+        // Saved: from now on this page edits that segment.
+        history.replaceState(null, '', `#/segments/edit/${encodeURIComponent(draft.key)}`);
+        await segmentEditorView(el, ctx, draft.key);
+        const s2 = el.querySelector('#segment-status');
+        s2.className = 'ok';
+        s2.textContent = `Staged segment ${draft.key}. Commit and publish it under Release.`;
+        return;
+      }
       status.className = 'ok';
-      status.textContent = `Staged segment ${draft.key}.`;
+      status.textContent = `Staged segment ${draft.key}. Commit and publish it under Release.`;
     } catch (err) {
       status.className = 'error';
       status.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`;
@@ -280,15 +299,23 @@ export async function releaseView(el, ctx) {
   // What would change for readers: the stage against what is published (or against
   // nothing, before the first publication).
   const diff = await api('GET', cfgPath(ctx.app, `/diff${qs({ from: published ? 'published' : 'empty', to: 'stage' })}`));
-  const message = h('input#commit-message', { placeholder: 'What changed, and why', size: 60 });
-  const commit = h('button#commit', { type: 'button', disabled: !stage.changes.length }, 'Commit');
-  const publish = h('button#publish.secondary', { type: 'button' }, 'Publish head');
+  const message = h('input#commit-message', { placeholder: 'What changed, and why (required)', size: 60 });
+  const commit = h('button#commit', { type: 'button', disabled: true }, 'Commit');
+  const headPublished = !!(published && head && published.id === head);
+  const publish = h('button#publish.secondary', { type: 'button', disabled: !head || headPublished, title: headPublished ? 'Head is what is published' : '' }, 'Publish head');
+  const enableCommit = () => { commit.disabled = !stage.changes.length || !message.value.trim(); };
+  message.addEventListener('input', enableCommit);
+  // After an action the view reloads (stage, diff, buttons), keeping its message.
+  const reload = async (className, text) => {
+    await releaseView(el, ctx);
+    const s2 = el.querySelector('#release-status');
+    s2.className = className;
+    s2.textContent = text;
+  };
   commit.addEventListener('click', async () => {
     try {
       const c = await api('POST', cfgPath(ctx.app, '/commits'), { message: message.value, expected_head: head });
-      status.className = 'ok';
-      status.textContent = `Committed ${c.id.slice(0, 12)}. Publish it to serve it.`;
-      commit.disabled = true;
+      await reload('ok', `Committed ${c.id.slice(0, 12)}. Publish it to serve it.`);
     } catch (err) {
       status.className = 'error';
       status.textContent = err.code === 'head_moved' ? `Someone committed meanwhile: head is now ${String(err.details?.head).slice(0, 12)}. Reload this page to review the stage against it; nothing was overwritten.` : errorText(err);
@@ -298,8 +325,7 @@ export async function releaseView(el, ctx) {
     if (!confirmAction('Publish head? Every SDK and collector decision switches to it.')) return;
     try {
       const p = await api('POST', cfgPath(ctx.app, '/publish'), {});
-      status.className = 'ok';
-      status.textContent = `Published ${p.published.slice(0, 12)}: ${p.changed.length ? p.changed.join(', ') : 'nothing changed'}.`;
+      await reload('ok', `Published ${p.published.slice(0, 12)}: ${p.changed.length ? p.changed.join(', ') : 'nothing changed'}.`);
     } catch (err) {
       status.className = 'error';
       status.textContent = errorText(err);
@@ -308,7 +334,7 @@ export async function releaseView(el, ctx) {
   mount(el, h('h2', {}, 'Release'),
     h('section.card', {}, h('h3', {}, 'Commit and publish'),
       h('div.row', {}, message, commit, publish), status,
-      h('p.muted.small', {}, head ? `Head is ${head.slice(0, 12)}; the commit is refused if someone else moves it first.` : 'This is the first commit.')),
+      h('p.muted.small', {}, head ? `Head is ${head.slice(0, 12)}${headPublished ? ' (published)' : published ? `; ${published.id.slice(0, 12)} is published` : '; nothing is published yet'}. A commit is refused if someone else moves head first.` : 'This is the first commit.')),
     h('section.card', {}, h('h3', {}, 'Staged changes'),
       ...listOr(stage.changes, (c) => h('p', {}, h('span', { class: `badge ${c.change}` }, c.change), ` ${c.kind}/${c.key}`),
         'Nothing is staged. Edit a flag, segment or probe to stage a change.')),
@@ -332,7 +358,8 @@ export async function historyView(el, ctx) {
     try {
       const r = await api('POST', cfgPath(ctx.app, '/rollback'), { commit: commit.id });
       status.className = 'ok';
-      status.textContent = `Rolled back: ${r.published.slice(0, 12)} is published (${r.changed.join(', ') || 'no change'}).`;
+      status.textContent = `Rolled back: ${r.published.slice(0, 12)} is published (${r.changed.join(', ') || 'no change'}). `
+        + 'Head still holds the newer changes: the next "Publish head" serves them again unless you stage the old values first.';
       await historyView(el, ctx);
       el.querySelector('#history-status').className = 'ok';
       el.querySelector('#history-status').textContent = status.textContent;
@@ -341,7 +368,9 @@ export async function historyView(el, ctx) {
       status.textContent = errorText(err);
     }
   };
-  const filter = (label, key, id) => h('label', {}, `${label} `, h('input', { id, value: s[key] || '', size: 16, on: { change: (e) => { s[key] = e.target.value.trim(); historyView(el, ctx); } } }));
+  const filter = (label, key, id, hint) => h('label', {}, `${label} `, h('input', { id, value: s[key] || '', size: 18, placeholder: hint, on: { change: (e) => { s[key] = e.target.value.trim(); historyView(el, ctx); } } }));
+  // Long hashes in before/after are shortened to what identifies them.
+  const short = (v) => (v == null ? '—' : JSON.stringify(v).replace(/[0-9a-f]{64}/g, (x) => `${x.slice(0, 12)}…`).slice(0, 120));
   mount(el, h('h2', {}, 'History & audit'), status,
     h('section.card', {}, h('h3', {}, 'Commits (newest first)'),
       log.commits.length ? table(['Commit', 'Message', 'Author', 'When (UTC)', 'Published', ''], log.commits.map((c) => [
@@ -354,9 +383,11 @@ export async function historyView(el, ctx) {
         mount(diffOut, diffTable(d.changes));
       } } }, 'Show diff')), diffOut) : null,
     h('section.card', {}, h('h3', {}, 'Audit log'),
-      h('div.row', {}, filter('Actor', 'auditActor', 'audit-actor'), filter('Action', 'auditAction', 'audit-action'), filter('Target', 'auditTarget', 'audit-target')),
+      h('div.row', {}, filter('Actor', 'auditActor', 'audit-actor', 'e.g. grace@example.com'),
+        filter('Action', 'auditAction', 'audit-action', 'e.g. commit, publish, stage.put'),
+        filter('Target', 'auditTarget', 'audit-target', 'e.g. flags/ or flags/checkout')),
       audit.entries.length ? table(['When (UTC)', 'Who', 'Action', 'Target', 'Before', 'After'], audit.entries.map((e) => [
-        utc(e.at, { seconds: true }), e.actor, e.action, e.target, e.before == null ? '—' : JSON.stringify(e.before).slice(0, 120), e.after == null ? '—' : JSON.stringify(e.after).slice(0, 120)]))
+        utc(e.at, { seconds: true }), h('span.nowrap', {}, e.actor), e.action, e.target, short(e.before), short(e.after)]))
         : h('p.empty', {}, 'No audit entries match.')));
 }
 

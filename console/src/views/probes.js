@@ -28,12 +28,18 @@ export async function probeDetailView(el, ctx, name) {
   s.probeRange ||= '24h';
   const span = s.probeRange === '7d' ? 7 * 86_400_000 : 86_400_000;
   const now = Date.now();
-  const [list, hist, current] = await Promise.all([
-    api('GET', base(ctx.app)),
+  const list = await api('GET', base(ctx.app));
+  const probe = list.probes.find((p) => p.name === name);
+  if (!probe) {
+    mount(el, h('h2', {}, `Probe ${name}`),
+      h('p.empty', {}, 'This probe is not published yet, so it does not run. '),
+      h('p', {}, h('a', { href: '#/release' }, 'Commit and publish it under Release'), ' · ', h('a', { href: '#/probes' }, 'All probes')));
+    return undefined;
+  }
+  const [hist, current] = await Promise.all([
     api('GET', `${base(ctx.app)}/${encodeURIComponent(name)}/history${qs({ from: now - span, to: now })}`),
     api('GET', `/v1/apps/${encodeURIComponent(ctx.app)}/config/entries?at=published`),
   ]);
-  const probe = list.probes.find((p) => p.name === name);
   const requiring = Object.values(current.entries.flags).filter((f) => f.requires_probe === name).map((f) => f.key);
   const chart = h('div.chart#probe-chart', { role: 'img', 'aria-label': `${name} results over time` });
   const status = h('p#override-status', { role: 'status' });
