@@ -338,6 +338,11 @@ describe('apps', () => {
     assert.equal(origin.status, 403, 'the new origins apply at once');
     const badOrigin = await dev.admin('PATCH', `/v1/admin/apps/${app.id}`, { allowed_origins: ['https://x.example/path'] });
     assert.deepEqual([badOrigin.status, badOrigin.json.error.field], [400, 'allowed_origins[0]']);
+    for (const [method, path, body] of [['POST', '/v1/admin/apps', { id: 'named-badly', name: 'evil\u0007\u001b[2J' }],
+      ['PATCH', `/v1/admin/apps/${app.id}`, { name: 'x'.repeat(129) }]]) {
+      const res = await dev.admin(method, path, body);
+      assert.deepEqual([res.status, res.json.error.field], [400, 'name'], `${method} ${path}`);
+    }
     const audit = await dev.config(app.id, 'GET', '/audit?action=app.rotate_key');
     assert.equal(audit.json.entries.length, 2);
     assert.ok(!JSON.stringify(audit.json).includes(app.ingest_key), 'the audit log never holds a whole key');

@@ -292,14 +292,7 @@ pub async fn create(mut req: Request, env: &Env) -> ApiResult {
         None => {}
     }
     let name = input.name.unwrap_or_else(|| input.id.clone());
-    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            400,
-            "invalid_value",
-            "name must be 1 to 128 printable characters",
-        )
-        .with_field("name"));
-    }
+    check_name(&name)?;
     let app = App {
         name,
         id: input.id,
