@@ -302,7 +302,10 @@ describe('consent and privacy', () => {
       return { kept, partial };
     }, collector.url);
     assert.equal(result.partial, 0);
-    assert.ok(result.kept >= 450 && result.kept <= 550, `kept ${result.kept}`);
+    // The ids are random, so the count is Binomial(1000, 0.5): sd 15.8. ±5.5 sd (413..587) fails
+    // by chance about once in 25 million runs, yet fails a rate of 0.35 or 0.65 and a stuck 0 or 1. The exact
+    // decision per id is pinned by core's unit test over fixed ids (delivery::sampled).
+    assert.ok(result.kept >= 413 && result.kept <= 587, `kept ${result.kept}`);
     await context.close();
   });
 
