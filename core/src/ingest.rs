@@ -10,7 +10,6 @@ use crate::ids::is_uuid;
 use crate::time::{MS_PER_DAY, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 /// Documented ingest limits. The README lists the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -466,23 +465,6 @@ fn validate_props(
     Ok(props.clone())
 }
 
-/// A fingerprint of a batch's event ids, so that a retried batch (same `batch_id`, same
-/// events) is recognized while a reused `batch_id` with other events is not.
-pub fn batch_fingerprint(events: &[Event]) -> String {
-    let mut ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    ids.sort_unstable();
-    let mut hasher = Sha256::new();
-    for id in ids {
-        hasher.update(id.as_bytes());
-        hasher.update(b"\n");
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Splits events into chunks whose JSON stays under `max_bytes` each (queue messages
 /// have a size limit). An event is never split; one bigger than the limit travels alone.
 pub fn chunk_by_size(events: Vec<Event>, max_bytes: usize) -> Vec<Vec<Event>> {
@@ -634,17 +616,6 @@ mod tests {
                 (field, code)
             );
         }
-    }
-
-    #[test]
-    fn fingerprints_ignore_order() {
-        let a = parse(json!({"events": [event(1), event(2)]}))
-            .unwrap()
-            .accepted;
-        let mut b = a.clone();
-        b.reverse();
-        assert_eq!(batch_fingerprint(&a), batch_fingerprint(&b));
-        assert_ne!(batch_fingerprint(&a), batch_fingerprint(&a[..1]));
     }
 
     #[test]

@@ -159,6 +159,7 @@ async fn put_app(env: &Env, app: &App) -> Result<(), ApiError> {
         .put(&format!("app:{}", app.id), body)?
         .execute()
         .await?;
+    remember(app);
     Ok(())
 }
 
@@ -243,6 +244,25 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 /// Forgets this isolate's cached key lookups of an app (after a change to it).
 fn forget_cached(id: &str) {
     KEY_CACHE.with(|c| c.borrow_mut().retain(|_, (cached, _)| cached.id != id));
+}
+
+/// After a write, this isolate knows the app's keys at once, without waiting for KV to
+/// show the write: every cached entry of the app is replaced by the new record, under
+/// its current key and each key still in its overlap.
+fn remember(app: &App) {
+    forget_cached(&app.id);
+    if !app.is_live() {
+        return;
+    }
+    let now = now_ms();
+    KEY_CACHE.with(|c| {
+        let mut cache = c.borrow_mut();
+        let keys = std::iter::once(app.ingest_key.clone())
+            .chain(app.previous_keys.iter().map(|k| k.key.clone()));
+        for key in keys {
+            cache.insert(key, (app.clone(), now));
+        }
+    });
 }
 
 fn new_ingest_key() -> Result<String, ApiError> {
@@ -463,7 +483,6 @@ pub async fn update(mut req: Request, env: &Env, id: &str) -> ApiResult {
     )
     .await?;
     put_app(env, &app).await?;
-    forget_cached(id);
     json(200, &app)
 }
 
@@ -527,7 +546,6 @@ pub async fn rotate_key(mut req: Request, env: &Env, id: &str) -> ApiResult {
     )
     .await?;
     put_app(env, &app).await?;
-    forget_cached(id);
     json(
         200,
         &serde_json::json!({"app": app, "previous_key_expires_at": format_rfc3339(expires_at_ms)}),

@@ -6,21 +6,20 @@ use crate::apps::App;
 use crate::dev::{next_ingest_fault, IngestFault};
 use crate::http::{internal, now_ms, ApiError, ApiResult};
 use crate::pipeline::{enqueue, EventBatchMessage, MAX_MESSAGE_BYTES};
-use crate::store::kv;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use telltale_core::ids::uuid_v7;
-use telltale_core::ingest::{batch_fingerprint, chunk_by_size, parse_batch, Limits, Rejection};
+use telltale_core::ingest::{chunk_by_size, parse_batch, Limits, Rejection};
 use worker::{Env, Request, Response};
 
 /// Seconds a rate-limited client should wait (the limiter's period).
 const RATE_LIMIT_RETRY_AFTER_S: u32 = 10;
-/// How long a batch id is remembered for answering replays.
-const BATCH_MEMORY_TTL_S: u64 = 24 * 3600;
 
 #[derive(Serialize)]
 struct IngestAnswer {
     accepted: usize,
+    /// Duplicates the edge can see: repeated ids inside this batch. A resent batch is
+    /// accepted again and absorbed downstream, where the event id is the key.
     duplicates: usize,
     rejected: Vec<Rejection>,
     batch_id: String,
@@ -128,7 +127,7 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
     for r in &batch.rejected {
         *rejected_by_code.entry(r.code.clone()).or_default() += 1;
     }
-    let mut answer = IngestAnswer {
+    let answer = IngestAnswer {
         accepted: batch.accepted.len(),
         duplicates: batch.in_batch_duplicates,
         rejected: batch.rejected,
@@ -136,22 +135,6 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
     };
     if batch.accepted.is_empty() && batch.dropped == 0 && rejected_by_code.is_empty() {
         return Ok(Response::from_json(&answer)?.with_status(202));
-    }
-
-    // A replay of a batch already accepted (same id, same events) is acknowledged without
-    // queueing it again. D1's per-event dedup would absorb it anyway; this saves the work
-    // and tells the client what happened.
-    let fingerprint = batch_fingerprint(&batch.accepted);
-    let memory_key = format!("batch:{}:{batch_id}", app.id);
-    let store = kv(env)?;
-    if batch.batch_id.is_some() {
-        if let Ok(Some(seen)) = store.get(&memory_key).text().await {
-            if seen == fingerprint {
-                answer.duplicates += answer.accepted;
-                answer.accepted = 0;
-                return Ok(Response::from_json(&answer)?.with_status(202));
-            }
-        }
     }
 
     let messages: Vec<EventBatchMessage> = chunk_by_size(batch.accepted, MAX_MESSAGE_BYTES)
@@ -169,6 +152,8 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
                 BTreeMap::new()
             },
             events,
+            dead_lettered: false,
+            spooled: false,
         })
         .collect();
     let messages = if messages.is_empty() {
@@ -181,6 +166,8 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
             dropped: batch.dropped,
             rejected: rejected_by_code,
             events: Vec::new(),
+            dead_lettered: false,
+            spooled: false,
         }]
     } else {
         messages
@@ -200,11 +187,6 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
             "injected_fault",
             "injected fault: stored, then 500",
         ));
-    }
-    if let Ok(put) = store.put(&memory_key, fingerprint) {
-        if let Err(e) = put.expiration_ttl(BATCH_MEMORY_TTL_S).execute().await {
-            worker::console_warn!("could not remember batch {batch_id}: {e}");
-        }
     }
     Ok(Response::from_json(&answer)?.with_status(202))
 }

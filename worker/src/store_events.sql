@@ -1,0 +1,79 @@
+-- The statements of one consumer transaction (worker/src/pipeline.rs), in order. The bench
+-- (scripts/bench.mjs) runs these same statements on raw SQLite for its ceiling, so each
+-- section starts with a `-- name:` line and holds exactly one statement.
+--
+-- Events are never deleted and a new row's rowid is one above the largest, so the rows a
+-- transaction inserted are exactly those above the rowid it began with (`fold_from`). A
+-- redelivered message inserts nothing (`ON CONFLICT DO NOTHING`) and so folds nothing.
+
+-- name: begin
+-- ?1 messages, ?2 events offered, ?3 retries counted since the last commit
+UPDATE pipeline_totals
+SET fold_from = (SELECT coalesce(max(rowid), 0) FROM events),
+    transactions = transactions + 1,
+    messages = messages + ?1,
+    events_offered = events_offered + ?2,
+    retries = retries + ?3
+WHERE id = 1;
+
+-- name: insert_events
+-- ?1 a JSON array of rows, each an array in the column order below (at most 90 KB)
+INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id)
+SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, e.value ->> 5, e.value ->> 6,
+       e.value ->> 7, e.value ->> 8, e.value ->> 9, e.value ->> 10, e.value ->> 11, e.value ->> 12
+FROM json_each(?1) AS e WHERE true
+ON CONFLICT (app, id) DO NOTHING;
+
+-- name: fold_counts
+-- Counts, and the users not yet seen in each bucket (before fold_users records them).
+WITH fresh AS (SELECT app, name, ts, user_key FROM events WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)),
+     grains (granularity, width) AS (VALUES ('hour', 3600000), ('day', 86400000)),
+     bucketed AS (SELECT f.app, f.name AS event, g.granularity, f.ts - f.ts % g.width AS bucket, f.user_key
+                  FROM fresh AS f, grains AS g)
+INSERT INTO agg_counts (app, event, granularity, bucket, count, users)
+SELECT b.app, b.event, b.granularity, b.bucket, count(*),
+       count(DISTINCT CASE WHEN NOT EXISTS (
+         SELECT 1 FROM agg_users AS u
+         WHERE u.app = b.app AND u.event = b.event AND u.granularity = b.granularity
+           AND u.bucket = b.bucket AND u.user_key = b.user_key) THEN b.user_key END)
+FROM bucketed AS b WHERE true
+GROUP BY b.app, b.event, b.granularity, b.bucket
+ON CONFLICT (app, event, granularity, bucket)
+DO UPDATE SET count = count + excluded.count, users = users + excluded.users;
+
+-- name: fold_users
+WITH fresh AS (SELECT app, name, ts, user_key FROM events WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)),
+     grains (granularity, width) AS (VALUES ('hour', 3600000), ('day', 86400000))
+INSERT INTO agg_users (app, event, granularity, bucket, user_key)
+SELECT DISTINCT f.app, f.name, g.granularity, f.ts - f.ts % g.width, f.user_key
+FROM fresh AS f, grains AS g WHERE true
+ON CONFLICT DO NOTHING;
+
+-- name: fold_props
+INSERT INTO agg_props (app, event, bucket, prop, value, count)
+SELECT n.app, n.name, n.ts - n.ts % 3600000, p.key,
+       CASE p.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE CAST(p.value AS TEXT) END,
+       count(*)
+FROM events AS n, json_each(n.props) AS p
+WHERE n.rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
+GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (app, event, prop, bucket, value) DO UPDATE SET count = count + excluded.count;
+
+-- name: fold_names
+INSERT INTO event_names (app, name, first_seen)
+SELECT app, name, min(ts) FROM events
+WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
+GROUP BY app, name
+ON CONFLICT DO NOTHING;
+
+-- name: fold_props_catalogue
+INSERT INTO event_props (app, event, prop)
+SELECT DISTINCT n.app, n.name, p.key
+FROM events AS n, json_each(n.props) AS p
+WHERE n.rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
+ON CONFLICT DO NOTHING;
+
+-- name: end
+UPDATE pipeline_totals
+SET events_stored = events_stored + (SELECT count(*) FROM events WHERE rowid > pipeline_totals.fold_from)
+WHERE id = 1;
