@@ -20,6 +20,12 @@ async function spooled() {
   return res.json.spooled_parts;
 }
 
+async function pipeline() {
+  const res = await collector.admin('GET', '/v1/admin/pipeline');
+  assert.equal(res.status, 200, res.text);
+  return res.json;
+}
+
 async function sendBatches(name, batches, size) {
   for (let b = 0; b < batches; b++) {
     const events = Array.from({ length: size }, (_, i) => makeEvent({ name, anonymous_id: `u${i % 7}` }));
@@ -31,6 +37,7 @@ async function sendBatches(name, batches, size) {
 
 describe('D1 failing', () => {
   test('ingest still answers 202; after recovery every accepted event is counted once', async () => {
+    const counted = await pipeline();
     const before = await spooled();
     await setFaults({ d1: true });
     await sendBatches('outage_d1', 4, 25);
@@ -51,11 +58,22 @@ describe('D1 failing', () => {
     // Draining again changes nothing.
     await collector.scheduled();
     assert.equal(await collector.count('demo', 'outage_d1'), 100);
+    // Every retry, dead letter and spooled message is counted, once.
+    const now = await pipeline();
+    assert.equal(now.dead_lettered - counted.dead_lettered, 4, 'dead-lettered messages');
+    assert.equal(now.spooled - counted.spooled, 4, 'spooled messages');
+    // max_retries = 3: each message had 4 deliveries (the first and 3 retries), each failed
+    // and was sent back; the queue dead-lettered it after the last.
+    assert.equal(now.retries - counted.retries, 16, 'deliveries sent back');
+    const incidents = now.recent_incidents.filter((i) => i.app === 'demo' && i.events === 25);
+    assert.ok(incidents.filter((i) => i.kind === 'dead_letter').length >= 4, JSON.stringify(now.recent_incidents));
+    assert.equal(now.stored.events - counted.stored.events, 100);
   });
 });
 
 describe('queue send failing', () => {
   test('accepted events go straight to the spool and are counted after the cron drains it', async () => {
+    const counted = await pipeline();
     const before = await spooled();
     await setFaults({ queue: true });
     await sendBatches('outage_queue', 3, 10);
@@ -63,6 +81,8 @@ describe('queue send failing', () => {
     await setFaults({ queue: false });
     await collector.scheduled();
     await collector.waitForCount('demo', 'outage_queue', 30);
+    const now = await pipeline();
+    assert.deepEqual([now.spooled - counted.spooled, now.dead_lettered - counted.dead_lettered], [3, 0]);
   });
 });
 

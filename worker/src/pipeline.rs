@@ -296,14 +296,12 @@ async fn commit(db: &Db, group: &[&Prepared<'_>]) -> bool {
     };
     match written {
         Ok(rows) => {
-            for p in group {
-                worker::console_log!(
-                    "stored batch {} part {}: {} events",
-                    p.message.batch_id,
-                    p.message.part,
-                    p.message.events.len()
-                );
-            }
+            // One line per transaction: a line per message costs the consumer real time.
+            worker::console_log!(
+                "stored {} messages, {} events offered, {rows} rows written",
+                group.len(),
+                group.iter().map(|p| p.rows.len()).sum::<usize>()
+            );
             // The cost figure of `GET /v1/admin/pipeline`; this update writes one row too.
             if let Err(e) = db
                 .run(

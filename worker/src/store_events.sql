@@ -26,7 +26,7 @@ ON CONFLICT (app, id) DO NOTHING;
 
 -- name: fold_counts
 -- Counts, and the users not yet seen in each bucket (before fold_users records them).
-WITH fresh AS (SELECT app, name, ts, user_key FROM events WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)),
+WITH fresh AS (SELECT app, name, ts, user_key FROM events NOT INDEXED WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)),
      grains (granularity, width) AS (VALUES ('hour', 3600000), ('day', 86400000)),
      bucketed AS (SELECT f.app, f.name AS event, g.granularity, f.ts - f.ts % g.width AS bucket, f.user_key
                   FROM fresh AS f, grains AS g)
@@ -42,7 +42,7 @@ ON CONFLICT (app, event, granularity, bucket)
 DO UPDATE SET count = count + excluded.count, users = users + excluded.users;
 
 -- name: fold_users
-WITH fresh AS (SELECT app, name, ts, user_key FROM events WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)),
+WITH fresh AS (SELECT app, name, ts, user_key FROM events NOT INDEXED WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)),
      grains (granularity, width) AS (VALUES ('hour', 3600000), ('day', 86400000))
 INSERT INTO agg_users (app, event, granularity, bucket, user_key)
 SELECT DISTINCT f.app, f.name, g.granularity, f.ts - f.ts % g.width, f.user_key
@@ -54,14 +54,14 @@ INSERT INTO agg_props (app, event, bucket, prop, value, count)
 SELECT n.app, n.name, n.ts - n.ts % 3600000, p.key,
        CASE p.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE CAST(p.value AS TEXT) END,
        count(*)
-FROM events AS n, json_each(n.props) AS p
+FROM events AS n NOT INDEXED, json_each(n.props) AS p
 WHERE n.rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
 GROUP BY 1, 2, 3, 4, 5
 ON CONFLICT (app, event, prop, bucket, value) DO UPDATE SET count = count + excluded.count;
 
 -- name: fold_names
 INSERT INTO event_names (app, name, first_seen)
-SELECT app, name, min(ts) FROM events
+SELECT app, name, min(ts) FROM events NOT INDEXED
 WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
 GROUP BY app, name
 ON CONFLICT DO NOTHING;
@@ -69,11 +69,11 @@ ON CONFLICT DO NOTHING;
 -- name: fold_props_catalogue
 INSERT INTO event_props (app, event, prop)
 SELECT DISTINCT n.app, n.name, p.key
-FROM events AS n, json_each(n.props) AS p
+FROM events AS n NOT INDEXED, json_each(n.props) AS p
 WHERE n.rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
 ON CONFLICT DO NOTHING;
 
 -- name: end
 UPDATE pipeline_totals
-SET events_stored = events_stored + (SELECT count(*) FROM events WHERE rowid > pipeline_totals.fold_from)
+SET events_stored = events_stored + (SELECT count(*) FROM events NOT INDEXED WHERE rowid > pipeline_totals.fold_from)
 WHERE id = 1;

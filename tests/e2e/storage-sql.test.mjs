@@ -1,0 +1,119 @@
+// The consumer's storage statements (worker/src/store_events.sql) on SQLite itself, the
+// engine under D1: the per-batch fold must give exactly what the per-event triggers it
+// replaced gave (migration 0001 still defines them, so they are the reference), under
+// redelivery, overlapping resends and duplicates inside one statement; and no statement
+// may read the whole events table.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { DatabaseSync } from 'node:sqlite';
+import { FOLD_STATEMENTS, storeEventsSql } from '../../scripts/store-sql.mjs';
+import { ROOT } from '../../scripts/toolchain.mjs';
+
+const migration = (file) => readFileSync(join(ROOT, 'worker/migrations', file), 'utf8');
+function folded() {
+  const db = new DatabaseSync(':memory:');
+  db.exec(migration('0001_events.sql'));
+  db.exec(migration('0006_fold_per_batch.sql'));
+  const sql = storeEventsSql();
+  const st = Object.fromEntries(Object.entries(sql).map(([k, v]) => [k, db.prepare(v)]));
+  return {
+    db,
+    /** One consumer transaction over `chunks` (each a list of rows, one insert statement). */
+    transaction(chunks) {
+      db.exec('BEGIN');
+      st.begin.run(1, chunks.flat().length, 0);
+      for (const rows of chunks) st.insert_events.run(JSON.stringify(rows));
+      for (const f of FOLD_STATEMENTS) st[f].run();
+      db.exec('COMMIT');
+    },
+  };
+}
+
+function reference() {
+  const db = new DatabaseSync(':memory:');
+  db.exec(migration('0001_events.sql'));
+  const insert = db.prepare('INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, id) DO NOTHING');
+  return { db, transaction(chunks) { db.exec('BEGIN'); for (const row of chunks.flat()) insert.run(...row); db.exec('COMMIT'); } };
+}
+
+const TABLES = {
+  agg_counts: 'SELECT app, event, granularity, bucket, count, users FROM agg_counts ORDER BY 1, 2, 3, 4',
+  agg_users: 'SELECT * FROM agg_users ORDER BY 1, 2, 3, 4, 5',
+  agg_props: 'SELECT * FROM agg_props ORDER BY 1, 2, 3, 4, 5',
+  event_names: 'SELECT app, name FROM event_names ORDER BY 1, 2',
+  event_props: 'SELECT * FROM event_props ORDER BY 1, 2, 3',
+};
+const snapshot = (db) => Object.fromEntries(Object.entries(TABLES).map(([t, q]) => [t, db.prepare(q).all().map((r) => ({ ...r }))]));
+
+/** A deterministic generator, so a failure replays. */
+function random(seed) {
+  let s = seed >>> 0;
+  return (n) => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % n; };
+}
+
+describe('the per-batch fold', () => {
+  test('equals the per-event triggers under redelivery, resends and duplicates', () => {
+    const pick = random(20261123);
+    const base = 1_790_000_000_000;
+    const known = new Map(); // the same id always carries the same event, as from one client
+    const row = () => {
+      const app = ['a', 'b'][pick(2)];
+      const id = `e${pick(900)}`;
+      const key = `${app}/${id}`;
+      if (!known.has(key)) {
+        const ts = base + pick(3) * 13 * 3_600_000 + pick(3_600_000);
+        const anonymous = `anon-${pick(25)}`;
+        const user = pick(4) === 0 ? `user-${pick(5)}` : null;
+        const props = { plan: ['free', 'pro', null, true, 1.5, 'x,y'][pick(6)], ...(pick(2) ? { page: `/p/${pick(4)}` } : {}) };
+        known.set(key, [app, id, 'track', ['view', 'click', 'buy'][pick(3)], ts, ts - 5, ts + 9, anonymous, user, user ?? anonymous, JSON.stringify(props), null, `batch-${pick(50)}`]);
+      }
+      return known.get(key);
+    };
+    const ours = folded();
+    const theirs = reference();
+    const delivered = [];
+    for (let t = 0; t < 120; t++) {
+      let chunks;
+      const kind = pick(4);
+      if (kind === 0 && delivered.length) {
+        chunks = delivered[pick(delivered.length)]; // a redelivered message
+      } else if (kind === 1 && delivered.length) {
+        const earlier = delivered[pick(delivered.length)].flat(); // half of it written before
+        chunks = [[...earlier.slice(0, Math.ceil(earlier.length / 2)), ...Array.from({ length: 5 }, row)]];
+      } else {
+        chunks = Array.from({ length: 1 + pick(3) }, () => Array.from({ length: 1 + pick(30) }, row));
+        if (pick(3) === 0) chunks[0].push(chunks[0][0]); // one id twice in one statement
+      }
+      delivered.push(chunks);
+      ours.transaction(chunks);
+      theirs.transaction(chunks);
+      assert.deepEqual(snapshot(ours.db), snapshot(theirs.db), `after transaction ${t}`);
+    }
+    const totals = ours.db.prepare('SELECT events_stored, events_offered FROM pipeline_totals').get();
+    const stored = ours.db.prepare('SELECT COUNT(*) AS n FROM events').get().n;
+    assert.equal(totals.events_stored, stored);
+    assert.ok(totals.events_offered > stored, 'the run offered duplicates');
+    assert.ok(snapshot(ours.db).agg_counts.some((r) => r.users > 1));
+  });
+
+  test('a message stored twice changes nothing the second time', () => {
+    const ours = folded();
+    const rows = Array.from({ length: 10 }, (_, i) => ['a', `id-${i}`, 'track', 'view', 1_790_000_000_000 + i, 0, 0, `u${i % 3}`, null, `u${i % 3}`, '{"k":"v"}', null, 'b']);
+    ours.transaction([rows]);
+    const once = snapshot(ours.db);
+    ours.transaction([rows]);
+    assert.deepEqual(snapshot(ours.db), once);
+    assert.equal(ours.db.prepare('SELECT events_stored FROM pipeline_totals').get().events_stored, 10);
+  });
+
+  test('no statement reads the whole events table', () => {
+    const { db } = folded();
+    for (const [name, text] of Object.entries(storeEventsSql())) {
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${text}`).all().map((r) => r.detail);
+      const scans = plan.filter((d) => /^SCAN (events|n)\b/.test(d));
+      assert.deepEqual(scans, [], `${name}: ${plan.join(' | ')}`);
+    }
+  });
+});
