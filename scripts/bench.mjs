@@ -53,7 +53,19 @@ function batches() {
  * by summing the consumer's `meta.rows_written`. It can no longer be run: the scheme is gone. */
 const ROWS_PER_EVENT_PER_EVENT_TRIGGERS = 7.2;
 
+/** Requests/s that `wrangler dev` itself serves at the bench's concurrency, for a route that
+ * does nothing (`/healthz`): its local proxy is a floor under every request's cost. */
+async function devServerCeiling(collector, requests = 300) {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next++ < requests) await (await fetch(`${collector.url}/healthz`)).text();
+  }));
+  return Math.round(requests / ((performance.now() - t0) / 1000));
+}
+
 async function ingestThroughput(collector) {
+  const healthzPerSecond = await devServerCeiling(collector);
   const pipeline = async () => (await collector.admin('GET', '/v1/admin/pipeline')).json.stored;
   const before = await pipeline();
   const bodies = batches();
@@ -80,6 +92,7 @@ async function ingestThroughput(collector) {
     stored_events_per_s: Math.round(TOTAL / (stored / 1000)),
     p_request_ms: +(accepted / REQUESTS * CONCURRENCY).toFixed(2),
     transactions: after.transactions - before.transactions,
+    dev_server_healthz_per_s: healthzPerSecond,
     rows_written_per_event: +((after.rows_written - before.rows_written) / TOTAL).toFixed(3),
   };
 }
@@ -270,6 +283,9 @@ console.log(`Ingest via wrangler dev (${TOTAL} events, ${REQUESTS} requests of $
   + `(${results.ingest.transactions} consumer transactions)`);
 console.log(`Ratios: stored/SQLite-ceiling = ${(results.ingest.stored_events_per_s / results.sqlite_store_events_per_s).toFixed(3)} (goal 0.3), `
   + `accepted/SQLite-bare = ${(results.ingest.accepted_events_per_s / results.sqlite_bare_events_per_s).toFixed(3)}`);
+console.log(`wrangler dev's own ceiling: ${results.ingest.dev_server_healthz_per_s} requests/s for GET /healthz at concurrency ${CONCURRENCY}, `
+  + `so at most ${results.ingest.dev_server_healthz_per_s * EVENTS_PER_REQUEST} events/s in ${EVENTS_PER_REQUEST}-event requests; `
+  + `ingest reaches ${(results.ingest.accepted_events_per_s / EVENTS_PER_REQUEST / results.ingest.dev_server_healthz_per_s).toFixed(2)} of it`);
 results.rows_written_per_event_before = ROWS_PER_EVENT_PER_EVENT_TRIGGERS;
 console.log(`D1 rows written per stored event (${EVENTS_PER_REQUEST}-event batches): ${results.ingest.rows_written_per_event}, `
   + `was ${ROWS_PER_EVENT_PER_EVENT_TRIGGERS} with per-event triggers: ${(results.ingest.rows_written_per_event / ROWS_PER_EVENT_PER_EVENT_TRIGGERS * 100).toFixed(0)}% (goal at most 40%)`);
