@@ -20,5 +20,9 @@ export function storeEventsSql() {
   return sections;
 }
 
-/** The fold statements that follow the inserts, in order. */
-export const FOLD_STATEMENTS = ['fold_counts', 'fold_users', 'fold_props', 'fold_names', 'fold_props_catalogue', 'end'];
+/** The statements after `insert_events`, in file order: the fold, once per transaction
+ * (worker/src/pipeline.rs reads the same order from the same file). */
+export const FOLD_STATEMENTS = (() => {
+  const names = Object.keys(storeEventsSql());
+  return names.slice(names.indexOf('insert_events') + 1);
+})();

@@ -20,11 +20,12 @@ function folded() {
   const st = Object.fromEntries(Object.entries(sql).map(([k, v]) => [k, db.prepare(v)]));
   return {
     db,
-    /** One consumer transaction over `chunks` (each a list of rows, one insert statement). */
+    /** One consumer transaction over `chunks` (each a list of rows, one insert statement),
+     * with props sent as objects, as the Worker sends them. */
     transaction(chunks) {
       db.exec('BEGIN');
       st.begin.run(1, chunks.flat().length, 0);
-      for (const rows of chunks) st.insert_events.run(JSON.stringify(rows));
+      for (const rows of chunks) st.insert_events.run(JSON.stringify(rows.map((r) => r.with(10, JSON.parse(r[10])))));
       for (const f of FOLD_STATEMENTS) st[f].run();
       db.exec('COMMIT');
     },
@@ -39,6 +40,7 @@ function reference() {
 }
 
 const TABLES = {
+  events: 'SELECT * FROM events ORDER BY app, id',
   agg_counts: 'SELECT app, event, granularity, bucket, count, users FROM agg_counts ORDER BY 1, 2, 3, 4',
   agg_users: 'SELECT * FROM agg_users ORDER BY 1, 2, 3, 4, 5',
   agg_props: 'SELECT * FROM agg_props ORDER BY 1, 2, 3, 4, 5',
@@ -66,7 +68,8 @@ describe('the per-batch fold', () => {
         const ts = base + pick(3) * 13 * 3_600_000 + pick(3_600_000);
         const anonymous = `anon-${pick(25)}`;
         const user = pick(4) === 0 ? `user-${pick(5)}` : null;
-        const props = { plan: ['free', 'pro', null, true, 1.5, 'x,y'][pick(6)], ...(pick(2) ? { page: `/p/${pick(4)}` } : {}) };
+        const odd = ['x,y', 'say "hi"', 'a/b\\c', 'naïve ✓ 🚀', 'tab\tnew\nline\u0001', '=1+1'];
+        const props = { plan: ['free', 'pro', null, true, 1.5, -0, 12345678901, odd[pick(odd.length)]][pick(8)], ...(pick(2) ? { page: `/p/${pick(4)}` } : {}) };
         known.set(key, [app, id, 'track', ['view', 'click', 'buy'][pick(3)], ts, ts - 5, ts + 9, anonymous, user, user ?? anonymous, JSON.stringify(props), null, `batch-${pick(50)}`]);
       }
       return known.get(key);
@@ -106,6 +109,26 @@ describe('the per-batch fold', () => {
     ours.transaction([rows]);
     assert.deepEqual(snapshot(ours.db), once);
     assert.equal(ours.db.prepare('SELECT events_stored FROM pipeline_totals').get().events_stored, 10);
+  });
+
+  test('rows another writer inserted (an old Worker during the migration) are folded by the next transaction', () => {
+    const ours = folded();
+    const theirs = reference();
+    const row = (i) => ['a', `old-${i}`, 'track', 'view', 1_790_000_000_000 + i, 0, 0, `u${i}`, null, `u${i}`, '{"k":"v"}', null, 'b'];
+    const plain = ours.db.prepare('INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+    for (let i = 0; i < 3; i++) plain.run(...row(i));
+    ours.transaction([[row(3)]]);
+    theirs.transaction([[0, 1, 2, 3].map(row)]);
+    assert.deepEqual(snapshot(ours.db), snapshot(theirs.db));
+    assert.equal(ours.db.prepare('SELECT events_stored FROM pipeline_totals').get().events_stored, 4);
+  });
+
+  test('without its totals row a transaction fails instead of storing what it would never fold', () => {
+    const { db, transaction } = folded();
+    assert.throws(() => db.exec('DELETE FROM pipeline_totals'), /never deleted/);
+    db.exec('DROP TRIGGER pipeline_totals_kept; DELETE FROM pipeline_totals');
+    const row = ['a', 'x', 'track', 'view', 1_790_000_000_000, 0, 0, 'u', null, 'u', '{}', null, 'b'];
+    assert.throws(() => transaction([[row]]), /NOT NULL constraint failed: pipeline_totals.fold_from/);
   });
 
   test('no statement reads the whole events table', () => {

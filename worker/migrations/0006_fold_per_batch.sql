@@ -12,9 +12,11 @@ DROP INDEX events_by_name_time;
 -- updated inside each consumer transaction, so it is exactly as durable as the events.
 CREATE TABLE pipeline_totals (
   id              INTEGER PRIMARY KEY CHECK (id = 1),
-  -- `events.rowid` when the current transaction began: rows above it are the ones this
-  -- transaction inserted (events are never deleted, so rowids only grow).
-  fold_from       INTEGER NOT NULL DEFAULT 0,
+  -- The largest `events.rowid` already folded into the aggregates: every row above it is
+  -- folded by the next consumer transaction, whoever inserted it (events are never
+  -- deleted, so rowids only grow). No default: a transaction that finds this row missing
+  -- fails (see `begin`) instead of folding nothing or everything.
+  fold_from       INTEGER NOT NULL,
   transactions    INTEGER NOT NULL DEFAULT 0,
   messages        INTEGER NOT NULL DEFAULT 0,
   events_offered  INTEGER NOT NULL DEFAULT 0, -- events in the stored messages
@@ -22,7 +24,10 @@ CREATE TABLE pipeline_totals (
   retries         INTEGER NOT NULL DEFAULT 0, -- deliveries sent back to the queue after a failed write
   rows_written    INTEGER NOT NULL DEFAULT 0  -- D1 rows written by the consumer transactions
 );
-INSERT INTO pipeline_totals (id) VALUES (1);
+-- Everything stored so far was folded by the triggers dropped above.
+INSERT INTO pipeline_totals (id, fold_from) VALUES (1, (SELECT coalesce(max(rowid), 0) FROM events));
+CREATE TRIGGER pipeline_totals_kept BEFORE DELETE ON pipeline_totals
+BEGIN SELECT RAISE(ABORT, 'pipeline_totals holds the fold mark and is never deleted'); END;
 
 -- Messages that went the long way: through the dead-letter queue, or through the KV spool.
 -- Recorded in the transaction that finally stores them, once each.

@@ -432,6 +432,9 @@ pub async fn delete(req: Request, env: &Env, id: &str) -> ApiResult {
     app.deleted_at = Some(format_rfc3339(now_ms()));
     let body = serde_json::to_string(&app).map_err(internal)?;
     store.put(&format!("app:{id}"), body)?.execute().await?;
+    // Again, now that the record says deleted: a lookup between the first forget and
+    // this put may have cached the live record.
+    forget_cached(id);
     json(
         200,
         &serde_json::json!({

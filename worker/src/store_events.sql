@@ -2,25 +2,32 @@
 -- (scripts/bench.mjs) runs these same statements on raw SQLite for its ceiling, so each
 -- section starts with a `-- name:` line and holds exactly one statement.
 --
--- Events are never deleted and a new row's rowid is one above the largest, so the rows a
--- transaction inserted are exactly those above the rowid it began with (`fold_from`). A
--- redelivered message inserts nothing (`ON CONFLICT DO NOTHING`) and so folds nothing.
+-- `pipeline_totals.fold_from` is the largest events rowid already folded. Events are never
+-- deleted and a new row's rowid is one above the largest, so the rows to fold are exactly
+-- those above it: the ones this transaction inserted, and any a writer without the fold
+-- inserted (an old Worker still running while migration 0006 is applied). A redelivered
+-- message inserts nothing (`ON CONFLICT DO NOTHING`) and so folds nothing. Every section
+-- after `insert_events` runs once per transaction, in file order.
 
 -- name: begin
--- ?1 messages, ?2 events offered, ?3 retries counted since the last commit
-UPDATE pipeline_totals
-SET fold_from = (SELECT coalesce(max(rowid), 0) FROM events),
-    transactions = transactions + 1,
-    messages = messages + ?1,
-    events_offered = events_offered + ?2,
-    retries = retries + ?3
-WHERE id = 1;
+-- ?1 messages, ?2 events offered, ?3 retries counted since the last commit. An upsert
+-- whose insert path carries the current mark: if the row is missing, that is NULL and
+-- fails fold_from's NOT NULL, so the transaction fails loudly rather than storing events
+-- that would never be folded (or folding all of them again from a new mark of 0).
+INSERT INTO pipeline_totals (id, fold_from, transactions, messages, events_offered, retries)
+VALUES (1, (SELECT fold_from FROM pipeline_totals WHERE id = 1), 1, ?1, ?2, ?3)
+ON CONFLICT (id) DO UPDATE SET
+  transactions = transactions + 1,
+  messages = messages + excluded.messages,
+  events_offered = events_offered + excluded.events_offered,
+  retries = retries + excluded.retries;
 
 -- name: insert_events
--- ?1 a JSON array of rows, each an array in the column order below (at most 90 KB)
+-- ?1 a JSON array of rows, each an array in the column order below (props a JSON
+-- object, stored as its compact text).
 INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id)
 SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, e.value ->> 5, e.value ->> 6,
-       e.value ->> 7, e.value ->> 8, e.value ->> 9, e.value ->> 10, e.value ->> 11, e.value ->> 12
+       e.value ->> 7, e.value ->> 8, e.value ->> 9, e.value -> 10, e.value ->> 11, e.value ->> 12
 FROM json_each(?1) AS e WHERE true
 ON CONFLICT (app, id) DO NOTHING;
 
@@ -74,6 +81,8 @@ WHERE n.rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
 ON CONFLICT DO NOTHING;
 
 -- name: end
+-- Both subqueries see the row as it was: the count is of rows above the old mark.
 UPDATE pipeline_totals
-SET events_stored = events_stored + (SELECT count(*) FROM events NOT INDEXED WHERE rowid > pipeline_totals.fold_from)
+SET events_stored = events_stored + (SELECT count(*) FROM events NOT INDEXED WHERE rowid > pipeline_totals.fold_from),
+    fold_from = (SELECT coalesce(max(rowid), 0) FROM events)
 WHERE id = 1;
