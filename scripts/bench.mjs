@@ -119,7 +119,7 @@ function sqliteBaseline(scheme) {
       const prepared = Object.fromEntries(Object.entries(sql).map(([name, text]) => [name, db.prepare(text)]));
       write = (batch) => {
         prepared.begin.run(1, batch.events.length, 0);
-        prepared.insert_events.run(JSON.stringify(rowsOf(batch)));
+        prepared.insert_events.run(JSON.stringify(rowsOf(batch).map((row) => row.with(10, JSON.parse(row[10])))));
         for (const f of FOLD_STATEMENTS) prepared[f].run();
       };
     } else {
