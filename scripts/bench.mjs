@@ -164,11 +164,37 @@ async function flagBenchmarks() {
   if (native.status !== 0) throw new Error(`native flag bench failed: ${native.stderr}`);
   const nativeResult = JSON.parse(native.stdout.trim().split('\n').pop());
 
-  const sdk = await import(join(PATHS.sdkPkg, 'telltale_engine.js'));
+  const sdk = await import(join(PATHS.sdkPkg, 'engine.js'));
   await sdk.default({ module_or_path: readFileSync(join(PATHS.sdkPkg, 'telltale_engine_bg.wasm')) });
   const engine = new sdk.FlagEngine(BENCH_RULESET);
   const now = Date.now();
   const wasm = timeEvaluations((ctx, key) => engine.evaluate(key, ctx, {}, now).value);
+  // The fast path: the context crosses once, each decision comes back as one number, and
+  // the value is read from the tables on the JS side.
+  const tables = sdk.readTables(engine);
+  const indexes = FLAG_KEYS.map((key) => tables.keys.indexOf(key));
+  const valueOf = (i, packed) => tables.variants[i][(packed % 65536) - 1]?.[1];
+  const timePacked = (decideContext) => {
+    let on = 0;
+    const t0 = performance.now();
+    for (let r = 0; r < FLAG_ROUNDS; r++) for (const ctx of flagContexts) on += decideContext(ctx);
+    const seconds = (performance.now() - t0) / 1000;
+    const evaluations = FLAG_ROUNDS * flagContexts.length * FLAG_KEYS.length;
+    return { per_second: Math.round(evaluations / seconds), ns_per_evaluation: Math.round((seconds * 1e9) / evaluations), on };
+  };
+  const wasmPacked = timePacked((ctx) => {
+    engine.setContext(ctx, undefined);
+    let on = 0;
+    for (const i of indexes) if (valueOf(i, engine.decide(i, now)) === true) on++;
+    return on;
+  });
+  const wasmPackedAll = timePacked((ctx) => {
+    engine.setContext(ctx, undefined);
+    const all = engine.decideAll(now);
+    let on = 0;
+    for (const i of indexes) if (valueOf(i, all[i]) === true) on++;
+    return on;
+  });
   // As the SDK's local mode works: one context crossing, all flags decided.
   const wasmAll = (() => {
     const t0 = performance.now();
@@ -192,7 +218,7 @@ async function flagBenchmarks() {
     limits: { defaultValue: { max: 3 } },
   } } });
   const growthbook = timeEvaluations((ctx, key) => gb.evalFeature(key, { attributes: { id: ctx.user_id, role: ctx.role, course_id: ctx.course_id } }).value);
-  return { native: nativeResult, wasm, wasm_evaluate_all: wasmAll, growthbook };
+  return { native: nativeResult, wasm, wasm_evaluate_all: wasmAll, wasm_packed: wasmPacked, wasm_packed_all: wasmPackedAll, growthbook };
 }
 
 async function evaluateLatency(collector) {
@@ -266,18 +292,36 @@ async function consoleFigures(collector) {
   return { ...size, first_chart_ms: Math.round(times[Math.floor(times.length / 2)]) };
 }
 
-// BENCH_ONLY=ingest measures ingest and storage alone (quicker, for work on the write path).
-const ingestOnly = process.env.BENCH_ONLY === 'ingest';
+// BENCH_ONLY=ingest measures ingest and storage alone, BENCH_ONLY=flags flag evaluation
+// alone (quicker, for work on one of them).
+const only = process.env.BENCH_ONLY;
+if (only && !['ingest', 'flags'].includes(only)) throw new Error(`BENCH_ONLY is ingest or flags, not ${only}`);
+
+function printFlags(f) {
+  console.log(`Flag evaluations (${FLAG_KEYS.length} flags x ${flagContexts.length} contexts): native ${f.native.per_second}/s (${f.native.ns_per_evaluation} ns), `
+    + `wasm under Node ${f.wasm.per_second}/s (${f.wasm.ns_per_evaluation} ns) one call per flag, ${f.wasm_evaluate_all.per_second}/s (${f.wasm_evaluate_all.ns_per_evaluation} ns) with evaluateAll, `
+    + `GrowthBook JS ${f.growthbook.per_second}/s (${f.growthbook.ns_per_evaluation} ns)`);
+  console.log(`Packed decisions (setContext once per context, then decide(index) per flag / decideAll; value read from the tables): `
+    + `${f.wasm_packed.per_second}/s (${f.wasm_packed.ns_per_evaluation} ns), ${f.wasm_packed_all.per_second}/s (${f.wasm_packed_all.ns_per_evaluation} ns); `
+    + `vs GrowthBook ${(f.wasm_packed.per_second / f.growthbook.per_second).toFixed(2)}x and ${(f.wasm_packed_all.per_second / f.growthbook.per_second).toFixed(2)}x`);
+  console.log(`Ratios: wasm/GrowthBook = ${(f.wasm.per_second / f.growthbook.per_second).toFixed(2)} (evaluateAll ${(f.wasm_evaluate_all.per_second / f.growthbook.per_second).toFixed(2)}), native/GrowthBook = ${(f.native.per_second / f.growthbook.per_second).toFixed(2)}`);
+}
+
+if (only === 'flags') {
+  printFlags(await flagBenchmarks());
+  process.exit(0);
+}
+
 const collector = await Collector.start({ devHooks: false });
 try {
-  if (!ingestOnly) results.console = await consoleFigures(collector);
-  if (!ingestOnly) results.track = await trackCost(collector);
+  if (!only) results.console = await consoleFigures(collector);
+  if (!only) results.track = await trackCost(collector);
   results.ingest = await ingestThroughput(collector);
-  if (!ingestOnly) results.flags_http = await evaluateLatency(collector);
+  if (!only) results.flags_http = await evaluateLatency(collector);
 } finally {
   await collector.stop();
 }
-if (!ingestOnly) results.flags = await flagBenchmarks();
+if (!only) results.flags = await flagBenchmarks();
 console.log(`Ingest via wrangler dev (${TOTAL} events, ${REQUESTS} requests of ${EVENTS_PER_REQUEST}, concurrency ${CONCURRENCY}): `
   + `${results.ingest.accepted_events_per_s} events/s accepted (202), ${results.ingest.stored_events_per_s} events/s stored in D1 with aggregates `
   + `(${results.ingest.transactions} consumer transactions)`);
@@ -289,15 +333,11 @@ console.log(`wrangler dev's own ceiling: ${results.ingest.dev_server_healthz_per
 results.rows_written_per_event_before = ROWS_PER_EVENT_PER_EVENT_TRIGGERS;
 console.log(`D1 rows written per stored event (${EVENTS_PER_REQUEST}-event batches): ${results.ingest.rows_written_per_event}, `
   + `was ${ROWS_PER_EVENT_PER_EVENT_TRIGGERS} with per-event triggers: ${(results.ingest.rows_written_per_event / ROWS_PER_EVENT_PER_EVENT_TRIGGERS * 100).toFixed(0)}% (goal at most 40%)`);
-if (ingestOnly) process.exit(0);
+if (only) process.exit(0);
 const budget = JSON.parse(readFileSync(join(ROOT, 'sdk/size-budget.json'), 'utf8'));
 console.log(`SDK size vs budget: ${results.sdk.total} / ${budget.max_gzip_bytes} bytes; vs goal ${budget.goal_gzip_bytes}: ${(results.sdk.total / budget.goal_gzip_bytes).toFixed(2)}x`);
 console.log(`track() in Chromium: ${results.track.ns_per_call} ns per call over ${results.track.calls} calls`);
-const f = results.flags;
-console.log(`Flag evaluations (${FLAG_KEYS.length} flags x ${flagContexts.length} contexts): native ${f.native.per_second}/s (${f.native.ns_per_evaluation} ns), `
-  + `wasm under Node ${f.wasm.per_second}/s (${f.wasm.ns_per_evaluation} ns) one call per flag, ${f.wasm_evaluate_all.per_second}/s (${f.wasm_evaluate_all.ns_per_evaluation} ns) with evaluateAll, `
-  + `GrowthBook JS ${f.growthbook.per_second}/s (${f.growthbook.ns_per_evaluation} ns)`);
-console.log(`Ratios: wasm/GrowthBook = ${(f.wasm.per_second / f.growthbook.per_second).toFixed(2)} (evaluateAll ${(f.wasm_evaluate_all.per_second / f.growthbook.per_second).toFixed(2)}), native/GrowthBook = ${(f.native.per_second / f.growthbook.per_second).toFixed(2)}`);
+printFlags(results.flags);
 console.log(`Console: ${kib(results.console.total_gzip_bytes)} gzipped (JS ${kib(results.console.js_gzip_bytes)}, CSS ${kib(results.console.css_gzip_bytes)}; goal 120 KB), `
   + `first chart ${results.console.first_chart_ms} ms after navigation (median of 5 warm loads; goal 1,000 ms)`);
 console.log(`POST /v1/flags/evaluate via wrangler dev: ${results.flags_http.ms_per_request} ms per request (${FLAG_KEYS.length} decisions, sequential, loopback, cached snapshot)`);

@@ -200,11 +200,11 @@ export function buildSdk() {
     types: 'telltale.d.ts',
     exports: {
       '.': { types: './telltale.d.ts', default: './telltale.js' },
-      './engine': { types: './telltale_engine.d.ts', default: './telltale_engine.js' },
+      './engine': { types: './engine.d.ts', default: './engine.js' },
       './telltale_wasm_bg.wasm': './telltale_wasm_bg.wasm',
       './telltale_engine_bg.wasm': './telltale_engine_bg.wasm',
     },
-    files: ['telltale.js', 'telltale.d.ts', 'README.md', ...SDK_MODULES.flatMap(([, n]) => [`${n}.js`, `${n}.d.ts`, `${n}_bg.wasm`])],
+    files: ['telltale.js', 'telltale.d.ts', 'engine.js', 'engine.d.ts', 'README.md', ...SDK_MODULES.flatMap(([, n]) => [`${n}.js`, `${n}.d.ts`, `${n}_bg.wasm`])],
     sideEffects: false,
   }, null, 2) + '\n');
   rmSync(PATHS.wwwSdk, { recursive: true, force: true });

@@ -121,7 +121,7 @@ let clientsOnPage = 0;
 let enginePromise;
 /** The flag engine (a second wasm module), loaded once, on first use by local mode. */
 function loadEngine() {
-  enginePromise ??= import('./telltale_engine.js').then(async (m) => { await m.default(); return m; });
+  enginePromise ??= import('./engine.js').then(async (m) => { await m.default(); return m; });
   return enginePromise;
 }
 
@@ -131,7 +131,7 @@ export class Telltale {
   #sending = Promise.resolve(0);
   // flags
   #decisions = new Map(); #probes = {}; #exposed = new Set(); #etag; #failures = 0; #nextFetchAt = 0;
-  #context; #engine; #flagListeners = []; #probeListeners = [];
+  #context; #engine; #tables; #decodeAll; #flagListeners = []; #probeListeners = [];
 
   /** Creates a client; throws (only) for invalid options. See telltale.d.ts for options. */
   constructor(options) {
@@ -489,9 +489,11 @@ export class Telltale {
       if (answer.status === 200) {
         this.#etag = answer.etag;
         if (local) {
-          const { FlagEngine } = await loadEngine();
+          const engineModule = await loadEngine();
           this.#engine?.free();
-          this.#engine = new FlagEngine(answer.text); // parsed once, in the engine
+          this.#engine = new engineModule.FlagEngine(answer.text); // parsed once, in the engine
+          this.#tables = engineModule.readTables(this.#engine);
+          this.#decodeAll = engineModule.decodeAll;
           this.#replaceProbes(this.#engine.servedProbes());
           this.#evaluateLocally();
         } else {
@@ -518,7 +520,10 @@ export class Telltale {
   }
 
   #evaluateLocally() {
-    if (this.#engine) this.#replace(this.#engine.evaluateAll(this.#context, this.#probes, Date.now()));
+    if (!this.#engine) return;
+    // The context crosses once; decisions come back as numbers, decoded against the tables.
+    this.#engine.setContext(this.#context, this.#probes);
+    this.#replace(this.#decodeAll(this.#tables, this.#engine.decideAll(Date.now())));
   }
 
   /** The decision for `key`, recording an exposure the first time in this page. */

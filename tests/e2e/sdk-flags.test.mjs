@@ -38,19 +38,40 @@ async function sdkPage(context) {
 }
 
 describe('shared vectors in the browser', () => {
-  test('the wasm engine decides every case exactly as core does', async () => {
+  test('the wasm engine decides every case exactly as core does, through JSON and through packed decisions', async () => {
     const doc = JSON.parse(readFileSync(new URL('../spec/flags/cases.json', import.meta.url), 'utf8'));
     const page = await sdkPage();
     const results = await page.evaluate(async (doc) => {
       // The engine is a second module, loaded on demand (as local mode does).
       const engine = await window.sdk.loadFlagEngine();
       const ruleset = JSON.stringify(doc.ruleset);
-      return doc.cases.map((c) => engine.evaluateRuleset(ruleset, c.flag, c.context, c.probes || {}, Date.parse(c.now || doc.now)));
+      // The fast path: the context set once, a packed number per decision, decoded in JS.
+      const fast = new engine.FlagEngine(ruleset);
+      const tables = engine.readTables(fast);
+      return doc.cases.map((c) => {
+        const now = Date.parse(c.now || doc.now);
+        fast.setContext(c.context, c.probes || {});
+        const index = tables.keys.indexOf(c.flag);
+        return {
+          json: engine.evaluateRuleset(ruleset, c.flag, c.context, c.probes || {}, now),
+          packed: engine.decodeDecision(tables, index < 0 ? tables.keys.length : index, fast.decide(index < 0 ? tables.keys.length : index, now)),
+          all: engine.decodeAll(tables, fast.decideAll(now))[c.flag],
+        };
+      });
     }, doc);
     assert.equal(results.length, doc.cases.length);
     doc.cases.forEach((c, i) => {
+      const { json, packed, all } = results[i];
       for (const key of ['value', 'variant', 'reason', 'rule', 'bucket', 'error_code', 'probe']) {
-        assert.deepEqual(results[i][key] ?? null, c.expect[key] ?? null, `${c.name}: ${key}`);
+        assert.deepEqual(json[key] ?? null, c.expect[key] ?? null, `${c.name}: ${key}`);
+      }
+      if (json.error_code === 'FLAG_NOT_FOUND') {
+        // By index there is no key to name: the rest of the decision is the same.
+        assert.deepEqual({ ...packed, key: json.key, error_message: json.error_message }, json, c.name);
+        assert.equal(all, undefined);
+      } else {
+        assert.deepEqual(packed, json, `${c.name}: decide`);
+        assert.deepEqual(all, json, `${c.name}: decideAll`);
       }
     });
     await page.close();

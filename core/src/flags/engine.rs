@@ -9,6 +9,7 @@ use crate::error::FieldError;
 use crate::time::parse_api_time;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// Evaluation context: attributes such as `user_id`, `anonymous_id`, `role`, `course_id`.
@@ -52,6 +53,52 @@ pub mod error_code {
     pub const FLAG_NOT_FOUND: &str = "FLAG_NOT_FOUND";
     pub const PARSE_ERROR: &str = "PARSE_ERROR";
     pub const TYPE_MISMATCH: &str = "TYPE_MISMATCH";
+}
+
+/// Why a decision is an error, as OpenFeature names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionError {
+    /// No flag has the key.
+    FlagNotFound,
+    /// The flag did not compile; it serves its declared default, if any.
+    ParseError,
+}
+
+impl DecisionError {
+    pub const fn code(self) -> &'static str {
+        match self {
+            DecisionError::FlagNotFound => error_code::FLAG_NOT_FOUND,
+            DecisionError::ParseError => error_code::PARSE_ERROR,
+        }
+    }
+}
+
+/// A decision by index, made without allocating: what a [`Decision`] says, with the
+/// variant and the rule as indexes into the flag's tables ([`Engine::variants`],
+/// [`Engine::rule_id`]). Bindings keep those tables on their side and pass this across.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub variant: Option<usize>,
+    pub reason: Reason,
+    pub error: Option<DecisionError>,
+    pub rule: Option<usize>,
+    /// The bucket (0..100,000) used by a rollout or split.
+    pub bucket: Option<u32>,
+    /// The flag's required probe is down (it names the probe: [`Engine::required_probe`]).
+    pub probe_down: bool,
+}
+
+impl Outcome {
+    fn served(variant: usize, reason: Reason) -> Outcome {
+        Outcome {
+            variant: Some(variant),
+            reason,
+            error: None,
+            rule: None,
+            bucket: None,
+            probe_down: false,
+        }
+    }
 }
 
 /// One flag decision.
@@ -193,7 +240,8 @@ enum FlagEntry {
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     version: String,
-    flags: BTreeMap<String, FlagEntry>,
+    /// Sorted by key: a flag's index is its position here.
+    flags: Vec<(String, FlagEntry)>,
     segments: HashMap<String, Vec<CompiledCondition>>,
     warnings: Vec<FieldError>,
 }
@@ -645,7 +693,7 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
     }
     Engine {
         version: ruleset.version.clone(),
-        flags,
+        flags: flags.into_iter().collect(),
         segments,
         warnings,
     }
@@ -709,10 +757,10 @@ fn condition_holds(c: &CompiledCondition, ctx: &Context) -> bool {
     }
 }
 
-fn stickiness_value(ctx: &Context, attribute: Option<&str>) -> Option<String> {
-    let text = |v: &Value| match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+fn stickiness_value<'a>(ctx: &'a Context, attribute: Option<&str>) -> Option<Cow<'a, str>> {
+    let text = |v: &'a Value| match v {
+        Value::String(s) if !s.is_empty() => Some(Cow::Borrowed(s.as_str())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     };
     match attribute {
@@ -750,17 +798,103 @@ impl Engine {
 
     fn schedule_boundaries(&self) -> impl Iterator<Item = i64> + '_ {
         self.flags
-            .values()
-            .flat_map(|entry| match entry {
+            .iter()
+            .flat_map(|(_, entry)| match entry {
                 FlagEntry::Ready(flag) => [flag.from_ms, flag.until_ms],
                 FlagEntry::Broken { .. } => [None, None],
             })
             .flatten()
     }
 
-    /// Every flag key, sorted.
+    /// Every flag key, sorted: a flag's index is its position here.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.flags.keys().map(String::as_str)
+        self.flags.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// How many flags there are (broken ones included).
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// The index of a flag, for [`Engine::decide`].
+    pub fn index_of(&self, key: &str) -> Option<usize> {
+        self.flags
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+    }
+
+    /// What a flag can serve, by variant index: `(variant key, value)`. A broken flag
+    /// serves only the default it declared, if it can be read.
+    pub fn variants(&self, index: usize) -> &[(String, Value)] {
+        match self.flags.get(index) {
+            Some((_, FlagEntry::Ready(flag))) => &flag.variants,
+            Some((_, FlagEntry::Broken { default, .. })) => default.as_slice(),
+            None => &[],
+        }
+    }
+
+    /// The id of a flag's rule, by rule index.
+    pub fn rule_id(&self, index: usize, rule: usize) -> Option<&str> {
+        match self.flags.get(index) {
+            Some((_, FlagEntry::Ready(flag))) => flag.rules.get(rule).map(|r| r.id.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The probe a flag requires, if any.
+    pub fn required_probe(&self, index: usize) -> Option<&str> {
+        match self.flags.get(index) {
+            Some((_, FlagEntry::Ready(flag))) => flag.requires_probe.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Why a broken flag did not compile.
+    pub fn problem(&self, index: usize) -> Option<&str> {
+        match self.flags.get(index) {
+            Some((_, FlagEntry::Broken { problem, .. })) => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// Decides flag `index` without allocating (an index out of range is not found).
+    pub fn decide(
+        &self,
+        index: usize,
+        ctx: &Context,
+        probes: &ProbeStates,
+        now_ms: i64,
+    ) -> Outcome {
+        self.decide_at_depth(index, ctx, probes, now_ms, 0)
+    }
+
+    /// The full decision for an outcome of flag `index`.
+    pub fn decision_of(&self, index: usize, outcome: &Outcome) -> Decision {
+        let key = self.flags.get(index).map_or("", |(k, _)| k.as_str());
+        let mut d = self.decision(
+            key,
+            outcome.variant.and_then(|v| self.variants(index).get(v)),
+            outcome.reason,
+        );
+        d.error_code = outcome.error.map(DecisionError::code);
+        d.error_message = match outcome.error {
+            Some(DecisionError::FlagNotFound) => Some(format!("no flag `{key}`")),
+            Some(DecisionError::ParseError) => self.problem(index).map(str::to_string),
+            None => None,
+        };
+        d.rule = outcome
+            .rule
+            .and_then(|r| self.rule_id(index, r))
+            .map(str::to_string);
+        d.bucket = outcome.bucket;
+        if outcome.probe_down {
+            d.probe = self.required_probe(index).map(str::to_string);
+        }
+        d
     }
 
     fn decision(&self, key: &str, variant: Option<&(String, Value)>, reason: Reason) -> Decision {
@@ -786,70 +920,79 @@ impl Engine {
         probes: &ProbeStates,
         now_ms: i64,
     ) -> Decision {
-        self.evaluate_at_depth(key, ctx, probes, now_ms, 0)
-    }
-
-    /// Decides every flag, in key order.
-    pub fn evaluate_all(&self, ctx: &Context, probes: &ProbeStates, now_ms: i64) -> Vec<Decision> {
-        self.flags
-            .keys()
-            .map(|k| self.evaluate(k, ctx, probes, now_ms))
-            .collect()
-    }
-
-    fn evaluate_at_depth(
-        &self,
-        key: &str,
-        ctx: &Context,
-        probes: &ProbeStates,
-        now_ms: i64,
-        depth: usize,
-    ) -> Decision {
-        let flag = match self.flags.get(key) {
+        match self.index_of(key) {
+            Some(index) => self.decision_of(index, &self.decide(index, ctx, probes, now_ms)),
             None => {
                 let mut d = self.decision(key, None, Reason::Error);
                 d.error_code = Some(error_code::FLAG_NOT_FOUND);
                 d.error_message = Some(format!("no flag `{key}`"));
-                return d;
+                d
             }
-            Some(FlagEntry::Broken { default, problem }) => {
-                let mut d = self.decision(key, default.as_ref(), Reason::Error);
-                d.error_code = Some(error_code::PARSE_ERROR);
-                d.error_message = Some(problem.clone());
-                return d;
-            }
-            Some(FlagEntry::Ready(flag)) => flag,
+        }
+    }
+
+    /// Decides every flag, in key order.
+    pub fn evaluate_all(&self, ctx: &Context, probes: &ProbeStates, now_ms: i64) -> Vec<Decision> {
+        (0..self.flags.len())
+            .map(|i| self.decision_of(i, &self.decide(i, ctx, probes, now_ms)))
+            .collect()
+    }
+
+    fn decide_at_depth(
+        &self,
+        index: usize,
+        ctx: &Context,
+        probes: &ProbeStates,
+        now_ms: i64,
+        depth: usize,
+    ) -> Outcome {
+        let error = |variant: Option<usize>, error| Outcome {
+            variant,
+            reason: Reason::Error,
+            error: Some(error),
+            rule: None,
+            bucket: None,
+            probe_down: false,
         };
-        let off = Some(&flag.variants[flag.off]);
+        let (key, flag) = match self.flags.get(index) {
+            None => return error(None, DecisionError::FlagNotFound),
+            Some((_, FlagEntry::Broken { default, .. })) => {
+                return error(default.as_ref().map(|_| 0), DecisionError::ParseError)
+            }
+            Some((key, FlagEntry::Ready(flag))) => (key, flag),
+        };
         if !flag.enabled
             || flag.from_ms.is_some_and(|f| now_ms < f)
             || flag.until_ms.is_some_and(|u| now_ms >= u)
         {
-            return self.decision(key, off, Reason::Disabled);
+            return Outcome::served(flag.off, Reason::Disabled);
         }
         if let Some(probe) = &flag.requires_probe {
             if probes.get(probe) == Some(&ProbeState::Down) {
-                let mut d = self.decision(key, off, Reason::Disabled);
-                d.probe = Some(probe.clone());
-                return d;
+                return Outcome {
+                    probe_down: true,
+                    ..Outcome::served(flag.off, Reason::Disabled)
+                };
             }
         }
         // Cycles are refused at compile time; the depth guard is belt and braces.
         if depth > self.flags.len() {
-            return self.decision(key, off, Reason::PrerequisiteFailed);
+            return Outcome::served(flag.off, Reason::PrerequisiteFailed);
         }
         for p in &flag.prerequisites {
-            let served = self.evaluate_at_depth(&p.flag, ctx, probes, now_ms, depth + 1);
-            let ok = served.error_code.is_none()
-                && served
-                    .variant
-                    .as_ref()
-                    .is_some_and(|v| p.variants.contains(v));
+            let ok = self.index_of(&p.flag).is_some_and(|pi| {
+                let served = self.decide_at_depth(pi, ctx, probes, now_ms, depth + 1);
+                served.error.is_none()
+                    && served
+                        .variant
+                        .and_then(|v| self.variants(pi).get(v))
+                        .is_some_and(|(name, _)| p.variants.contains(name))
+            });
             if !ok {
-                return self.decision(key, off, Reason::PrerequisiteFailed);
+                return Outcome::served(flag.off, Reason::PrerequisiteFailed);
             }
         }
-        for rule in &flag.rules {
+        for (rule_index, rule) in flag.rules.iter().enumerate() {
             let matches = rule.conditions.iter().all(|c| condition_holds(c, ctx))
                 && rule.segments.iter().all(|s| {
                     self.segments
@@ -878,10 +1021,11 @@ impl Engine {
                     }),
             };
             if let Some((variant, why, b)) = served {
-                let mut d = self.decision(key, Some(&flag.variants[variant]), why);
-                d.rule = Some(rule.id.clone());
-                d.bucket = b;
-                return d;
+                return Outcome {
+                    rule: Some(rule_index),
+                    bucket: b,
+                    ..Outcome::served(variant, why)
+                };
             }
         }
         let why = if flag.rules.is_empty() {
@@ -889,7 +1033,7 @@ impl Engine {
         } else {
             Reason::Default
         };
-        self.decision(key, Some(&flag.variants[flag.default]), why)
+        Outcome::served(flag.default, why)
     }
 }
 
@@ -1021,5 +1165,58 @@ mod tests {
             })
             .count();
         assert!((b_count as f64 / 20_000.0 - 0.75).abs() < 0.01, "{b_count}");
+    }
+
+    #[test]
+    fn decisions_by_index_carry_what_decisions_by_key_say() {
+        let ruleset = Ruleset {
+            version: "t".into(),
+            flags: vec![
+                json!({"key": "b-gated", "variants": [{"key": "on", "value": {"n": 1}}, {"key": "off", "value": null}],
+                "default_variant": "on", "off_variant": "off", "requires_probe": "api"}),
+                json!({"key": "a-split", "variants": [{"key": "x", "value": 1}, {"key": "y", "value": 2}],
+                "default_variant": "x", "rules": [{"id": "r0", "conditions": [{"attribute": "plan", "op": "eq", "value": "pro"}], "serve": {"variant": "y"}},
+                {"id": "r1", "serve": {"split": [{"variant": "x", "weight": 50}, {"variant": "y", "weight": 50}]}}]}),
+                json!({"key": "c-broken", "variants": [{"key": "d", "value": "D"}], "default_variant": "d", "rules": [{"serve": {"variant": "nope"}}]}),
+            ],
+            segments: vec![],
+        };
+        let engine = compile(&ruleset);
+        assert_eq!(
+            engine.keys().collect::<Vec<_>>(),
+            ["a-split", "b-gated", "c-broken"]
+        );
+        let mut ctx = Context::new();
+        ctx.insert("user_id".into(), json!("u1"));
+        let mut probes = ProbeStates::new();
+        probes.insert("api".into(), ProbeState::Down);
+        for plan in ["pro", "free"] {
+            ctx.insert("plan".into(), json!(plan));
+            for (index, key) in engine.keys().enumerate() {
+                let outcome = engine.decide(index, &ctx, &probes, 0);
+                assert_eq!(
+                    engine.decision_of(index, &outcome),
+                    engine.evaluate(key, &ctx, &probes, 0),
+                    "{key}"
+                );
+            }
+        }
+        let gated = engine.decide(1, &ctx, &probes, 0);
+        assert!(gated.probe_down);
+        assert_eq!(engine.decision_of(1, &gated).probe.as_deref(), Some("api"));
+        let broken = engine.decide(2, &ctx, &probes, 0);
+        assert_eq!(
+            (broken.error, broken.variant),
+            (Some(DecisionError::ParseError), Some(0))
+        );
+        assert_eq!(engine.variants(2), [("d".to_string(), json!("D"))]);
+        let missing = engine.decide(3, &ctx, &probes, 0);
+        assert_eq!(
+            (missing.error, missing.variant),
+            (Some(DecisionError::FlagNotFound), None)
+        );
+        assert_eq!(engine.index_of("b-gated"), Some(1));
+        assert_eq!(engine.index_of("zzz"), None);
+        assert_eq!(engine.rule_id(0, 1), Some("r1"));
     }
 }
