@@ -76,15 +76,7 @@ pub struct FlagEngine {
 }
 
 /// The reasons in the order [`pack`] numbers them (and `tables().reasons` lists them).
-const REASONS: [Reason; 7] = [
-    Reason::Static,
-    Reason::TargetingMatch,
-    Reason::Split,
-    Reason::Disabled,
-    Reason::Default,
-    Reason::Error,
-    Reason::PrerequisiteFailed,
-];
+const REASONS: [Reason; 7] = Reason::ALL;
 
 /// An outcome as one number, exact in an f64 (53 bits), so that a decision crosses the
 /// boundary without an allocation:

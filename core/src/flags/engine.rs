@@ -35,6 +35,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in a fixed order (bindings number them by it).
+    pub const ALL: [Reason; 7] = [
+        Reason::Static,
+        Reason::TargetingMatch,
+        Reason::Split,
+        Reason::Disabled,
+        Reason::Default,
+        Reason::Error,
+        Reason::PrerequisiteFailed,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Reason::Static => "STATIC",
@@ -1096,15 +1107,7 @@ mod tests {
             assert_eq!(serde_json::to_value(op).unwrap(), json!(op.as_str()));
         }
         assert_eq!(Op::parse("equals"), None);
-        for reason in [
-            Reason::Static,
-            Reason::TargetingMatch,
-            Reason::Split,
-            Reason::Disabled,
-            Reason::Default,
-            Reason::Error,
-            Reason::PrerequisiteFailed,
-        ] {
+        for reason in Reason::ALL {
             assert_eq!(
                 serde_json::to_value(reason).unwrap(),
                 json!(reason.as_str())
