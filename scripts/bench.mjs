@@ -18,6 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import { measureSdk } from './sdk-size.mjs';
 import { FOLD_STATEMENTS, storeEventsSql } from './store-sql.mjs';
+import { benchContexts, growthbookPayload, unleashContext, unleashFeatures } from './flag-peers.mjs';
 import { ensureAll, PATHS, ROOT } from './toolchain.mjs';
 
 if (!process.versions.node.startsWith('22.')) {
@@ -141,96 +142,136 @@ function sqliteBaseline(scheme) {
 }
 
 const BENCH_RULESET = readFileSync(join(ROOT, 'tests/spec/flags/bench-ruleset.json'), 'utf8');
-const FLAG_KEYS = ['checkout', 'course-layout', 'limits'];
-const flagContexts = Array.from({ length: 1000 }, (_, i) => ({ user_id: `user-${i}`, role: i % 5 === 0 ? 'teacher' : 'student', course_id: `course-${i % 37}` }));
-const FLAG_ROUNDS = Number(process.env.BENCH_FLAG_ROUNDS || 50);
+const benchRuleset = JSON.parse(BENCH_RULESET);
+const FLAG_KEYS = benchRuleset.flags.map((f) => f.key);
+const flagContexts = benchContexts();
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function timeEvaluations(evaluate) {
-  evaluate(flagContexts[0], FLAG_KEYS[0]); // warm up
-  let on = 0;
+/** ns per evaluation of one pass over every context and flag. */
+function pass(run) {
   const t0 = performance.now();
-  for (let r = 0; r < FLAG_ROUNDS; r++) {
-    for (const ctx of flagContexts) {
-      for (const key of FLAG_KEYS) if (evaluate(ctx, key) === true) on++;
-    }
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const evaluations = FLAG_ROUNDS * flagContexts.length * FLAG_KEYS.length;
-  return { per_second: Math.round(evaluations / seconds), ns_per_evaluation: Math.round((seconds * 1e9) / evaluations), on };
+  run();
+  return ((performance.now() - t0) * 1e6) / (flagContexts.length * FLAG_KEYS.length);
 }
 
+/** Flag evaluation side by side in this process: each engine decides the 20 bench flags
+ * for the 1,000 contexts, one pass per engine per round, interleaved, 5 rounds; the figure
+ * is the median round. Deterministic decisions must agree across engines first. */
 async function flagBenchmarks() {
-  const native = spawnSync('cargo', ['run', '--release', '-q', '-p', 'telltale-core', '--example', 'flag_bench'], { cwd: ROOT, encoding: 'utf8' });
-  if (native.status !== 0) throw new Error(`native flag bench failed: ${native.stderr}`);
-  const nativeResult = JSON.parse(native.stdout.trim().split('\n').pop());
+  const dir = mkdtempSync(join(tmpdir(), 'telltale-bench-flags-'));
+  let native;
+  try {
+    const contextsFile = join(dir, 'contexts.json');
+    writeFileSync(contextsFile, JSON.stringify(flagContexts));
+    const run = spawnSync('cargo', ['run', '--release', '-q', '-p', 'telltale-core', '--example', 'flag_bench', '--', contextsFile], { cwd: ROOT, encoding: 'utf8' });
+    if (run.status !== 0) throw new Error(`native flag bench failed: ${run.stderr}`);
+    native = JSON.parse(run.stdout.trim().split('\n').pop());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 
   const sdk = await import(join(PATHS.sdkPkg, 'engine.js'));
   await sdk.default({ module_or_path: readFileSync(join(PATHS.sdkPkg, 'telltale_engine_bg.wasm')) });
   const engine = new sdk.FlagEngine(BENCH_RULESET);
+  const tables = engine.tables();
   const now = Date.now();
-  const wasm = timeEvaluations((ctx, key) => engine.evaluate(key, ctx, {}, now).value);
-  // The fast path: the context crosses once, each decision comes back as one number, and
-  // the value is read from the tables on the JS side.
-  const tables = sdk.readTables(engine);
-  const indexes = FLAG_KEYS.map((key) => tables.keys.indexOf(key));
   const valueOf = (i, packed) => tables.variants[i][(packed % 65536) - 1]?.[1];
-  const timePacked = (decideContext) => {
-    let on = 0;
-    const t0 = performance.now();
-    for (let r = 0; r < FLAG_ROUNDS; r++) for (const ctx of flagContexts) on += decideContext(ctx);
-    const seconds = (performance.now() - t0) / 1000;
-    const evaluations = FLAG_ROUNDS * flagContexts.length * FLAG_KEYS.length;
-    return { per_second: Math.round(evaluations / seconds), ns_per_evaluation: Math.round((seconds * 1e9) / evaluations), on };
-  };
-  const wasmPacked = timePacked((ctx) => {
-    engine.setContext(ctx, undefined);
-    let on = 0;
-    for (const i of indexes) if (valueOf(i, engine.decide(i, now)) === true) on++;
-    return on;
-  });
-  const wasmPackedAll = timePacked((ctx) => {
-    engine.setContext(ctx, undefined);
-    const all = engine.decideAll(now);
-    let on = 0;
-    for (const i of indexes) if (valueOf(i, all[i]) === true) on++;
-    return on;
-  });
-  // As the SDK's local mode works: one context crossing, all flags decided.
-  const wasmAll = (() => {
-    const t0 = performance.now();
-    let on = 0;
-    for (let r = 0; r < FLAG_ROUNDS; r++) {
-      for (const ctx of flagContexts) {
-        const all = engine.evaluateAll(ctx, {}, now);
-        if (all.checkout.value === true) on++;
-      }
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    const evaluations = FLAG_ROUNDS * flagContexts.length * FLAG_KEYS.length;
-    return { per_second: Math.round(evaluations / seconds), ns_per_evaluation: Math.round((seconds * 1e9) / evaluations), on };
-  })();
+  const indexes = FLAG_KEYS.map((key) => engine.indexOf(key)); // the engine orders flags by key
 
   const { GrowthBookClient } = await import('@growthbook/growthbook');
   const gb = new GrowthBookClient();
-  gb.initSync({ payload: { features: {
-    checkout: { defaultValue: false, rules: [{ condition: { role: 'teacher' }, force: true }, { force: true, coverage: 0.3, hashAttribute: 'id' }] },
-    'course-layout': { defaultValue: 'grid', rules: [{ key: 'course-layout', variations: ['grid', 'list'], weights: [0.5, 0.5], hashAttribute: 'course_id' }] },
-    limits: { defaultValue: { max: 3 } },
-  } } });
-  const growthbook = timeEvaluations((ctx, key) => gb.evalFeature(key, { attributes: { id: ctx.user_id, role: ctx.role, course_id: ctx.course_id } }).value);
-  return { native: nativeResult, wasm, wasm_evaluate_all: wasmAll, wasm_packed: wasmPacked, wasm_packed_all: wasmPackedAll, growthbook };
+  gb.initSync({ payload: growthbookPayload(benchRuleset) });
+  const gbContexts = flagContexts.map((attributes) => ({ attributes }));
+
+  const { Unleash, InMemStorageProvider } = await import('unleash-client');
+  // Offline: bootstrap data only; the URL is a closed loopback port and never polled.
+  const unleash = new Unleash({
+    url: 'http://127.0.0.1:9/api/', appName: 'telltale-bench', refreshInterval: 0, disableMetrics: true,
+    bootstrap: { data: unleashFeatures(benchRuleset) }, storageProvider: new InMemStorageProvider(),
+  });
+  unleash.on('error', () => {});
+  unleash.on('warn', () => {});
+  await new Promise((resolve) => { if (unleash.isSynchronized?.()) resolve(); else unleash.once('ready', resolve); setTimeout(resolve, 2000); });
+  const unleashContexts = flagContexts.map(unleashContext);
+  const variantFlags = new Set(benchRuleset.flags.filter((f) => f.variants.some((v) => typeof v.value !== 'boolean')).map((f) => f.key));
+  const unleashValue = (key, ctx) => (variantFlags.has(key) ? unleash.getVariant(key, ctx).payload?.value : unleash.isEnabled(key, ctx));
+
+  // Same rules, same answers: every deterministic decision agrees; hashed ones are close.
+  const hashed = new Set(benchRuleset.flags.filter((f) => f.rules?.some((r) => r.serve.split || r.serve.rollout_percent != null)).map((f) => f.key));
+  const onShare = { telltale: 0, growthbook: 0, unleash: 0 };
+  let compared = 0;
+  flagContexts.forEach((ctx, c) => {
+    engine.setContext(ctx, undefined);
+    FLAG_KEYS.forEach((key, k) => {
+      const ours = valueOf(indexes[k], engine.decide(indexes[k], now));
+      const theirs = [gb.evalFeature(key, gbContexts[c]).value, unleashValue(key, unleashContexts[c])];
+      if (hashed.has(key)) {
+        if (ours === true) onShare.telltale++;
+        if (theirs[0] === true) onShare.growthbook++;
+        if (theirs[1] === true) onShare.unleash++;
+      } else {
+        compared++;
+        if (theirs[0] !== ours || theirs[1] !== ours) throw new Error(`engines disagree on ${key} for ${JSON.stringify(ctx)}: telltale ${ours}, growthbook ${theirs[0]}, unleash ${theirs[1]}`);
+      }
+    });
+  });
+
+  const engines = {
+    telltale_evaluate: () => { for (const ctx of flagContexts) for (const key of FLAG_KEYS) engine.evaluate(key, ctx, undefined, now); },
+    telltale_evaluate_all: () => { for (const ctx of flagContexts) engine.evaluateAll(ctx, undefined, now); },
+    telltale_packed: () => {
+      for (const ctx of flagContexts) {
+        engine.setContext(ctx, undefined);
+        for (const i of indexes) valueOf(i, engine.decide(i, now));
+      }
+    },
+    telltale_packed_all: () => {
+      for (const ctx of flagContexts) {
+        engine.setContext(ctx, undefined);
+        const all = engine.decideAll(now);
+        for (let i = 0; i < all.length; i++) valueOf(i, all[i]);
+      }
+    },
+    growthbook: () => { for (const ctx of gbContexts) for (const key of FLAG_KEYS) gb.evalFeature(key, ctx); },
+    unleash: () => { for (const ctx of unleashContexts) for (const key of FLAG_KEYS) unleashValue(key, ctx); },
+  };
+  for (const run of Object.values(engines)) pass(run); // warm up
+  const rounds = Object.fromEntries(Object.keys(engines).map((k) => [k, []]));
+  for (let r = 0; r < 5; r++) for (const [name, run] of Object.entries(engines)) rounds[name].push(pass(run));
+  unleash.destroy();
+  const out = { native, deterministic_decisions_compared: compared, hashed_on_share: onShare };
+  for (const [name, times] of Object.entries(rounds)) {
+    const ns = median(times);
+    out[name] = { ns_per_evaluation: Math.round(ns), per_second: Math.round(1e9 / ns) };
+  }
+  return out;
 }
 
-async function evaluateLatency(collector) {
-  await collector.publishConfig('demo', JSON.parse(BENCH_RULESET).flags.map((flag) => ['flags', flag.key, flag]), 'bench');
-  const n = 500;
-  for (let i = 0; i < 20; i++) await collector.request('POST', '/v1/flags/evaluate', { body: { context: flagContexts[i] }, headers: { Authorization: `Bearer ${collector.ingestKey}` } });
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    const res = await collector.request('POST', '/v1/flags/evaluate', { body: { context: flagContexts[i % flagContexts.length] }, headers: { Authorization: `Bearer ${collector.ingestKey}` } });
-    if (res.status !== 200) throw new Error(`evaluate answered ${res.status}`);
-  }
-  return { requests: n, flags_per_request: FLAG_KEYS.length, ms_per_request: +((performance.now() - t0) / n).toFixed(3) };
+/** Requests/s of `POST /v1/flags/evaluate` (10 flags) against `GET /healthz` of the same
+ * Worker, 8 in flight, interleaved, medians of 3: how much of a request the decision is. */
+async function edgeDecisions(collector) {
+  const ten = benchRuleset.flags.slice(0, 10);
+  if (ten.some((f) => f.rules?.some((r) => r.segments?.length))) throw new Error('the first ten bench flags must not need segments');
+  await collector.publishConfig('demo', ten.map((flag) => ['flags', flag.key, flag]), 'bench');
+  const headers = { Authorization: `Bearer ${collector.ingestKey}` };
+  let i = 0;
+  const evaluate = async () => {
+    const res = await collector.request('POST', '/v1/flags/evaluate', { body: { context: flagContexts[i++ % flagContexts.length] }, headers });
+    if (res.status !== 200 || Object.keys(res.json.flags).length !== 10) throw new Error(`evaluate answered ${res.status}: ${res.text}`);
+  };
+  const healthz = async () => { await (await fetch(`${collector.url}/healthz`)).text(); };
+  const rate = async (fn, n = 300) => {
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => { while (next++ < n) await fn(); }));
+    return n / ((performance.now() - t0) / 1000);
+  };
+  await rate(evaluate, 50);
+  const trivial = []; const decisions = [];
+  for (let r = 0; r < 3; r++) { trivial.push(await rate(healthz)); decisions.push(await rate(evaluate)); }
+  const out = { flags: 10, concurrency: CONCURRENCY, healthz_per_s: Math.round(median(trivial)), evaluate_per_s: Math.round(median(decisions)) };
+  out.ratio = +(out.evaluate_per_s / out.healthz_per_s).toFixed(2);
+  return out;
 }
 
 ensureAll();
@@ -298,13 +339,16 @@ const only = process.env.BENCH_ONLY;
 if (only && !['ingest', 'flags'].includes(only)) throw new Error(`BENCH_ONLY is ingest or flags, not ${only}`);
 
 function printFlags(f) {
-  console.log(`Flag evaluations (${FLAG_KEYS.length} flags x ${flagContexts.length} contexts): native ${f.native.per_second}/s (${f.native.ns_per_evaluation} ns), `
-    + `wasm under Node ${f.wasm.per_second}/s (${f.wasm.ns_per_evaluation} ns) one call per flag, ${f.wasm_evaluate_all.per_second}/s (${f.wasm_evaluate_all.ns_per_evaluation} ns) with evaluateAll, `
-    + `GrowthBook JS ${f.growthbook.per_second}/s (${f.growthbook.ns_per_evaluation} ns)`);
-  console.log(`Packed decisions (setContext once per context, then decide(index) per flag / decideAll; value read from the tables): `
-    + `${f.wasm_packed.per_second}/s (${f.wasm_packed.ns_per_evaluation} ns), ${f.wasm_packed_all.per_second}/s (${f.wasm_packed_all.ns_per_evaluation} ns); `
-    + `vs GrowthBook ${(f.wasm_packed.per_second / f.growthbook.per_second).toFixed(2)}x and ${(f.wasm_packed_all.per_second / f.growthbook.per_second).toFixed(2)}x`);
-  console.log(`Ratios: wasm/GrowthBook = ${(f.wasm.per_second / f.growthbook.per_second).toFixed(2)} (evaluateAll ${(f.wasm_evaluate_all.per_second / f.growthbook.per_second).toFixed(2)}), native/GrowthBook = ${(f.native.per_second / f.growthbook.per_second).toFixed(2)}`);
+  const line = (name) => `${f[name].ns_per_evaluation} ns (${f[name].per_second}/s)`;
+  const fastestPeer = Math.min(f.growthbook.ns_per_evaluation, f.unleash.ns_per_evaluation);
+  console.log(`Flag evaluations, ${FLAG_KEYS.length} flags x ${flagContexts.length} contexts, one process, interleaved, median of 5 rounds `
+    + `(${f.deterministic_decisions_compared} deterministic decisions agree across the three engines; share on for hashed flags: ${JSON.stringify(f.hashed_on_share)}):`);
+  console.log(`  Telltale wasm, setContext once + decide(index) per flag: ${line('telltale_packed')}; with decideAll: ${line('telltale_packed_all')}`);
+  console.log(`  Telltale wasm, evaluate(key, context) per flag: ${line('telltale_evaluate')}; evaluateAll(context): ${line('telltale_evaluate_all')}`);
+  console.log(`  GrowthBook 1.8.0 evalFeature: ${line('growthbook')}; unleash-client 6.12.1: ${line('unleash')}`);
+  console.log(`  native Rust: evaluate by key ${f.native.evaluate_ns} ns, decide by index ${f.native.decide_ns} ns`);
+  console.log(`  ratio, fastest JS engine / Telltale packed: ${(fastestPeer / f.telltale_packed.ns_per_evaluation).toFixed(2)}x (goal 3x); `
+    + `Telltale packed / native decide: ${(f.telltale_packed.ns_per_evaluation / f.native.decide_ns).toFixed(2)} (goal within 2)`);
 }
 
 if (only === 'flags') {
@@ -317,7 +361,7 @@ try {
   if (!only) results.console = await consoleFigures(collector);
   if (!only) results.track = await trackCost(collector);
   results.ingest = await ingestThroughput(collector);
-  if (!only) results.flags_http = await evaluateLatency(collector);
+  if (!only) results.edge_decisions = await edgeDecisions(collector);
 } finally {
   await collector.stop();
 }
@@ -340,6 +384,7 @@ console.log(`track() in Chromium: ${results.track.ns_per_call} ns per call over 
 printFlags(results.flags);
 console.log(`Console: ${kib(results.console.total_gzip_bytes)} gzipped (JS ${kib(results.console.js_gzip_bytes)}, CSS ${kib(results.console.css_gzip_bytes)}; goal 120 KB), `
   + `first chart ${results.console.first_chart_ms} ms after navigation (median of 5 warm loads; goal 1,000 ms)`);
-console.log(`POST /v1/flags/evaluate via wrangler dev: ${results.flags_http.ms_per_request} ms per request (${FLAG_KEYS.length} decisions, sequential, loopback, cached snapshot)`);
+const e = results.edge_decisions;
+console.log(`Edge decisions via wrangler dev, ${e.concurrency} in flight: POST /v1/flags/evaluate (${e.flags} flags) ${e.evaluate_per_s} requests/s, GET /healthz ${e.healthz_per_s}/s: ratio ${e.ratio} (goal 0.5)`);
 mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
 writeFileSync(join(ROOT, 'bench-results/latest.json'), JSON.stringify({ at: new Date().toISOString(), ...results }, null, 2));
