@@ -115,6 +115,15 @@ const canonical = (v) => v && typeof v === 'object'
 
 const on = (target, type, fn, capture) => target?.addEventListener?.(type, fn, capture);
 
+// `location.href` serializes the URL on every read (about 0.8 µs in Chromium, as much as
+// the rest of track()). Where the Navigation API reports every change of the document's
+// URL (pushState, replaceState, hash and traversals, synchronously), it is read once per
+// change; elsewhere on every event.
+const navigationApi = globalThis.navigation;
+let knownUrl;
+on(navigationApi, 'currententrychange', () => { knownUrl = undefined; });
+const currentUrl = () => (navigationApi ? (knownUrl ??= globalThis.location?.href) : globalThis.location?.href);
+
 /** Clients made on this page: each after the first gets its own queue key. */
 let clientsOnPage = 0;
 
@@ -127,6 +136,9 @@ function loadEngine() {
 
 export class Telltale {
   #o; #core; #local = storage('localStorage'); #anon; #user; #timers = []; #retryTimer;
+  // Events serialized by track() wait here until the task ends (or a batch is full), then
+  // cross into the wasm queue together; ids likewise come from wasm in blocks.
+  #pending = []; #ids = ''; #idAt = 0; #idTs;
   #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix; #suffix;
   #sending = Promise.resolve(0);
   // flags
@@ -199,6 +211,7 @@ export class Telltale {
   /** Stops collection on this device (persisted); what was queued is discarded. */
   optOut() {
     this.#guard(() => {
+      this.#pending = [];
       this.#core.setOptedOut(true);
       this.#local.remove(this.#queueKey);
       this.#local.set(OPT_OUT_KEY, '1');
@@ -218,11 +231,11 @@ export class Telltale {
   /** Whether collection is off (opted out, or Do Not Track / GPC respected). */
   get optedOut() { return this.#core.optedOut; }
   /** Events evicted by the byte or count budget and not yet reported to the collector. */
-  get droppedCount() { return this.#core.droppedCount; }
+  get droppedCount() { this.#drain(); return this.#core.droppedCount; }
   /** The id that groups this browser's events while the user is unknown. */
   get anonymousId() { return this.#anon; }
   /** Events not yet delivered. */
-  get queueLength() { return this.#core.queueLength; }
+  get queueLength() { return this.#core.queueLength + this.#pending.length; }
 
   /** Sends everything queued now. Resolves to the events the collector acknowledged;
    * never rejects (failures go to `onError`, and the events stay queued). */
@@ -254,7 +267,7 @@ export class Telltale {
   }
 
   #setAnonymous(id) {
-    id ||= this.#core.nextId(Date.now());
+    id ||= this.#core.nextIds(Date.now(), 1);
     if (!this.#core.optedOut) this.#local.set(ANON_KEY, id);
     this.#anon = id;
     this.#core.setAnonymousId(id);
@@ -263,7 +276,7 @@ export class Telltale {
   /** This tab's id, kept in sessionStorage so that a reload of the tab finds its queue. */
   #tabId() {
     const session = storage('sessionStorage');
-    const tab = session.get(TAB_KEY) || this.#core.nextId(Date.now());
+    const tab = session.get(TAB_KEY) || this.#core.nextIds(Date.now(), 1);
     if (!this.#core.optedOut) session.set(TAB_KEY, tab);
     return tab;
   }
@@ -276,9 +289,9 @@ export class Telltale {
     const flat = flatProps(props);
     if (typeof flat === 'string') return this.#report(flat);
     const ts = Date.now();
-    let event = { id: core.nextId(ts), type, name, ts, anonymous_id: this.#anon, props: flat };
+    let event = { id: this.#nextId(ts), type, name, ts, anonymous_id: this.#anon, props: flat };
     if (this.#user) event.user_id = this.#user;
-    const url = globalThis.location?.href;
+    const url = currentUrl();
     if (url) event.url = url.slice(0, MAX_URL_CHARS);
     if (this.#o.beforeSend) {
       try {
@@ -289,9 +302,29 @@ export class Telltale {
         this.#report('beforeSend threw; the event is kept as it was');
       }
     }
-    const full = core.push(JSON.stringify(event));
+    this.#pending.push(JSON.stringify(event));
     this.#save();
-    if (full) this.#send(true);
+    if (this.#pending.length + core.queueLength >= this.#o.flushAt && this.#drain()) this.#send(true);
+  }
+
+  /** The next event id. A second event within one millisecond takes a block of 32 ids
+   * from wasm (one crossing); a block serves only its millisecond, so an id's time is its
+   * event's. */
+  #nextId(ts) {
+    if (this.#idAt >= this.#ids.length || ts !== this.#idTs) {
+      this.#ids = this.#core.nextIds(ts, ts === this.#idTs ? 32 : 1);
+      this.#idAt = 0;
+      this.#idTs = ts;
+    }
+    return this.#ids.slice(this.#idAt, (this.#idAt += 36));
+  }
+
+  /** Hands the events gathered since the last call to the wasm queue, in one crossing.
+   * True when a full batch waits. */
+  #drain() {
+    const full = this.#pending.length > 0 && this.#core.pushLines(this.#pending.join('\n'));
+    this.#pending = [];
+    return full;
   }
 
   /** Sends one after another: a flush waits for the send in flight, then sends the rest. */
@@ -308,6 +341,7 @@ export class Telltale {
     let delivered = 0;
     try {
       while (navigator.onLine !== false) { // offline: the `online` event resumes
+        this.#drain(); // what was tracked while the last batch was in flight
         const body = core.nextBody(Date.now(), onlyFull);
         if (body === undefined) break;
         const answer = await request(this.#o.eventsUrl, this.#o.key, body);
@@ -338,6 +372,7 @@ export class Telltale {
     this.#saveQueued = true;
     setTimeout(() => this.#guard(() => {
       this.#saveQueued = false;
+      this.#drain();
       const text = this.#core.persist(Date.now());
       if (text === undefined) this.#local.remove(this.#queueKey);
       else if (!this.#local.set(this.#queueKey, text) && !this.#storageWarned) {
@@ -371,6 +406,7 @@ export class Telltale {
    * chunks under the keepalive budget. The persisted copy is not rewritten, so a beacon
    * that never lands is resent by the next page (the collector dedups by event id). */
   #pageHidden() {
+    this.#drain();
     if (navigator.onLine === false) return;
     const { eventsUrl, beaconUrl, key } = this.#o;
     const beacon = (body) => {

@@ -111,10 +111,15 @@ impl Core {
         }
     }
 
-    /// A new UUIDv7, monotonic within this page.
-    #[wasm_bindgen(js_name = nextId)]
-    pub fn next_id(&mut self, now_ms: f64) -> String {
-        new_id(&mut self.ids, &mut self.rng, now_ms)
+    /// `count` new UUIDv7s, monotonic within this page, concatenated (36 characters
+    /// each): the shell takes ids in blocks, one crossing for many events.
+    #[wasm_bindgen(js_name = nextIds)]
+    pub fn next_ids(&mut self, now_ms: f64, count: u32) -> String {
+        let mut ids = String::with_capacity(36 * count as usize);
+        for _ in 0..count {
+            ids.push_str(&new_id(&mut self.ids, &mut self.rng, now_ms));
+        }
+        ids
     }
 
     /// Sets the anonymous id (loaded or new); sampling is decided per id.
@@ -147,12 +152,16 @@ impl Core {
         self.closed = true;
     }
 
-    /// Queues one serialized event: `JSON.stringify` output, which never holds a raw
-    /// newline (the persisted form is one event per line; the shell is the only caller).
-    /// Returns true when the queue just reached a full batch (a send already under way
-    /// keeps sending full batches, so crossing once is enough).
-    pub fn push(&mut self, json: String) -> bool {
-        self.outbox.push(QueuedEvent { json }) == self.flush_at
+    /// Queues serialized events, one per line: `JSON.stringify` output, which never holds
+    /// a raw newline (the persisted form is one event per line too; the shell is the only
+    /// caller, and hands over what it gathered since the last call, never an empty string).
+    /// Returns true when the queue holds a full batch (a send under way just finds nothing more to start).
+    #[wasm_bindgen(js_name = pushLines)]
+    pub fn push_lines(&mut self, lines: &str) -> bool {
+        for json in lines.split('\n') {
+            self.outbox.push(QueuedEvent { json: json.into() });
+        }
+        self.outbox.len() >= self.flush_at
     }
 
     /// The next body to POST, or undefined (nothing to send, a send in flight, or a retry
@@ -301,20 +310,31 @@ mod tests {
     }
 
     #[test]
-    fn push_reports_a_full_batch_once_and_persists_one_line_per_event() {
-        let mut core = Core::new(2, 10, 10_000, 1.0, 1, 2);
-        assert!(!core.push("{\"a\":1}".into()));
+    fn lines_are_queued_one_event_each_and_a_full_batch_is_reported() {
+        let mut core = Core::new(3, 10, 10_000, 1.0, 1, 2);
+        assert!(!core.push_lines("{\"a\":1}"));
         assert!(
-            core.push("{\"b\":2}".into()),
-            "the second event fills a batch of 2"
+            core.push_lines("{\"b\":2}\n{\"c\":3}"),
+            "the third event fills a batch of 3"
         );
-        assert!(!core.push("{\"c\":3}".into()));
+        assert!(core.push_lines("{\"d\":4}"), "still a full batch waiting");
         let saved = core.persist(0.0).unwrap();
         assert_eq!(
             saved.lines().count(),
-            4,
-            "a header and three events: {saved}"
+            5,
+            "a header and four events: {saved}"
         );
+    }
+
+    #[test]
+    fn ids_come_in_blocks_that_stay_monotonic() {
+        let mut core = Core::new(3, 10, 10_000, 1.0, 1, 2);
+        let block = core.next_ids(1_700_000_000_000.0, 4);
+        let mut ids: Vec<&str> = (0..4).map(|i| &block[i * 36..(i + 1) * 36]).collect();
+        let next = core.next_ids(1_700_000_000_000.0, 1);
+        ids.push(&next);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(ids.iter().all(|id| id.len() == 36 && &id[14..15] == "7"));
     }
 
     #[test]
