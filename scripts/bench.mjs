@@ -19,6 +19,7 @@ import { gzipSync } from 'node:zlib';
 import { measureSdk } from './sdk-size.mjs';
 import { FOLD_STATEMENTS, storeEventsSql } from './store-sql.mjs';
 import { benchContexts, growthbookPayload, unleashContext, unleashFeatures } from './flag-peers.mjs';
+import { captureSideBySide } from './capture-bench.mjs';
 import { ensureAll, PATHS, ROOT } from './toolchain.mjs';
 
 if (!process.versions.node.startsWith('22.')) {
@@ -363,6 +364,7 @@ const collector = await Collector.start({ devHooks: false });
 try {
   if (!only) results.console = await consoleFigures(collector);
   if (!only) results.track = await trackCost(collector);
+  if (!only) results.capture = await captureSideBySide(launchChromium);
   results.ingest = await ingestThroughput(collector);
   if (!only) results.edge_decisions = await edgeDecisions(collector);
 } finally {
@@ -383,7 +385,11 @@ console.log(`D1 rows written per stored event (${EVENTS_PER_REQUEST}-event batch
 if (only) process.exit(0);
 const budget = JSON.parse(readFileSync(join(ROOT, 'sdk/size-budget.json'), 'utf8'));
 console.log(`SDK size vs budget: ${results.sdk.total} / ${budget.max_gzip_bytes} bytes; vs goal ${budget.goal_gzip_bytes}: ${(results.sdk.total / budget.goal_gzip_bytes).toFixed(2)}x`);
-console.log(`track() in Chromium: ${results.track.ns_per_call} ns per call over ${results.track.calls} calls`);
+console.log(`track() in Chromium: ${results.track.ns_per_call} ns per call over ${results.track.calls} calls (events handed into wasm included)`);
+const c = results.capture.us_per_call;
+console.log(`Capture side by side in one Chromium page, ${results.capture.calls_per_round} calls a burst, median of 5 interleaved rounds, µs per call: `
+  + `Telltale track() ${c.telltale} (${c.telltale_with_handover} with its end-of-task work forced in), posthog-js capture() ${c.posthog}, Segment analytics-next track() ${c.segment}; `
+  + `fastest peer / Telltale: ${(Math.min(c.posthog, c.segment) / c.telltale).toFixed(2)}x (goal 5x)`);
 printFlags(results.flags);
 console.log(`Console: ${kib(results.console.total_gzip_bytes)} gzipped (JS ${kib(results.console.js_gzip_bytes)}, CSS ${kib(results.console.css_gzip_bytes)}; goal 120 KB), `
   + `first chart ${results.console.first_chart_ms} ms after navigation (median of 5 warm loads; goal 1,000 ms)`);

@@ -22,6 +22,8 @@ const USER_KEY = 'telltale:user_id';
 const OPT_OUT_KEY = 'telltale:optout';
 const TAB_KEY = 'telltale:tab';
 const MAX_URL_CHARS = 2048;
+/** Events built in one task before they are handed to the wasm queue regardless. */
+const MAX_PENDING = 1000;
 /// Live tabs rewrite their persisted queue this often, so others never adopt it.
 const HEARTBEAT_MS = 10000;
 
@@ -136,8 +138,9 @@ function loadEngine() {
 
 export class Telltale {
   #o; #core; #local = storage('localStorage'); #anon; #user; #timers = []; #retryTimer;
-  // Events serialized by track() wait here until the task ends (or a batch is full), then
-  // cross into the wasm queue together; ids likewise come from wasm in blocks.
+  // Events built by track() wait here until the task ends (a timer), then are serialized
+  // and cross into the wasm queue together: the page's handler does not pay for JSON.
+  // Ids likewise come from wasm in blocks.
   #pending = []; #ids = ''; #idAt = 0; #idTs;
   #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix; #suffix;
   #sending = Promise.resolve(0);
@@ -297,14 +300,15 @@ export class Telltale {
       try {
         const edited = this.#o.beforeSend(event);
         if (edited == null || edited === false) return;
-        if (typeof edited === 'object') event = edited;
+        // The hook's own object may change after it returns: keep it as it is now.
+        if (typeof edited === 'object' && edited !== event) event = JSON.stringify(edited);
       } catch {
         this.#report('beforeSend threw; the event is kept as it was');
       }
     }
-    this.#pending.push(JSON.stringify(event));
-    this.#save();
-    if (this.#pending.length + core.queueLength >= this.#o.flushAt && this.#drain()) this.#send(true);
+    this.#pending.push(event);
+    this.#save(); // hands the events over, and sends a full batch
+    if (this.#pending.length >= MAX_PENDING && this.#drain()) this.#send(true);
   }
 
   /** The next event id. A second event within one millisecond takes a block of 32 ids
@@ -322,7 +326,7 @@ export class Telltale {
   /** Hands the events gathered since the last call to the wasm queue, in one crossing.
    * True when a full batch waits. */
   #drain() {
-    const full = this.#pending.length > 0 && this.#core.pushLines(this.#pending.join('\n'));
+    const full = this.#pending.length > 0 && this.#core.pushLines(this.#pending.map((e) => (typeof e === 'string' ? e : JSON.stringify(e))).join('\n'));
     this.#pending = [];
     return full;
   }
@@ -372,7 +376,7 @@ export class Telltale {
     this.#saveQueued = true;
     setTimeout(() => this.#guard(() => {
       this.#saveQueued = false;
-      this.#drain();
+      if (this.#drain()) this.#send(true);
       const text = this.#core.persist(Date.now());
       if (text === undefined) this.#local.remove(this.#queueKey);
       else if (!this.#local.set(this.#queueKey, text) && !this.#storageWarned) {

@@ -325,4 +325,32 @@ describe('consent and privacy', () => {
     assert.equal(await collector.count('hooks', 'secret'), null);
     await context.close();
   });
+
+  test('an event is what it was when tracked, though it is serialized at the end of the task', async () => {
+    const app = await appFor('snapshot');
+    const context = await browser.newContext();
+    const { page } = await open(context);
+    const queued = await page.evaluate((o) => {
+      const shared = { name: 'hooked', type: 'track', props: { v: 'at-return' } };
+      window.tt = new window.Telltale({ ...o, flagMode: 'off', beforeSend: (e) => (e.name === 'hooked' ? Object.assign(shared, { id: e.id, ts: e.ts, anonymous_id: e.anonymous_id }) : e) });
+      const props = { v: 'at-track' };
+      window.tt.track('plain', props);
+      props.v = 'changed-later';
+      window.tt.track('hooked', {});
+      shared.props.v = 'changed-later';
+      history.pushState({}, '', '/moved'); // the URL read for the next event is the new one
+      window.tt.track('after_move', {});
+      const length = window.tt.queueLength; // counted while still waiting in JS
+      return window.tt.flush().then(() => length);
+    }, { endpoint: collector.url, key: app.ingest_key, flushAt: 10, flushIntervalMs: 3_600_000 });
+    assert.equal(queued, 3);
+    await collector.waitForCount('snapshot', 'after_move', 1);
+    for (const [event, value] of [['plain', 'at-track'], ['hooked', 'at-return']]) {
+      const top = await collector.stats({ app: 'snapshot', event, by: 'v' });
+      assert.deepEqual(top.json.top, [{ value, count: 1 }], event);
+    }
+    const recent = await collector.admin('GET', '/v1/events/recent?app=snapshot&limit=10');
+    assert.match(recent.json.events.find((e) => e.name === 'after_move').url, /\/moved$/);
+    await context.close();
+  });
 });
