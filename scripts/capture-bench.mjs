@@ -3,7 +3,7 @@
 // would, each sending to a local sink on 127.0.0.1 (the only network this touches).
 // A round is a burst of CALLS calls per SDK, timed around the calls (what the page's code
 // waits for), then 4 s for the SDK to deliver; rounds are interleaved and the figure is
-// µs per call, the median of 5 rounds. Work an SDK defers past the calls is not in it:
+// µs per call, the median of 5 rounds (the order rotates each round). Work an SDK defers past the calls is not in it:
 // Telltale's serialization and hand-over into wasm at the end of the task, posthog's
 // serialization and compression on its flush timer, Segment's promise pipeline. Telltale
 // is also timed with its deferred work forced inside the calls.
@@ -111,7 +111,8 @@ export async function captureSideBySide(launchChromium) {
     for (const name of names) { await page.evaluate(([n, c]) => window.benchCalls(n, c), [name, 200]); await idle(4000); }
     const rounds = Object.fromEntries(names.map((n) => [n, []]));
     for (let r = 0; r < 5; r++) {
-      for (const name of names) {
+      // Each round starts with another SDK: whoever goes first meets the last one's garbage.
+      for (const name of [...names.slice(r % names.length), ...names.slice(0, r % names.length)]) {
         const ms = await page.evaluate(([n, c]) => window.benchCalls(n, c), [name, CALLS]);
         rounds[name].push((ms * 1000) / CALLS);
         await idle(4000);
