@@ -26,8 +26,9 @@
 //! ```js
 //! const tables = engine.tables();
 //! engine.setContext({ user_id: 'u-1' }, undefined);
-//! const packed = engine.decide(tables.keys.indexOf('new-checkout'), Date.now());
-//! const value = tables.variants[index][packed % 65536 - 1]?.[1];
+//! const index = engine.indexOf('new-checkout');
+//! const packed = engine.decide(index, Date.now());
+//! const value = tables.variants[index]?.[(packed % 65536) - 1]?.[1];
 //! ```
 
 use js_sys::JSON;
@@ -87,7 +88,8 @@ const REASONS: [Reason; 7] = Reason::ALL;
 /// - bits 22–38: bucket + 1 (0: none; buckets are below 100,000 < 2^17);
 /// - bits 39–52: rule index + 1 (0: none).
 ///
-/// Indexes beyond a field's width (65,535 variants, 16,383 rules) read as none.
+/// Indexes beyond a field's width read as none; compile keeps flags within it
+/// ([`telltale_core::flags::engine::MAX_VARIANTS`], [`telltale_core::flags::engine::MAX_RULES`]).
 pub fn pack(outcome: &Outcome) -> f64 {
     let field = |value: Option<usize>, bits: u32| {
         value
@@ -112,6 +114,12 @@ pub fn pack(outcome: &Outcome) -> f64 {
         | field(outcome.rule, 14) << 39;
     bits as f64
 }
+
+// The packing's field widths hold every index compile allows.
+const _: () = assert!(
+    telltale_core::flags::engine::MAX_VARIANTS < 1 << 16
+        && telltale_core::flags::engine::MAX_RULES < 1 << 14
+);
 
 /// Flag tables for the packed decisions, serialized once per ruleset.
 #[derive(Serialize)]

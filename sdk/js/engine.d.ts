@@ -13,16 +13,17 @@ export class FlagEngine {
   indexOf(key: string): number;
   /** Keeps `context` (parsed once) and `probes` (undefined: the states the ruleset was served with). */
   setContext(context: Record<string, unknown>, probes?: ProbeStates): void;
-  /** Flag `index` for the context set last, as one packed number (see `decodeDecision`). */
+  /** Flag `index` for the context set last, as one packed number (see `decodeDecision`);
+   * an index that names no flag decides "not found". */
   decide(index: number, nowMs: number): number;
   /** Every flag for the context set last, packed, in index order. */
   decideAll(nowMs: number): Float64Array;
   servedProbes(): ProbeStates;
   warnings(): { code: string; field: string; message: string }[];
   free(): void;
-  /** Decides `key` for `context`. */
+  /** Decides `key` for `context` (and sets the context, as `setContext` does). The value is the caller's own copy. */
   evaluate(key: string, context: Record<string, unknown>, probes: ProbeStates | undefined, nowMs: number): FlagDecision;
-  /** Decides every flag for one context: `{key: decision}`. */
+  /** Decides every flag for one context: `{key: decision}` (and sets the context). The values are the caller's own copies. */
   evaluateAll(context: Record<string, unknown>, probes: ProbeStates | undefined, nowMs: number): Record<string, FlagDecision>;
 }
 

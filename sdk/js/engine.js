@@ -5,6 +5,8 @@ import { FlagEngine as WasmFlagEngine } from './telltale_engine.js';
 export { default } from './telltale_engine.js';
 
 const ERROR_CODES = [undefined, 'FLAG_NOT_FOUND', 'PARSE_ERROR'];
+/** The packed decision of a flag that does not exist: reason ERROR (5), FLAG_NOT_FOUND (1). */
+const NOT_FOUND = 5 * 2 ** 16 + 2 ** 19;
 
 /** Freezes a value and everything in it: tables are shared by every decision they decode. */
 function deepFreeze(value) {
@@ -77,8 +79,11 @@ export class FlagEngine {
   indexOf(key) { return this.#index.get(key) ?? -1; }
   /** Keeps `context` (parsed once) and `probes` (`{name: state}`; undefined: as served). */
   setContext(context, probes) { this.#wasm.setContext(context, probes); }
-  /** Flag `index` for the context set last, packed (see `decodeDecision`). */
-  decide(index, nowMs) { return this.#wasm.decide(index, nowMs); }
+  /** Flag `index` for the context set last, packed (see `decodeDecision`); an index that
+   * names no flag (-1, out of range, not an integer) decides "not found". */
+  decide(index, nowMs) {
+    return Number.isInteger(index) && index >= 0 && index < this.#tables.keys.length ? this.#wasm.decide(index, nowMs) : NOT_FOUND;
+  }
   /** Every flag for the context set last, packed, in index order. */
   decideAll(nowMs) { return this.#wasm.decideAll(nowMs); }
   /** The probe states the ruleset was served with: `{name: state}`. */
@@ -87,21 +92,31 @@ export class FlagEngine {
   warnings() { return this.#wasm.warnings(); }
   free() { this.#wasm.free(); }
 
-  /** Decides `key` for `context` (probes undefined: the states the ruleset was served with). */
+  /** Decides `key` for `context` (probes undefined: the states the ruleset was served
+   * with). It sets the context, as `setContext` does. The value is the caller's own copy. */
   evaluate(key, context, probes, nowMs) {
     const index = this.indexOf(key);
     if (index < 0) {
       return { key, value: null, reason: 'ERROR', error_code: 'FLAG_NOT_FOUND', error_message: `no flag \`${key}\``, version: this.#tables.version };
     }
     this.#wasm.setContext(context, probes);
-    return decodeDecision(this.#tables, index, this.#wasm.decide(index, nowMs));
+    return owned(decodeDecision(this.#tables, index, this.#wasm.decide(index, nowMs)));
   }
 
-  /** Decides every flag for one context: `{key: decision}`. */
+  /** Decides every flag for one context: `{key: decision}`. It sets the context, as
+   * `setContext` does. The values are the caller's own copies. */
   evaluateAll(context, probes, nowMs) {
     this.#wasm.setContext(context, probes);
-    return decodeAll(this.#tables, this.#wasm.decideAll(nowMs));
+    const decisions = decodeAll(this.#tables, this.#wasm.decideAll(nowMs));
+    for (const key in decisions) owned(decisions[key]);
+    return decisions;
   }
+}
+
+/** Gives a decision its own copy of an object value (the tables' values are shared and frozen). */
+function owned(decision) {
+  if (decision.value && typeof decision.value === 'object') decision.value = structuredClone(decision.value);
+  return decision;
 }
 
 /** Decides one flag of a ruleset in one call (compiles each time: keep a `FlagEngine` to

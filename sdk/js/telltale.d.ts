@@ -3,7 +3,7 @@ export default function init(input?: { module_or_path?: RequestInfo | URL | Resp
 export { init };
 
 /** Loads the flag engine module on demand (local mode loads it by itself). */
-export function loadFlagEngine(): Promise<typeof import('./telltale_engine.js')>;
+export function loadFlagEngine(): Promise<typeof import('./engine.js')>;
 
 export type PropValue = string | number | boolean | null;
 export type Props = Record<string, PropValue | undefined>;

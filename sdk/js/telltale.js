@@ -118,13 +118,16 @@ const canonical = (v) => v && typeof v === 'object'
 const on = (target, type, fn, capture) => target?.addEventListener?.(type, fn, capture);
 
 // `location.href` serializes the URL on every read (about 0.8 µs in Chromium, as much as
-// the rest of track()). Where the Navigation API reports every change of the document's
-// URL (pushState, replaceState, hash and traversals, synchronously), it is read once per
-// change; elsewhere on every event.
-const navigationApi = globalThis.navigation;
-let knownUrl;
-on(navigationApi, 'currententrychange', () => { knownUrl = undefined; });
-const currentUrl = () => (navigationApi ? (knownUrl ??= globalThis.location?.href) : globalThis.location?.href);
+// the rest of track()). The Navigation API's current entry changes, synchronously, with
+// every change of the document's URL (pushState, replaceState, hash, traversals): the URL
+// is read once per entry. Without it (other engines, opaque origins), on every event.
+let urlEntry, knownUrl;
+const currentUrl = () => {
+  const entry = globalThis.navigation?.currentEntry;
+  if (!entry) return globalThis.location?.href;
+  if (entry !== urlEntry) { urlEntry = entry; knownUrl = location.href; }
+  return knownUrl;
+};
 
 /** Clients made on this page: each after the first gets its own queue key. */
 let clientsOnPage = 0;
@@ -146,7 +149,7 @@ export class Telltale {
   #sending = Promise.resolve(0);
   // flags
   #decisions = new Map(); #probes = {}; #exposed = new Set(); #etag; #failures = 0; #nextFetchAt = 0;
-  #context; #engine; #tables; #decodeAll; #flagListeners = []; #probeListeners = [];
+  #context; #engine; #flagListeners = []; #probeListeners = [];
 
   /** Creates a client; throws (only) for invalid options. See telltale.d.ts for options. */
   constructor(options) {
@@ -234,7 +237,7 @@ export class Telltale {
   /** Whether collection is off (opted out, or Do Not Track / GPC respected). */
   get optedOut() { return this.#core.optedOut; }
   /** Events evicted by the byte or count budget and not yet reported to the collector. */
-  get droppedCount() { this.#drain(); return this.#core.droppedCount; }
+  get droppedCount() { this.#guard(() => this.#drain() && this.#send(true)); return this.#core.droppedCount; }
   /** The id that groups this browser's events while the user is unknown. */
   get anonymousId() { return this.#anon; }
   /** Events not yet delivered. */
@@ -297,13 +300,20 @@ export class Telltale {
     const url = currentUrl();
     if (url) event.url = url.slice(0, MAX_URL_CHARS);
     if (this.#o.beforeSend) {
+      let edited = event;
       try {
-        const edited = this.#o.beforeSend(event);
+        edited = this.#o.beforeSend(event);
         if (edited == null || edited === false) return;
-        // The hook's own object may change after it returns: keep it as it is now.
-        if (typeof edited === 'object' && edited !== event) event = JSON.stringify(edited);
       } catch {
         this.#report('beforeSend threw; the event is kept as it was');
+      }
+      // Serialized now: the hook may keep and change what it returned. What JSON cannot
+      // hold (a BigInt, a cycle) is reported and dropped here, not at the hand-over.
+      try {
+        event = JSON.stringify(typeof edited === 'object' ? edited : event);
+        if (typeof event !== 'string') throw 0;
+      } catch {
+        return this.#report('beforeSend gave an event JSON cannot hold; it is dropped');
       }
     }
     this.#pending.push(event);
@@ -326,9 +336,9 @@ export class Telltale {
   /** Hands the events gathered since the last call to the wasm queue, in one crossing.
    * True when a full batch waits. */
   #drain() {
-    const full = this.#pending.length > 0 && this.#core.pushLines(this.#pending.map((e) => (typeof e === 'string' ? e : JSON.stringify(e))).join('\n'));
+    const events = this.#pending;
     this.#pending = [];
-    return full;
+    return events.length > 0 && this.#core.pushLines(events.map((e) => (typeof e === 'string' ? e : JSON.stringify(e))).join('\n'));
   }
 
   /** Sends one after another: a flush waits for the send in flight, then sends the rest. */
@@ -529,12 +539,10 @@ export class Telltale {
       if (answer.status === 200) {
         this.#etag = answer.etag;
         if (local) {
-          const engineModule = await loadEngine();
+          const engine = new (await loadEngine()).FlagEngine(answer.text); // parsed once, in the engine
           this.#engine?.free();
-          this.#engine = new engineModule.FlagEngine(answer.text); // parsed once, in the engine
-          this.#tables = engineModule.readTables(this.#engine);
-          this.#decodeAll = engineModule.decodeAll;
-          this.#replaceProbes(this.#engine.servedProbes());
+          this.#engine = engine;
+          this.#replaceProbes(engine.servedProbes());
           this.#evaluateLocally();
         } else {
           const body = JSON.parse(answer.text);
@@ -560,10 +568,8 @@ export class Telltale {
   }
 
   #evaluateLocally() {
-    if (!this.#engine) return;
-    // The context crosses once; decisions come back as numbers, decoded against the tables.
-    this.#engine.setContext(this.#context, this.#probes);
-    this.#replace(this.#decodeAll(this.#tables, this.#engine.decideAll(Date.now())));
+    // The context crosses once; decisions come back as numbers, decoded in the engine module.
+    if (this.#engine) this.#replace(this.#engine.evaluateAll(this.#context, this.#probes, Date.now()));
   }
 
   /** The decision for `key`, recording an exposure the first time in this page. */

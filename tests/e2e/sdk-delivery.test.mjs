@@ -340,17 +340,47 @@ describe('consent and privacy', () => {
       shared.props.v = 'changed-later';
       history.pushState({}, '', '/moved'); // the URL read for the next event is the new one
       window.tt.track('after_move', {});
+      history.replaceState({}, '', '/replaced');
+      window.tt.track('after_replace', {});
+      location.hash = 'h';
+      window.tt.track('after_hash', {});
       const length = window.tt.queueLength; // counted while still waiting in JS
       return window.tt.flush().then(() => length);
     }, { endpoint: collector.url, key: app.ingest_key, flushAt: 10, flushIntervalMs: 3_600_000 });
-    assert.equal(queued, 3);
-    await collector.waitForCount('snapshot', 'after_move', 1);
+    assert.equal(queued, 5);
+    await collector.waitForCount('snapshot', 'after_hash', 1);
     for (const [event, value] of [['plain', 'at-track'], ['hooked', 'at-return']]) {
       const top = await collector.stats({ app: 'snapshot', event, by: 'v' });
       assert.deepEqual(top.json.top, [{ value, count: 1 }], event);
     }
     const recent = await collector.admin('GET', '/v1/events/recent?app=snapshot&limit=10');
-    assert.match(recent.json.events.find((e) => e.name === 'after_move').url, /\/moved$/);
+    const urlOf = (name) => recent.json.events.find((e) => e.name === name).url;
+    assert.match(urlOf('after_move'), /\/moved$/);
+    assert.match(urlOf('after_replace'), /\/replaced$/);
+    assert.match(urlOf('after_hash'), /\/replaced#h$/);
+    await context.close();
+  });
+
+  test('an event JSON cannot hold is dropped with a report, and the events after it are delivered', async () => {
+    const app = await appFor('unjson');
+    const context = await browser.newContext();
+    const { page } = await open(context);
+    const errors = await page.evaluate(async (o) => {
+      const errors = [];
+      const tt = new window.Telltale({ ...o, flagMode: 'off', onError: (e) => errors.push(e.message),
+        beforeSend: (e) => { if (e.name === 'big') e.props.n = 10n; return e; } });
+      tt.track('big', {});
+      tt.track('fine', {});
+      await new Promise((r) => setTimeout(r, 50)); // the end-of-task hand-over
+      tt.track('later', {});
+      await tt.flush();
+      return errors;
+    }, { endpoint: collector.url, key: app.ingest_key, flushAt: 10, flushIntervalMs: 3_600_000 });
+    assert.equal(errors.length, 1, errors.join('; '));
+    assert.match(errors[0], /JSON cannot hold/);
+    await collector.waitForCount('unjson', 'later', 1);
+    assert.equal(await collector.count('unjson', 'fine'), 1);
+    assert.equal(await collector.count('unjson', 'big'), null);
     await context.close();
   });
 });

@@ -48,6 +48,18 @@ describe('shared vectors in the browser', () => {
       // The fast path: the context set once, a packed number per decision, decoded in JS.
       const fast = new engine.FlagEngine(ruleset);
       const tables = engine.readTables(fast);
+      // An index that names no flag is "not found", whatever its type.
+      const nowhere = [-1, tables.keys.length, 1.5, NaN, undefined, 2 ** 32]
+        .map((i) => engine.decodeDecision(tables, tables.keys.length, fast.decide(i, 0)).error_code);
+      if (nowhere.some((code) => code !== 'FLAG_NOT_FOUND')) throw new Error(`bad indexes decided: ${nowhere}`);
+      // evaluate's values are the caller's: changing one changes no later decision.
+      const objectCase = doc.cases.find((c) => c.expect.value && typeof c.expect.value === 'object');
+      if (objectCase) {
+        const first = fast.evaluate(objectCase.flag, objectCase.context, objectCase.probes || {}, Date.parse(objectCase.now || doc.now));
+        first.value.changed = true;
+        const again = fast.evaluate(objectCase.flag, objectCase.context, objectCase.probes || {}, Date.parse(objectCase.now || doc.now));
+        if (again.value.changed) throw new Error('a decision value was shared with the caller');
+      }
       return doc.cases.map((c) => {
         const now = Date.parse(c.now || doc.now);
         fast.setContext(c.context, c.probes || {});

@@ -247,6 +247,11 @@ enum FlagEntry {
     },
 }
 
+/// Most variants one flag may have.
+pub const MAX_VARIANTS: usize = 1_000;
+/// Most rules one flag may have.
+pub const MAX_RULES: usize = 1_000;
+
 /// A compiled ruleset, ready to evaluate.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
@@ -502,6 +507,19 @@ fn compile_flag(
     validate_key(&def.key)?;
     if def.variants.is_empty() {
         return Err(err("variants".into(), "a flag needs at least one variant"));
+    }
+    // Bounds that bindings rely on (the wasm engine packs indexes in 16 and 14 bits).
+    if def.variants.len() > MAX_VARIANTS {
+        return Err(err(
+            "variants".into(),
+            format!("a flag has at most {MAX_VARIANTS} variants"),
+        ));
+    }
+    if def.rules.len() > MAX_RULES {
+        return Err(err(
+            "rules".into(),
+            format!("a flag has at most {MAX_RULES} rules"),
+        ));
     }
     let variants: Vec<(String, Value)> = def
         .variants
@@ -1221,5 +1239,26 @@ mod tests {
         assert_eq!(engine.index_of("b-gated"), Some(1));
         assert_eq!(engine.index_of("zzz"), None);
         assert_eq!(engine.rule_id(0, 1), Some("r1"));
+    }
+
+    #[test]
+    fn flags_beyond_the_variant_and_rule_bounds_are_broken() {
+        let variants: Vec<_> = (0..=MAX_VARIANTS)
+            .map(|i| json!({"key": format!("v{i}"), "value": i}))
+            .collect();
+        let rules: Vec<_> = (0..=MAX_RULES)
+            .map(|_| json!({"serve": {"variant": "on"}}))
+            .collect();
+        let ruleset = Ruleset {
+            version: "t".into(),
+            flags: vec![
+                json!({"key": "wide", "variants": variants, "default_variant": "v0"}),
+                json!({"key": "long", "variants": [{"key": "on", "value": true}], "default_variant": "on", "rules": rules}),
+            ],
+            segments: vec![],
+        };
+        let engine = compile(&ruleset);
+        let fields: Vec<&str> = engine.warnings().iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(fields, ["flags.wide.variants", "flags.long.rules"]);
     }
 }
