@@ -13,6 +13,14 @@ export class ApiError extends Error {
   }
 }
 
+/** An error as the user should see it: the collector's message, the field it names and
+ * the flags a 409 says still use the entry. */
+export function describe(err) {
+  const field = err.field ? ` (${err.field})` : '';
+  const flags = err.details?.flags ? ` (used by: ${err.details.flags.join(', ')})` : '';
+  return `${err.message}${field}${flags}`;
+}
+
 let onSignOut = () => {};
 export function whenSignedOut(handler) { onSignOut = handler; }
 

@@ -40,6 +40,12 @@ export function mount(el, ...children) {
   return el;
 }
 
+/** Shows a status line: `kind` is `ok` or `error` (its style). */
+export function say(el, kind, text) {
+  el.className = kind;
+  el.textContent = text;
+}
+
 /** A list that is empty shows what to do next instead. */
 export function listOr(items, render, emptyText) {
   return items.length ? items.map(render) : [h('p.empty', {}, emptyText)];

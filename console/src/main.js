@@ -3,7 +3,7 @@
 // #/overview, #/events, #/flags, #/flags/edit/{key}, #/segments/edit/{key}, #/release,
 // #/history, #/try, #/probes, #/probes/{name}, #/apps.
 import { api, session, whenSignedOut } from './api.js';
-import { h, mount } from './dom.js';
+import { h, mount, say } from './dom.js';
 import { overviewView } from './views/overview.js';
 import { eventsView } from './views/events.js';
 import { flagsView, flagEditorView, segmentEditorView, releaseView, historyView, tryView } from './views/flags.js';
@@ -52,8 +52,7 @@ function signIn() {
           render();
         } catch (err) {
           session.key = '';
-          message.className = 'error';
-          message.textContent = err.status === 401 ? 'That admin key is wrong.' : `Could not sign in: ${err.message}`;
+          say(message, 'error', err.status === 401 ? 'That admin key is wrong.' : `Could not sign in: ${err.message}`);
         } finally {
           signingIn = false;
         }

@@ -162,7 +162,7 @@ fn event_row(message: &EventBatchMessage, e: &Event) -> Result<String, ApiError>
 }
 
 /// Joins rows into JSON arrays of at most `max_bytes` each (a longer row goes alone).
-fn chunk_rows(rows: &[String], max_bytes: usize) -> Vec<String> {
+fn chunk_rows<'a>(rows: impl IntoIterator<Item = &'a str>, max_bytes: usize) -> Vec<String> {
     let mut chunks = Vec::new();
     let mut current = String::new();
     for row in rows {
@@ -255,8 +255,8 @@ fn transaction(
         sql("begin")?,
         args![group.len() as i64, offered as i64, retries as i64],
     )?];
-    let rows: Vec<String> = group.iter().flat_map(|p| p.rows.iter().cloned()).collect();
-    for chunk in chunk_rows(&rows, MAX_ROWS_JSON_BYTES) {
+    let rows = group.iter().flat_map(|p| p.rows.iter().map(String::as_str));
+    for chunk in chunk_rows(rows, MAX_ROWS_JSON_BYTES) {
         stmts.push(db.stmt(sql("insert_events")?, args![&chunk])?);
     }
     for prepared in group {
@@ -528,7 +528,7 @@ mod tests {
     #[test]
     fn rows_are_chunked_into_json_arrays_within_the_limit() {
         let rows: Vec<String> = (0..10).map(|i| format!("[\"{i}\",\"xxxxxxxx\"]")).collect();
-        let chunks = chunk_rows(&rows, 60);
+        let chunks = chunk_rows(rows.iter().map(String::as_str), 60);
         assert!(chunks.iter().all(|c| c.len() <= 60), "{chunks:?}");
         let mut back = Vec::new();
         for c in &chunks {
@@ -538,9 +538,9 @@ mod tests {
         assert_eq!(back.len(), 10);
         assert_eq!(back[9][0], "9");
         // A row longer than the limit goes alone rather than being cut.
-        let long = vec!["[\"a\"]".to_string(), format!("[\"{}\"]", "x".repeat(100))];
-        assert_eq!(chunk_rows(&long, 60).len(), 2);
-        assert!(chunk_rows(&[], 60).is_empty());
+        let long = ["[\"a\"]".to_string(), format!("[\"{}\"]", "x".repeat(100))];
+        assert_eq!(chunk_rows(long.iter().map(String::as_str), 60).len(), 2);
+        assert!(chunk_rows([], 60).is_empty());
     }
 
     #[test]

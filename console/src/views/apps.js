@@ -1,7 +1,7 @@
 // Apps: list and create, edit allowed origins, rotate the ingest key with an overlap,
 // and the snippet to paste into the app.
-import { api } from '../api.js';
-import { confirmAction, h, mount, table, utc } from '../dom.js';
+import { api, describe } from '../api.js';
+import { confirmAction, h, mount, say, table, utc } from '../dom.js';
 
 export async function appsView(el, ctx) {
   const { apps } = await api('GET', '/v1/admin/apps');
@@ -26,8 +26,7 @@ export async function appsView(el, ctx) {
           await ctx.reloadApps();
           location.hash = '#/apps';
         } catch (err) {
-          status.className = 'error';
-          status.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`;
+          say(status, 'error', describe(err));
         }
       },
     },
@@ -53,7 +52,7 @@ tt.track('signup', { plan: 'pro' });`;
             await api('PATCH', `/v1/admin/apps/${encodeURIComponent(app.id)}`, { allowed_origins: originsInput.value.split(',').map((o) => o.trim()).filter(Boolean) });
             ctx.state.flash = `Origins of ${app.id} saved.`;
             await ctx.reloadApps();
-          } catch (err) { msg.className = 'error'; msg.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`; }
+          } catch (err) { say(msg, 'error', describe(err)); }
         } } }, 'Save origins')),
       h('div.row', {}, h('span', {}, 'Ingest key '), h('code.key', {}, app.ingest_key),
         app.previous_keys && app.previous_keys.length ? h('span.muted.small', {}, `(previous key valid until ${utc(app.previous_keys[0].expires_at)})`) : null),
@@ -64,7 +63,7 @@ tt.track('signup', { plan: 'pro' });`;
             const r = await api('POST', `/v1/admin/apps/${encodeURIComponent(app.id)}/rotate-key`, { overlap_s: Number(overlap.value) });
             ctx.state.flash = `New key issued for ${app.id}; the old one works until ${utc(r.previous_key_expires_at)}.`;
             await ctx.reloadApps();
-          } catch (err) { msg.className = 'error'; msg.textContent = err.message; }
+          } catch (err) { say(msg, 'error', describe(err)); }
         } } }, 'Rotate key')),
       msg,
       h('details', {}, h('summary', {}, 'Install snippet'), h('pre.snippet', {}, snippet)),
@@ -74,7 +73,7 @@ tt.track('signup', { plan: 'pro' });`;
           const r = await api('DELETE', `/v1/admin/apps/${encodeURIComponent(app.id)}`);
           ctx.state.flash = `Deleted ${r.deleted}: its key is revoked; kept ${r.kept.events} events and ${r.kept.config_commits} commits.`;
           await ctx.reloadApps();
-        } catch (err) { msg.className = 'error'; msg.textContent = err.message; }
+        } catch (err) { say(msg, 'error', describe(err)); }
       } } }, `Delete ${app.id}…`)));
   };
   mount(el, h('h2', {}, 'Apps'), status, create,

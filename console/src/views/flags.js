@@ -1,7 +1,7 @@
 // Flags and segments: the list, the editors, the release flow (stage → diff → commit →
 // publish), history with rollback, the audit log, and "try a context".
-import { api, qs } from '../api.js';
-import { confirmAction, fmt, h, listOr, mount, table, utc } from '../dom.js';
+import { api, describe, qs } from '../api.js';
+import { confirmAction, fmt, h, listOr, mount, say, table, utc } from '../dom.js';
 
 const cfgPath = (app, rest) => `/v1/apps/${encodeURIComponent(app)}/config${rest}`;
 
@@ -25,12 +25,6 @@ function rolloutOf(flag) {
   return r ? `${r.serve.rollout_percent}%` : '—';
 }
 
-/** The error as the user should see it: message, and the flags a 409 names. */
-function errorText(err) {
-  const flags = err.details && err.details.flags ? ` (used by: ${err.details.flags.join(', ')})` : '';
-  return `${err.message}${flags}`;
-}
-
 export async function flagsView(el, ctx) {
   const [current, audit, probes] = await Promise.all([
     entries(ctx.app),
@@ -46,11 +40,9 @@ export async function flagsView(el, ctx) {
       await api('DELETE', cfgPath(ctx.app, `/stage/${kind}/${encodeURIComponent(key)}`));
       await flagsView(el, ctx);
       const m = el.querySelector('#flags-message');
-      m.className = 'ok';
-      m.textContent = `Deletion of ${key} staged. Review it under Release.`;
+      say(m, 'ok', `Deletion of ${key} staged. Review it under Release.`);
     } catch (err) {
-      message.className = 'error';
-      message.textContent = errorText(err);
+      say(message, 'error', describe(err));
     }
   };
   const flags = Object.values(current.entries.flags);
@@ -199,19 +191,16 @@ export async function flagEditorView(el, ctx, key) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     for (const old of form.querySelectorAll('.field-error')) old.textContent = '';
-    status.className = '';
-    status.textContent = '';
+    say(status, '', '');
     const body = structuredClone(draft);
     if (body.off_variant === undefined) delete body.off_variant;
-    if (!body.key) { status.className = 'error'; status.textContent = 'Give the flag a key.'; return; }
+    if (!body.key) { say(status, 'error', 'Give the flag a key.'); return; }
     try {
       await api('PUT', cfgPath(ctx.app, `/stage/flags/${encodeURIComponent(body.key)}`), body);
-      status.className = 'ok';
-      status.textContent = `Staged ${body.key}. Commit and publish it under Release.`;
+      say(status, 'ok', `Staged ${body.key}. Commit and publish it under Release.`);
       if (!existing) history.replaceState(null, '', `#/flags/edit/${encodeURIComponent(body.key)}`);
     } catch (err) {
-      status.className = 'error';
-      status.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`;
+      say(status, 'error', describe(err));
       showFieldError(form, err.field, err.message);
     }
   });
@@ -259,23 +248,19 @@ export async function segmentEditorView(el, ctx, key) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     for (const old of form.querySelectorAll('.field-error')) old.textContent = '';
-    if (!draft.key) { status.className = 'error'; status.textContent = 'Give the segment a key.'; return; }
+    if (!draft.key) { say(status, 'error', 'Give the segment a key.'); return; }
     try {
       await api('PUT', cfgPath(ctx.app, `/stage/segments/${encodeURIComponent(draft.key)}`), draft);
+      let shown = status;
       if (!existing) {
         // Saved: from now on this page edits that segment.
         history.replaceState(null, '', `#/segments/edit/${encodeURIComponent(draft.key)}`);
         await segmentEditorView(el, ctx, draft.key);
-        const s2 = el.querySelector('#segment-status');
-        s2.className = 'ok';
-        s2.textContent = `Staged segment ${draft.key}. Commit and publish it under Release.`;
-        return;
+        shown = el.querySelector('#segment-status');
       }
-      status.className = 'ok';
-      status.textContent = `Staged segment ${draft.key}. Commit and publish it under Release.`;
+      say(shown, 'ok', `Staged segment ${draft.key}. Commit and publish it under Release.`);
     } catch (err) {
-      status.className = 'error';
-      status.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`;
+      say(status, 'error', describe(err));
       showFieldError(form, err.field, err.message);
     }
   });
@@ -308,17 +293,14 @@ export async function releaseView(el, ctx) {
   // After an action the view reloads (stage, diff, buttons), keeping its message.
   const reload = async (className, text) => {
     await releaseView(el, ctx);
-    const s2 = el.querySelector('#release-status');
-    s2.className = className;
-    s2.textContent = text;
+    say(el.querySelector('#release-status'), className, text);
   };
   commit.addEventListener('click', async () => {
     try {
       const c = await api('POST', cfgPath(ctx.app, '/commits'), { message: message.value, expected_head: head });
       await reload('ok', `Committed ${c.id.slice(0, 12)}. Publish it to serve it.`);
     } catch (err) {
-      status.className = 'error';
-      status.textContent = err.code === 'head_moved' ? `Someone committed meanwhile: head is now ${String(err.details?.head).slice(0, 12)}. Reload this page to review the stage against it; nothing was overwritten.` : errorText(err);
+      say(status, 'error', err.code === 'head_moved' ? `Someone committed meanwhile: head is now ${String(err.details?.head).slice(0, 12)}. Reload this page to review the stage against it; nothing was overwritten.` : describe(err));
     }
   });
   publish.addEventListener('click', async () => {
@@ -327,8 +309,7 @@ export async function releaseView(el, ctx) {
       const p = await api('POST', cfgPath(ctx.app, '/publish'), {});
       await reload('ok', `Published ${p.published.slice(0, 12)}: ${p.changed.length ? p.changed.join(', ') : 'nothing changed'}.`);
     } catch (err) {
-      status.className = 'error';
-      status.textContent = errorText(err);
+      say(status, 'error', describe(err));
     }
   });
   mount(el, h('h2', {}, 'Release'),
@@ -357,15 +338,12 @@ export async function historyView(el, ctx) {
     if (!confirmAction(`Roll back to ${commit.id.slice(0, 12)} ("${commit.message}")? It is published at once, recorded as a new publication.`)) return;
     try {
       const r = await api('POST', cfgPath(ctx.app, '/rollback'), { commit: commit.id });
-      status.className = 'ok';
-      status.textContent = `Rolled back: ${r.published.slice(0, 12)} is published (${r.changed.join(', ') || 'no change'}). `
-        + 'Head still holds the newer changes: the next "Publish head" serves them again unless you stage the old values first.';
+      say(status, 'ok', `Rolled back: ${r.published.slice(0, 12)} is published (${r.changed.join(', ') || 'no change'}). `
+        + 'Head still holds the newer changes: the next "Publish head" serves them again unless you stage the old values first.');
       await historyView(el, ctx);
-      el.querySelector('#history-status').className = 'ok';
-      el.querySelector('#history-status').textContent = status.textContent;
+      say(el.querySelector('#history-status'), 'ok', status.textContent);
     } catch (err) {
-      status.className = 'error';
-      status.textContent = errorText(err);
+      say(status, 'error', describe(err));
     }
   };
   const filter = (label, key, id, hint) => h('label', {}, `${label} `, h('input', { id, value: s[key] || '', size: 18, placeholder: hint, on: { change: (e) => { s[key] = e.target.value.trim(); historyView(el, ctx); } } }));

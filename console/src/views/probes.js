@@ -1,9 +1,9 @@
 // Probes: the list with both windows, a detail page with the timeline (results,
 // latency, transitions), the flags that require the probe, and the override control.
 // `#/probes/new` is the probe editor.
-import { api, qs } from '../api.js';
+import { api, describe, qs } from '../api.js';
 import { probeTimeline } from '../charts.js';
-import { confirmAction, fmt, h, mount, table, utc } from '../dom.js';
+import { confirmAction, fmt, h, mount, say, table, utc } from '../dom.js';
 
 const pct = (r) => (r == null ? '—' : `${Math.round(r * 100)}%`);
 const base = (app) => `/v1/apps/${encodeURIComponent(app)}/probes`;
@@ -48,18 +48,15 @@ export async function probeDetailView(el, ctx, name) {
   const reason = h('input#override-reason', { placeholder: 'why (required)', size: 40 });
   const apply = h('button#override-apply', { type: 'button' }, 'Apply');
   apply.addEventListener('click', async () => {
-    if (!reason.value.trim()) { status.className = 'error'; status.textContent = 'Say why: the reason goes to the audit log.'; return; }
+    if (!reason.value.trim()) { say(status, 'error', 'Say why: the reason goes to the audit log.'); return; }
     if (!confirmAction(`Set ${name} to ${mode.value.replace('_', ' ')}? Flags that require it follow at once.`)) return;
     try {
       const r = await api('PUT', `${base(ctx.app)}/${encodeURIComponent(name)}/override`, { mode: mode.value, reason: reason.value });
-      status.className = 'ok';
-      status.textContent = `${name} is now ${r.state} (override: ${r.override}).`;
+      say(status, 'ok', `${name} is now ${r.state} (override: ${r.override}).`);
       await probeDetailView(el, ctx, name);
-      el.querySelector('#override-status').className = 'ok';
-      el.querySelector('#override-status').textContent = status.textContent;
+      say(el.querySelector('#override-status'), 'ok', status.textContent);
     } catch (err) {
-      status.className = 'error';
-      status.textContent = err.message;
+      say(status, 'error', describe(err));
     }
   });
   mount(el, h('h2', {}, `Probe ${name}`),
@@ -94,11 +91,9 @@ async function probeEditorView(el, ctx) {
     for (const old of form.querySelectorAll('.field-error')) old.textContent = '';
     try {
       await api('PUT', `/v1/apps/${encodeURIComponent(ctx.app)}/config/stage/probes/${encodeURIComponent(draft.key)}`, draft);
-      status.className = 'ok';
-      status.textContent = `Staged probe ${draft.key}. Commit and publish it under Release.`;
+      say(status, 'ok', `Staged probe ${draft.key}. Commit and publish it under Release.`);
     } catch (err) {
-      status.className = 'error';
-      status.textContent = `${err.message}${err.field ? ` (${err.field})` : ''}`;
+      say(status, 'error', describe(err));
       const slot = form.querySelector(`[data-path="${CSS.escape(err.field || '')}"] .field-error`);
       if (slot) slot.textContent = err.message;
     }
