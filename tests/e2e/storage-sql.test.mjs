@@ -69,7 +69,9 @@ describe('the per-batch fold', () => {
         const anonymous = `anon-${pick(25)}`;
         const user = pick(4) === 0 ? `user-${pick(5)}` : null;
         const odd = ['x,y', 'say "hi"', 'a/b\\c', 'naïve ✓ 🚀', 'tab\tnew\nline\u0001', '=1+1'];
-        const props = { plan: ['free', 'pro', null, true, 1.5, -0, 12345678901, odd[pick(odd.length)]][pick(8)], ...(pick(2) ? { page: `/p/${pick(4)}` } : {}) };
+        // Keys as ingest allows them: any printable text, JSON path syntax included.
+        const oddKeys = ['say "hi"', 'a.b', '$[0]', 'naïve ✓', 'back\\slash'];
+        const props = { plan: ['free', 'pro', null, true, 1.5, -0, 12345678901, odd[pick(odd.length)]][pick(8)], ...(pick(2) ? { page: `/p/${pick(4)}` } : {}), ...(pick(3) ? {} : { [oddKeys[pick(oddKeys.length)]]: pick(2) }) };
         known.set(key, [app, id, 'track', ['view', 'click', 'buy'][pick(3)], ts, ts - 5, ts + 9, anonymous, user, user ?? anonymous, JSON.stringify(props), null, `batch-${pick(50)}`]);
       }
       return known.get(key);
