@@ -162,8 +162,9 @@ function upToDate(stampFile, inputs, outputs) {
 const RUST_INPUTS = ['Cargo.toml', 'Cargo.lock', 'core'].map((p) => join(ROOT, p));
 
 /** The npm package's wasm modules: the SDK core (always loaded) and the flag engine
- * (loaded on demand by local mode). Each is `[cargo package, wasm-bindgen output name]`. */
-export const SDK_MODULES = [['telltale', 'telltale_wasm'], ['telltale-engine', 'telltale_engine']];
+ * (loaded on demand by local mode). Each is `[cargo package, wasm-bindgen output name,
+ * cargo profile]`. */
+export const SDK_MODULES = [['telltale', 'telltale_wasm', 'release'], ['telltale-engine', 'telltale_engine', 'engine']];
 
 /** Builds the npm package `telltale` into sdk/pkg and copies it to www/sdk for the demo. */
 export function buildSdk() {
@@ -175,11 +176,11 @@ export function buildSdk() {
   log('building the SDK (wasm core + flag engine)');
   // One cargo run each: built together, the engine's std features would unify into the
   // core's no_std dependencies.
-  for (const [pkg] of SDK_MODULES) run('cargo', ['build', '--quiet', '-p', pkg, '--target', 'wasm32-unknown-unknown', '--release']);
+  for (const [pkg, , profile] of SDK_MODULES) run('cargo', ['build', '--quiet', '-p', pkg, '--target', 'wasm32-unknown-unknown', '--profile', profile]);
   rmSync(PATHS.sdkPkg, { recursive: true, force: true });
-  for (const [, name] of SDK_MODULES) {
+  for (const [, name, profile] of SDK_MODULES) {
     run(PATHS.wasmBindgen, [
-      join(ROOT, `target/wasm32-unknown-unknown/release/${name}.wasm`),
+      join(ROOT, `target/wasm32-unknown-unknown/${profile}/${name}.wasm`),
       '--out-dir', PATHS.sdkPkg, '--target', 'web', '--typescript',
     ]);
     const wasm = join(PATHS.sdkPkg, `${name}_bg.wasm`);

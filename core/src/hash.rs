@@ -5,32 +5,36 @@
 //! one). 100,000 buckets give rollout percentages three decimals of precision. This is a
 //! published contract: the test vectors pin actual bucket numbers, so it must never change.
 
-use alloc::string::String;
-
 /// The number of buckets.
 pub const BUCKETS: u32 = 100_000;
 
 /// MurmurHash3, x86 32-bit variant.
 pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
+    murmur3_32_of(&[data], seed)
+}
+
+/// MurmurHash3 (x86, 32-bit) of the concatenation of `parts`, without building it: a
+/// bucket is decided on every flag evaluation, and this keeps that allocation-free.
+pub fn murmur3_32_of(parts: &[&[u8]], seed: u32) -> u32 {
     const C1: u32 = 0xcc9e_2d51;
     const C2: u32 = 0x1b87_3593;
+    let scramble = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
     let mut h = seed;
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h ^= k;
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-    }
-    let tail = chunks.remainder();
-    if !tail.is_empty() {
-        let mut k = 0u32;
-        for (i, b) in tail.iter().enumerate() {
-            k ^= u32::from(*b) << (8 * i);
+    let (mut block, mut filled, mut len) = (0u32, 0u32, 0u32);
+    for &byte in parts.iter().flat_map(|part| part.iter()) {
+        block |= u32::from(byte) << (8 * filled);
+        filled += 1;
+        len = len.wrapping_add(1);
+        if filled == 4 {
+            h ^= scramble(block);
+            h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+            (block, filled) = (0, 0);
         }
-        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
     }
-    h ^= data.len() as u32;
+    if filled > 0 {
+        h ^= scramble(block);
+    }
+    h ^= len;
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
@@ -40,13 +44,14 @@ pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
 
 /// The bucket (0..100,000) of one stickiness value for one flag.
 pub fn bucket(flag_key: &str, salt: &str, stickiness_value: &str) -> u32 {
-    let mut input = String::with_capacity(flag_key.len() + salt.len() + stickiness_value.len() + 2);
-    input.push_str(flag_key);
-    input.push('/');
-    input.push_str(salt);
-    input.push('/');
-    input.push_str(stickiness_value);
-    murmur3_32(input.as_bytes(), 0) % BUCKETS
+    let parts = [
+        flag_key.as_bytes(),
+        b"/",
+        salt.as_bytes(),
+        b"/",
+        stickiness_value.as_bytes(),
+    ];
+    murmur3_32_of(&parts, 0) % BUCKETS
 }
 
 #[cfg(test)]
@@ -65,6 +70,17 @@ mod tests {
         );
         assert_eq!(murmur3_32(b"aaaa", 0x9747_b28c), 0x5a97_808a);
         assert_eq!(murmur3_32(b"abc", 0), 0xb3dd_93fa);
+    }
+
+    #[test]
+    fn hashing_parts_is_hashing_their_concatenation() {
+        let text = b"new-checkout/salt/user-42 and a longer tail";
+        for a in 0..text.len() {
+            for b in a..text.len() {
+                let parts: [&[u8]; 3] = [&text[..a], &text[a..b], &text[b..]];
+                assert_eq!(murmur3_32_of(&parts, 7), murmur3_32(text, 7), "{a} {b}");
+            }
+        }
     }
 
     #[test]

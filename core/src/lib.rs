@@ -47,6 +47,8 @@ pub mod flags;
 #[cfg(feature = "full")]
 pub mod ingest;
 #[cfg(feature = "full")]
+pub mod json;
+#[cfg(feature = "full")]
 pub mod probes;
 #[cfg(feature = "full")]
 pub mod stats;

@@ -40,7 +40,7 @@ fn flag_vectors() {
     );
     let doc: Value =
         serde_json::from_str(include_str!("../../tests/spec/flags/cases.json")).unwrap();
-    let ruleset: Ruleset = serde_json::from_value(doc["ruleset"].clone()).unwrap();
+    let ruleset = Ruleset::from_value(&doc["ruleset"]).unwrap();
     let engine = compile(&ruleset);
     let mut warnings: Vec<&str> = engine.warnings().iter().map(|w| w.field.as_str()).collect();
     warnings.sort_unstable();

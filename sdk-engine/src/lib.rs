@@ -14,14 +14,21 @@
 //! `evaluate`, `evaluateAll` and `evaluateRuleset` are JavaScript (sdk/js/engine.js) over
 //! the packed decisions below: one path decides, and no decision is serialized here.
 //!
+//! **Small:** JSON is read by core's own small reader (`telltale_core::json`) and flag
+//! definitions by core's hand-written readers, so serde_json's reader and serde's derived
+//! deserializers are not in this module; nothing is serialized in Rust (variant values reach
+//! JavaScript from its own `JSON.parse` of the ruleset, by the position [`FlagEngine::source`]
+//! gives), so no float formatting is either.
+//!
 //! It is a separate download so that the SDK's remote mode (the default) never pays for
 //! the engine and its JSON machinery.
 //!
 //! **The fast path** keeps JSON off the per-decision boundary: `setContext` parses a
 //! context once and keeps it in wasm; `decide(index, now)` and `decideAll(now)` return
-//! packed numbers ([`pack`]); `tables()` gives, once per ruleset, what the numbers index
-//! (keys, each flag's variant values, rule ids, required probes), and the SDK's
-//! `decodeDecision` turns a number back into a decision object.
+//! packed numbers ([`pack`]); the JavaScript `tables()` gives, once per ruleset, what the
+//! numbers index (keys, each flag's variant values, rule ids, required probes), built from
+//! the per-flag accessors below, and `decodeDecision` turns a number back into a decision
+//! object.
 //!
 //! ```js
 //! const tables = engine.tables();
@@ -31,37 +38,113 @@
 //! const value = tables.variants[index]?.[(packed % 65536) - 1]?.[1];
 //! ```
 
-use js_sys::JSON;
-use serde::Serialize;
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
-use telltale_core::flags::engine::{Context, DecisionError, Outcome, Reason};
+use telltale_core::flags::engine::{DecisionError, Outcome, Reason, Resolved};
 use telltale_core::flags::{compile, Engine, ProbeState, ProbeStates, Ruleset};
+use telltale_core::json::{self, Number, Value};
 use wasm_bindgen::prelude::*;
 
-/// Rust -> JS through JSON text: `JSON.parse` builds objects faster than field-by-field
-/// conversion, and keeps one serializer (serde_json) in the binary.
-fn to_js<T: Serialize>(value: &T) -> JsValue {
-    serde_json::to_string(value)
-        .ok()
-        .and_then(|text| JSON::parse(&text).ok())
-        .unwrap_or(JsValue::NULL)
+#[wasm_bindgen]
+extern "C" {
+    /// JavaScript's `parseFloat` (see [`read_json`]).
+    #[wasm_bindgen(js_name = parseFloat)]
+    fn js_parse_float(text: &str) -> f64;
 }
 
-/// JS -> Rust through `JSON.stringify` (functions and undefined drop out, as in JSON).
-fn from_js(value: &JsValue) -> Option<Value> {
-    if value.is_undefined() {
+/// Reads JSON with core's reader, its floats parsed by JavaScript: correctly rounded, as
+/// Rust's parser is, without that parser's code and tables in this module.
+fn read_json(text: &str) -> Result<Value, json::JsonError> {
+    json::parse_with(text, |number| Some(js_parse_float(number)))
+}
+
+/// A JavaScript number as JSON carries it to serde_json: a safe integer (`-0` too) is an
+/// integer (`u64`, or `i64` when negative), anything else finite an `f64`, and what is not
+/// finite null (absent). JavaScript sends integers beyond 2^53 as JSON text instead: only
+/// `JSON.stringify` knows the digits it writes for them.
+fn number_from_js(n: f64) -> Option<Value> {
+    const SAFE: f64 = 9_007_199_254_740_991.0;
+    if !n.is_finite() {
         return None;
     }
-    let text = JSON::stringify(value).ok()?.as_string()?;
-    serde_json::from_str(&text).ok()
+    let number = if n.trunc() == n && (0.0..=SAFE).contains(&n.abs()) {
+        if n > -1.0 {
+            Number::from(n as u64)
+        } else {
+            Number::from(n as i64)
+        }
+    } else {
+        Number::from_f64(n)?
+    };
+    Some(Value::Number(number))
 }
 
-fn context_of(value: &JsValue) -> Map<String, Value> {
-    match from_js(value) {
-        Some(Value::Object(map)) => map,
-        _ => Map::new(),
+/// Tags of the context encoding that sdk/js/engine.js writes (`encodeContext`): per
+/// attribute, in [`telltale_core::flags::Engine::attribute_names`] order, a tag byte and
+/// its payload (an f64, or the byte length of a text), little-endian; then the texts, one
+/// after another (JavaScript encodes them in one call).
+mod tag {
+    pub const ABSENT: u8 = 0;
+    pub const FALSE: u8 = 1;
+    pub const TRUE: u8 = 2;
+    /// 8 bytes: an f64.
+    pub const NUMBER: u8 = 3;
+    /// 4 bytes: the UTF-8 length of a string among the texts.
+    pub const STRING: u8 = 4;
+    /// 4 bytes: the length of JSON text (an object or an array) among the texts.
+    pub const JSON: u8 = 5;
+}
+
+/// Reads the encoded attribute values into `context`, in place; `None` (and `context`
+/// partly written) when the bytes are not a whole encoding.
+fn decode_context(bytes: &[u8], context: &mut Resolved<'static>, count: usize) -> Option<()> {
+    // Where the texts begin: after every header (tag and payload).
+    let mut texts_at: usize = 0;
+    for _ in 0..count {
+        texts_at += match *bytes.get(texts_at)? {
+            tag::ABSENT | tag::FALSE | tag::TRUE => 1,
+            tag::NUMBER => 9,
+            tag::STRING | tag::JSON => 5,
+            _ => return None,
+        };
     }
+    let mut texts = bytes.get(texts_at..)?;
+    let mut at: usize = 0;
+    let mut take = |n: usize| {
+        let taken = bytes.get(at..at + n);
+        at += n;
+        taken
+    };
+    for attribute in 0..count {
+        match *take(1)?.first()? {
+            tag::FALSE => context.set(attribute, Some(Value::Bool(false))),
+            tag::TRUE => context.set(attribute, Some(Value::Bool(true))),
+            tag::NUMBER => {
+                let number = f64::from_le_bytes(take(8)?.try_into().ok()?);
+                context.set(attribute, number_from_js(number));
+            }
+            tag @ (tag::STRING | tag::JSON) => {
+                let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                let text = std::str::from_utf8(texts.get(..length)?).ok()?;
+                texts = texts.get(length..)?;
+                if tag == tag::STRING {
+                    context.set_text(attribute, text);
+                } else {
+                    context.set(attribute, read_json(text).ok());
+                }
+            }
+            _ => context.set(attribute, None),
+        }
+    }
+    texts.is_empty().then_some(())
+}
+
+/// Probe states from a JSON object (`{name: "up" | "down" | "unknown" | {state}}`).
+fn probe_states(value: &Value) -> Option<ProbeStates> {
+    let map = value.as_object()?;
+    Some(
+        map.iter()
+            .map(|(name, state)| (name.clone(), ProbeState::from_served(state)))
+            .collect(),
+    )
 }
 
 /// A compiled ruleset (the JSON `/v1/flags/ruleset` serves), evaluated by the same engine
@@ -70,13 +153,17 @@ fn context_of(value: &JsValue) -> Map<String, Value> {
 pub struct FlagEngine {
     engine: Engine,
     /// The probe states the ruleset was served with (its `probes` field).
-    served_probes: BTreeMap<String, ProbeState>,
-    /// The context `setContext` parsed, and the probe states it was given.
-    context: Context,
-    probes: ProbeStates,
+    served_probes: ProbeStates,
+    /// The context `setContext` parsed, resolved against the ruleset's attributes, and
+    /// the probe states it was given (`None`: as served, which spares copying them on
+    /// every `setContext`).
+    context: Resolved<'static>,
+    probes: Option<ProbeStates>,
+    /// Where JavaScript writes the next context's JSON ([`FlagEngine::context_buffer`]).
+    input: Vec<u8>,
 }
 
-/// The reasons in the order [`pack`] numbers them (and `tables().reasons` lists them).
+/// The reasons in the order [`pack`] numbers them (and `reasons()` lists them).
 const REASONS: [Reason; 7] = Reason::ALL;
 
 /// An outcome as one number, exact in an f64 (53 bits), so that a decision crosses the
@@ -121,22 +208,6 @@ const _: () = assert!(
         && telltale_core::flags::engine::MAX_RULES < 1 << 14
 );
 
-/// Flag tables for the packed decisions, serialized once per ruleset.
-#[derive(Serialize)]
-struct Tables<'a> {
-    version: &'a str,
-    keys: Vec<&'a str>,
-    /// Per flag: `[[variant key, value], ...]`, by variant index.
-    variants: Vec<&'a [(String, Value)]>,
-    /// Per flag: rule ids, by rule index.
-    rules: Vec<Vec<&'a str>>,
-    /// Per flag: the probe it requires, or null.
-    probes: Vec<Option<&'a str>>,
-    /// Per flag: why it did not compile, or null.
-    problems: Vec<Option<&'a str>>,
-    reasons: Vec<&'static str>,
-}
-
 #[wasm_bindgen]
 impl FlagEngine {
     /// Compiles a ruleset; throws only when it is not JSON of the right shape. A `probes`
@@ -144,110 +215,163 @@ impl FlagEngine {
     /// probe states used when a call passes none.
     #[wasm_bindgen(constructor)]
     pub fn new(ruleset_json: &str) -> Result<FlagEngine, JsError> {
-        let mut raw: Value =
-            serde_json::from_str(ruleset_json).map_err(|e| JsError::new(&e.to_string()))?;
-        let served_probes = match raw.as_object_mut().and_then(|o| o.remove("probes")) {
-            Some(Value::Object(map)) => map
-                .iter()
-                .map(|(name, state)| (name.clone(), ProbeState::from_served(state)))
-                .collect(),
-            _ => BTreeMap::new(),
-        };
-        let ruleset: Ruleset =
-            serde_json::from_value(raw).map_err(|e| JsError::new(&e.to_string()))?;
-        let probes = served_probes.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut raw = read_json(ruleset_json)
+            .map_err(|e| JsError::new(&format!("the ruleset is not JSON: {e}")))?;
+        let served = raw.as_object_mut().and_then(|o| o.remove("probes"));
+        let ruleset = Ruleset::from_value(&raw).map_err(|e| JsError::new(&e.to_string()))?;
+        let engine = compile(&ruleset);
         Ok(FlagEngine {
-            engine: compile(&ruleset),
-            served_probes,
-            context: Context::new(),
-            probes,
+            context: engine.blank_context(),
+            engine,
+            served_probes: served.as_ref().and_then(probe_states).unwrap_or_default(),
+            probes: None,
+            input: Vec::new(),
         })
     }
 
-    /// What the packed decisions index, for this ruleset: `{version, keys, variants,
-    /// rules, probes, problems, reasons}` (see the module docs). Read it once.
-    pub fn tables(&self) -> JsValue {
-        let engine = &self.engine;
-        let flags = 0..engine.len();
-        to_js(&Tables {
-            version: engine.version(),
-            keys: engine.keys().collect(),
-            variants: flags.clone().map(|i| engine.variants(i)).collect(),
-            rules: flags
-                .clone()
-                .map(|i| {
-                    (0..)
-                        .map_while(|r| engine.rule_id(i, r))
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
-            probes: flags.clone().map(|i| engine.required_probe(i)).collect(),
-            problems: flags.map(|i| engine.problem(i)).collect(),
-            reasons: REASONS.iter().map(|r| r.as_str()).collect(),
-        })
+    /// The config version the decisions report.
+    pub fn version(&self) -> String {
+        self.engine.version().to_string()
     }
 
-    /// Parses `context` once and keeps it for `decide` and `decideAll`, with `probes`
-    /// (`{name: state}`; undefined: the states the ruleset was served with).
+    /// Every flag key, sorted: a flag's index is its position here.
+    pub fn keys(&self) -> Vec<String> {
+        self.engine.keys().map(str::to_string).collect()
+    }
+
+    /// Flag `index`'s position in the ruleset's `flags` list (-1: no such flag).
+    pub fn source(&self, index: u32) -> i32 {
+        self.engine
+            .source(index as usize)
+            .and_then(|s| i32::try_from(s).ok())
+            .unwrap_or(-1)
+    }
+
+    /// The variant keys flag `index` serves, by variant index (a broken flag: only the
+    /// default it declared, if it can be read).
+    #[wasm_bindgen(js_name = variantKeys)]
+    pub fn variant_keys(&self, index: u32) -> Vec<String> {
+        let variants = self.engine.variants(index as usize);
+        variants.iter().map(|(key, _)| key.clone()).collect()
+    }
+
+    /// Flag `index`'s rule ids, by rule index.
+    #[wasm_bindgen(js_name = ruleIds)]
+    pub fn rule_ids(&self, index: u32) -> Vec<String> {
+        let index = index as usize;
+        (0..)
+            .map_while(|r| self.engine.rule_id(index, r))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The probe flag `index` requires, if any.
+    #[wasm_bindgen(js_name = requiredProbe)]
+    pub fn required_probe(&self, index: u32) -> Option<String> {
+        self.engine
+            .required_probe(index as usize)
+            .map(str::to_string)
+    }
+
+    /// Why flag `index` did not compile, if it did not.
+    pub fn problem(&self, index: u32) -> Option<String> {
+        self.engine.problem(index as usize).map(str::to_string)
+    }
+
+    /// The reasons' names, in the order [`pack`] numbers them.
+    pub fn reasons() -> Vec<String> {
+        REASONS.iter().map(|r| r.as_str().to_string()).collect()
+    }
+
+    /// Parses `context` (JSON text of an object; anything else is an empty context) once
+    /// and keeps it for `decide` and `decideAll`, with `probes` (JSON text of `{name:
+    /// state}`; undefined or not an object: the states the ruleset was served with).
     #[wasm_bindgen(js_name = setContext)]
-    pub fn set_context(&mut self, context: JsValue, probes: JsValue) {
-        self.context = context_of(&context);
-        self.probes = self.probe_states(&probes);
+    pub fn set_context(&mut self, context: &str, probes: Option<String>) {
+        let read_float = |number: &str| Some(js_parse_float(number));
+        self.context = self.engine.resolve_json(context, read_float);
+        self.set_probes(probes);
     }
 
-    /// Decides flag `index` (its position in `tables().keys`) for the context set last:
-    /// one packed number (see [`pack`]).
+    fn set_probes(&mut self, probes: Option<String>) {
+        self.probes = probes
+            .and_then(|text| read_json(&text).ok())
+            .and_then(|value| probe_states(&value));
+    }
+
+    /// Room for `bytes` bytes in wasm memory, where JavaScript encodes the next context's
+    /// attribute values (strings by `TextEncoder.encodeInto`, native) before
+    /// `setContextEncoded`. The pointer is valid until the next call into wasm.
+    #[wasm_bindgen(js_name = contextBuffer)]
+    pub fn context_buffer(&mut self, bytes: usize) -> *mut u8 {
+        if self.input.len() < bytes {
+            self.input.resize(bytes, 0);
+        }
+        self.input.as_mut_ptr()
+    }
+
+    /// The attributes the rules read, in the order `setContextEncoded` takes their values.
+    #[wasm_bindgen(js_name = attributeNames)]
+    pub fn attribute_names(&self) -> Vec<String> {
+        self.engine.attribute_names().to_vec()
+    }
+
+    /// `setContext` with the context's attribute values encoded (see [`tag`]) in the
+    /// first `length` bytes of the buffer `contextBuffer` gave: no JSON for a flat
+    /// context, and nothing read that no rule reads. A malformed encoding is an empty
+    /// context.
+    #[wasm_bindgen(js_name = setContextEncoded)]
+    pub fn set_context_encoded(&mut self, length: usize, probes: Option<String>) {
+        let count = self.engine.attribute_names().len();
+        let bytes = self.input.get(..length).unwrap_or_default();
+        if decode_context(bytes, &mut self.context, count).is_none() {
+            self.context.clear();
+        }
+        self.engine.reread_versions(&mut self.context);
+        self.set_probes(probes);
+    }
+
+    /// Decides flag `index` (its position in `keys()`) for the context set last: one
+    /// packed number (see [`pack`]).
     pub fn decide(&self, index: u32, now_ms: f64) -> f64 {
+        let probes = self.probes.as_ref().unwrap_or(&self.served_probes);
         pack(
             &self
                 .engine
-                .decide(index as usize, &self.context, &self.probes, now_ms as i64),
+                .decide_resolved(index as usize, &self.context, probes, now_ms as i64),
         )
     }
 
     /// Decides every flag for the context set last: packed numbers in index order.
     #[wasm_bindgen(js_name = decideAll)]
     pub fn decide_all(&self, now_ms: f64) -> Vec<f64> {
+        let probes = self.probes.as_ref().unwrap_or(&self.served_probes);
         (0..self.engine.len())
             .map(|i| {
-                pack(
-                    &self
-                        .engine
-                        .decide(i, &self.context, &self.probes, now_ms as i64),
-                )
+                let outcome = self
+                    .engine
+                    .decide_resolved(i, &self.context, probes, now_ms as i64);
+                pack(&outcome)
             })
             .collect()
     }
 
-    /// The probe states the ruleset was served with: `{name: state}`.
+    /// The probe states the ruleset was served with, as `[name, state, name, state, ...]`.
     #[wasm_bindgen(js_name = servedProbes)]
-    pub fn served_probes(&self) -> JsValue {
-        to_js(&self.served_probes)
+    pub fn served_probes(&self) -> Vec<String> {
+        self.served_probes
+            .iter()
+            .flat_map(|(name, state)| [name.clone(), state.as_str().to_string()])
+            .collect()
     }
 
-    fn probe_states(&self, probes: &JsValue) -> ProbeStates {
-        match from_js(probes) {
-            Some(Value::Object(map)) => map
-                .iter()
-                .map(|(name, state)| (name.clone(), ProbeState::from_served(state)))
-                .collect(),
-            _ => self
-                .served_probes
-                .iter()
-                .map(|(name, state)| (name.clone(), *state))
-                .collect(),
-        }
-    }
-
-    /// Compile warnings: `[{code, field, message}]`.
-    pub fn warnings(&self) -> JsValue {
-        let list: Vec<Value> = self
-            .engine
+    /// Compile warnings, as `[code, field, message, code, field, message, ...]`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.engine
             .warnings()
             .iter()
-            .map(|w| serde_json::json!({"code": w.code, "field": w.field, "message": w.message}))
-            .collect();
-        to_js(&list)
+            .flat_map(|w| [w.code.to_string(), w.field.clone(), w.message.clone()])
+            .collect()
     }
 }
 
@@ -277,6 +401,69 @@ mod tests {
             (n >> 22) & 0x1_ffff,
             n >> 39,
         )
+    }
+
+    /// What JSON would carry for each number: its `JSON.stringify` text, read by core.
+    #[test]
+    fn numbers_cross_as_json_would_carry_them() {
+        let cases: [(f64, &str); 9] = [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (42.0, "42"),
+            (-7.0, "-7"),
+            (0.5, "0.5"),
+            (9_007_199_254_740_991.0, "9007199254740991"),
+            (-9_007_199_254_740_991.0, "-9007199254740991"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (-1.5e-7, "-1.5e-7"),
+        ];
+        for (n, text) in cases {
+            let expected = json::parse(text).unwrap();
+            let ours = number_from_js(n).unwrap();
+            assert_eq!(ours, expected, "{n}");
+            let (a, b) = (ours.as_number().unwrap(), expected.as_number().unwrap());
+            assert_eq!((a.is_u64(), a.is_i64()), (b.is_u64(), b.is_i64()), "{n}");
+        }
+        assert_eq!(number_from_js(f64::NAN), None);
+        assert_eq!(number_from_js(f64::INFINITY), None);
+    }
+
+    #[test]
+    fn decodes_what_the_javascript_encoder_writes_and_refuses_the_rest() {
+        let ruleset = r#"{"flags": [{"key": "f", "variants": [{"key": "on", "value": true}],
+            "default_variant": "on", "rules": [{"conditions": [
+            {"attribute": "a", "op": "eq", "value": 1}, {"attribute": "b", "op": "eq", "value": 1},
+            {"attribute": "c", "op": "eq", "value": 1}, {"attribute": "d", "op": "eq", "value": 1}],
+            "serve": {"variant": "on"}}]}]}"#;
+        let engine = compile(&Ruleset::from_value(&json::parse(ruleset).unwrap()).unwrap());
+        // user_id, anonymous_id, a, b, c, d
+        assert_eq!(engine.attribute_names().len(), 6);
+        let mut bytes = vec![tag::ABSENT, tag::TRUE, tag::FALSE, tag::NUMBER];
+        bytes.extend(3.0f64.to_le_bytes());
+        bytes.push(tag::STRING);
+        bytes.extend(5u32.to_le_bytes());
+        bytes.push(tag::JSON);
+        bytes.extend(7u32.to_le_bytes());
+        bytes.extend("héé".as_bytes());
+        bytes.extend(b"[1,\"a\"]");
+        let mut context = engine.blank_context();
+        decode_context(&bytes, &mut context, 6).unwrap();
+        let mut expected = engine.blank_context();
+        expected.set(1, Some(Value::Bool(true)));
+        expected.set(2, Some(Value::Bool(false)));
+        expected.set(3, Some(Value::from(3u64)));
+        expected.set_text(4, "héé");
+        expected.set(5, Some(json::parse(r#"[1,"a"]"#).unwrap()));
+        assert_eq!(format!("{context:?}"), format!("{expected:?}"));
+        // Too few values, bytes left over, a cut text, an unknown tag, bad UTF-8, a length
+        // beyond the end: all refused.
+        let mut scratch = engine.blank_context();
+        assert!(decode_context(&bytes, &mut scratch, 7).is_none());
+        assert!(decode_context(&bytes, &mut scratch, 5).is_none());
+        assert!(decode_context(&bytes[..bytes.len() - 1], &mut scratch, 6).is_none());
+        assert!(decode_context(&[9], &mut scratch, 1).is_none());
+        assert!(decode_context(&[tag::STRING, 1, 0, 0, 0, 0xff], &mut scratch, 1).is_none());
+        assert!(decode_context(&[tag::STRING, 0xff, 0xff, 0xff, 0xff], &mut scratch, 1).is_none());
     }
 
     #[test]

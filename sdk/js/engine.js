@@ -1,8 +1,24 @@
 // `telltale/engine`: the flag engine in wasm, and the decoder of its packed decisions.
 // Local mode loads this module on demand; tools and server-side rendering can import it.
-import { FlagEngine as WasmFlagEngine } from './telltale_engine.js';
+import initWasm, { initSync as initWasmSync, FlagEngine as WasmFlagEngine } from './telltale_engine.js';
 
-export { default } from './telltale_engine.js';
+/** The engine's wasm memory, once loaded: contexts are encoded straight into it. */
+let memory;
+const encoder = new TextEncoder();
+
+/** Loads the engine's wasm (as wasm-bindgen's `init`, whose options it takes). */
+export default async function init(options) {
+  const exports = await initWasm(options);
+  memory = exports.memory;
+  return exports;
+}
+
+/** Loads the engine's wasm synchronously (as wasm-bindgen's `initSync`). */
+export function initSync(options) {
+  const exports = initWasmSync(options);
+  memory = exports.memory;
+  return exports;
+}
 
 const ERROR_CODES = [undefined, 'FLAG_NOT_FOUND', 'PARSE_ERROR'];
 /** The packed decision of a flag that does not exist: reason ERROR (5), FLAG_NOT_FOUND (1). */
@@ -20,6 +36,107 @@ function deepFreeze(value) {
 /** `engine.tables()`, frozen: read once per ruleset and pass to `decodeDecision`. */
 export function readTables(engine) {
   return deepFreeze(engine.tables());
+}
+
+/** Parses JSON as `JSON.parse` does, but gives undefined where that would throw. */
+function parsed(text) {
+  try { return JSON.parse(text); } catch { return undefined; }
+}
+
+/**
+ * What the packed numbers index, from the wasm engine's per-flag accessors. Variant values
+ * come from this side's own `JSON.parse` of the ruleset (the flag's `source` position and
+ * the variant's key find them), so nothing is serialized in wasm.
+ */
+function tablesOf(wasm, rulesetJson) {
+  const sources = parsed(rulesetJson)?.flags;
+  const keys = wasm.keys();
+  const tables = { version: wasm.version(), keys, variants: [], rules: [], probes: [], problems: [], reasons: WasmFlagEngine.reasons() };
+  keys.forEach((key, i) => {
+    const declared = sources?.[wasm.source(i)]?.variants;
+    const valueOf = (variant) => (Array.isArray(declared) ? declared.find((v) => v?.key === variant)?.value : undefined) ?? null;
+    tables.variants.push(wasm.variantKeys(i).map((variant) => [variant, valueOf(variant)]));
+    tables.rules.push(wasm.ruleIds(i));
+    tables.probes.push(wasm.requiredProbe(i) ?? null);
+    tables.problems.push(wasm.problem(i) ?? null);
+  });
+  return tables;
+}
+
+/** Pairs `[a, b, a, b, ...]` as `{a: b}`. */
+function pairs(flat) {
+  const out = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1];
+  return out;
+}
+
+// The context encoding `setContextEncoded` reads (tags in sdk-engine/src/lib.rs, `tag`):
+// per attribute the rules read, a tag byte and its payload (an f64, or a u32 byte length
+// of text), little-endian; then the texts, one after another, encoded once.
+const ABSENT = 0, FALSE = 1, TRUE = 2, NUMBER = 3, STRING = 4, JSON_TEXT = 5;
+const isEnumerable = Object.prototype.propertyIsEnumerable;
+let wholeBuffer, bytes, view;
+
+/** UTF-8 length of a string (only asked for when a context has non-ASCII text). */
+function utf8Length(text) {
+  let n = 0;
+  for (const ch of text) { const c = ch.codePointAt(0); n += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4; }
+  return n;
+}
+
+/**
+ * Encodes the attributes `names` of `context` into the engine's buffer and returns the
+ * length written. Values cross as JSON would carry them: own enumerable properties only,
+ * objects and arrays (and what has `toJSON`, such as a Date) as their JSON, and what JSON
+ * cannot hold (undefined, functions, symbols, BigInt, NaN, infinities) absent. `values` is
+ * scratch.
+ */
+function encodeContext(wasm, names, context, values) {
+  const plain = context !== null && typeof context === 'object' && !Array.isArray(context);
+  let header = 0, texts = '';
+  values.length = 0;
+  for (const name of names) {
+    let value = plain && isEnumerable.call(context, name) ? context[name] : undefined;
+    // Objects, and integers beyond 2^53 (whose digits only JSON.stringify knows), as JSON.
+    if ((typeof value === 'object' && value !== null) || (Number.isInteger(value) && !Number.isSafeInteger(value))) {
+      const json = jsonText(value);
+      value = json === undefined || json === 'null' ? undefined : { json };
+    } else if (typeof value === 'number' && !Number.isFinite(value)) value = undefined;
+    values.push(value);
+    const text = typeof value === 'string' ? value : value?.json;
+    if (text !== undefined) texts += text;
+    header += 1 + (text !== undefined ? 4 : typeof value === 'number' ? 8 : 0);
+  }
+  const room = header + texts.length * 3;
+  const at = wasm.contextBuffer(room);
+  if (memory.buffer !== wholeBuffer) {
+    wholeBuffer = memory.buffer;
+    bytes = new Uint8Array(wholeBuffer);
+    view = new DataView(wholeBuffer);
+  }
+  const { written } = encoder.encodeInto(texts, bytes.subarray(at + header, at + room));
+  const ascii = written === texts.length;
+  let o = at;
+  for (const value of values) {
+    const text = typeof value === 'string' ? value : value?.json;
+    if (text !== undefined) {
+      bytes[o] = typeof value === 'string' ? STRING : JSON_TEXT;
+      view.setUint32(o + 1, ascii ? text.length : utf8Length(text), true);
+      o += 5;
+    } else if (typeof value === 'number') {
+      bytes[o] = NUMBER;
+      view.setFloat64(o + 1, value, true);
+      o += 9;
+    } else {
+      bytes[o++] = value === true ? TRUE : value === false ? FALSE : ABSENT;
+    }
+  }
+  return header + written;
+}
+
+/** Text for the wasm engine: JSON of `value`, or undefined where JSON cannot hold it. */
+function jsonText(value) {
+  try { return JSON.stringify(value); } catch { return undefined; }
 }
 
 /**
@@ -64,12 +181,13 @@ export function decodeAll(tables, packed) {
  * decisions; for many decisions per context use `setContext` and `decide` directly.
  */
 export class FlagEngine {
-  #wasm; #tables; #index;
+  #wasm; #tables; #index; #attributes; #values = [];
 
   /** Compiles a ruleset; throws only when it is not JSON of the right shape. */
   constructor(rulesetJson) {
     this.#wasm = new WasmFlagEngine(rulesetJson);
-    this.#tables = readTables(this.#wasm);
+    this.#tables = deepFreeze(tablesOf(this.#wasm, rulesetJson));
+    this.#attributes = this.#wasm.attributeNames();
     this.#index = new Map(this.#tables.keys.map((key, i) => [key, i]));
   }
 
@@ -78,7 +196,12 @@ export class FlagEngine {
   /** The index of a flag for `decide`, or -1. */
   indexOf(key) { return this.#index.get(key) ?? -1; }
   /** Keeps `context` (parsed once) and `probes` (`{name: state}`; undefined: as served). */
-  setContext(context, probes) { this.#wasm.setContext(context, probes); }
+  setContext(context, probes) {
+    const probesText = probes === undefined ? undefined : jsonText(probes);
+    // Loaded through wasm-bindgen's own init, the memory is unknown: the context goes as JSON.
+    if (!memory) return this.#wasm.setContext(jsonText(context) ?? '{}', probesText);
+    this.#wasm.setContextEncoded(encodeContext(this.#wasm, this.#attributes, context, this.#values), probesText);
+  }
   /** Flag `index` for the context set last, packed (see `decodeDecision`); an index that
    * names no flag (-1, out of range, not an integer) decides "not found". */
   decide(index, nowMs) {
@@ -87,9 +210,14 @@ export class FlagEngine {
   /** Every flag for the context set last, packed, in index order. */
   decideAll(nowMs) { return this.#wasm.decideAll(nowMs); }
   /** The probe states the ruleset was served with: `{name: state}`. */
-  servedProbes() { return this.#wasm.servedProbes(); }
+  servedProbes() { return pairs(this.#wasm.servedProbes()); }
   /** Compile warnings: `[{code, field, message}]`. */
-  warnings() { return this.#wasm.warnings(); }
+  warnings() {
+    const flat = this.#wasm.warnings();
+    const list = [];
+    for (let i = 0; i + 2 < flat.length; i += 3) list.push({ code: flat[i], field: flat[i + 1], message: flat[i + 2] });
+    return list;
+  }
   free() { this.#wasm.free(); }
 
   /** Decides `key` for `context` (probes undefined: the states the ruleset was served
@@ -99,14 +227,14 @@ export class FlagEngine {
     if (index < 0) {
       return { key, value: null, reason: 'ERROR', error_code: 'FLAG_NOT_FOUND', error_message: `no flag \`${key}\``, version: this.#tables.version };
     }
-    this.#wasm.setContext(context, probes);
+    this.setContext(context, probes);
     return owned(decodeDecision(this.#tables, index, this.#wasm.decide(index, nowMs)));
   }
 
   /** Decides every flag for one context: `{key: decision}`. It sets the context, as
    * `setContext` does. The values are the caller's own copies. */
   evaluateAll(context, probes, nowMs) {
-    this.#wasm.setContext(context, probes);
+    this.setContext(context, probes);
     const decisions = decodeAll(this.#tables, this.#wasm.decideAll(nowMs));
     for (const key in decisions) owned(decisions[key]);
     return decisions;

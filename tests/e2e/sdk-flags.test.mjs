@@ -90,6 +90,71 @@ describe('shared vectors in the browser', () => {
   });
 });
 
+describe('contexts cross into wasm as JSON would carry them', () => {
+  test('the encoded attributes decide as the context JSON does, for every kind of value, odd ones included', async () => {
+    const page = await sdkPage();
+    const result = await page.evaluate(async () => {
+      const engine = await window.sdk.loadFlagEngine();
+      const raw = await import('/sdk/telltale_engine.js');
+      const on = { key: 'on', value: true }, off = { key: 'off', value: false };
+      const flag = (key, conditions, serve = { variant: 'on' }) => ({ key, variants: [on, off], default_variant: 'off', rules: [{ conditions, serve }] });
+      const ruleset = JSON.stringify({ version: 'v', flags: [
+        flag('zero', [{ attribute: 'n', op: 'eq', value: 0 }]),
+        flag('big', [{ attribute: 'n', op: 'eq', value: 18446744073709551616 }]),
+        flag('huge', [{ attribute: 'n', op: 'gte', value: 1e21 }]),
+        flag('tenth', [{ attribute: 'n', op: 'lt', value: 0.30000000000000004 }]),
+        flag('minus', [{ attribute: 'n', op: 'eq', value: -9223372036854775808 }]),
+        flag('listed', [{ attribute: 'tags', op: 'eq', value: ['a', { b: [1, null] }] }]),
+        flag('text', [{ attribute: 's', op: 'contains', value: 'é😀' }]),
+        flag('truth', [{ attribute: 'b', op: 'eq', value: true }]),
+        flag('falsity', [{ attribute: 'b', op: 'neq', value: true }]),
+        flag('dated', [{ attribute: 'at', op: 'after', value: '2026-01-01T00:00:00Z' }]),
+        flag('version', [{ attribute: 'v', op: 'semver_gte', value: '2.0.0-beta.2' }]),
+        flag('sticky', [], { variant: 'on', rollout_percent: 50, stickiness: 'n' }),
+        flag('sticky-text', [], { variant: 'on', rollout_percent: 50, stickiness: 's' }),
+        flag('inherited', [{ attribute: 'toString', op: 'neq', value: 'x' }]),
+      ] });
+      const ours = new engine.FlagEngine(ruleset);
+      const reference = new raw.FlagEngine(ruleset);
+      const hidden = Object.defineProperty({ n: 0 }, 'b', { value: true, enumerable: false });
+      const contexts = [
+        { n: 0 }, { n: -0 }, { n: 2 ** 64 }, { n: 1e21 }, { n: 1e300 }, { n: 0.1 }, { n: 0.2 + 0.1 }, { n: -(2 ** 63) },
+        { n: NaN }, { n: Infinity }, { n: -Infinity }, { n: 12345.678 }, { n: 7, s: 'é😀 and more' },
+        { tags: ['a', { b: [1, null] }] }, { tags: ['a', { b: [1, undefined] }] }, { tags: { 0: 'a' } },
+        { s: 'x'.repeat(5000) + 'é😀' }, { s: '\u0000"\\' }, { s: '\ud800' }, { s: '' }, { s: 42 },
+        { b: true }, { b: false }, { b: null }, { b: 'true' }, { b: undefined }, { b: () => true }, { b: Symbol('b') },
+        { at: new Date('2026-06-01T00:00:00Z') }, { at: '2025-06-01T00:00:00Z' }, { at: 1780000000000 }, { at: { toJSON: () => '2027-01-01T00:00:00Z' } },
+        { v: '2.0.0' }, { v: '2.0.0-beta.10' }, { v: '2.0.0-alpha' }, { v: 'v3' }, { v: 3 },
+        { toString: 'y' }, Object.create({ n: 0, b: true }), hidden,
+        null, [], ['n'], 'n', 5, {},
+      ];
+      const packedAll = (setter) => contexts.map((ctx) => { setter(ctx); return Array.from(ours.decideAll(0)); });
+      const encoded = packedAll((ctx) => ours.setContext(ctx, undefined));
+      const viaJson = contexts.map((ctx) => {
+        const text = JSON.stringify(ctx);
+        reference.setContext(text === undefined || typeof ctx !== 'object' || ctx === null || Array.isArray(ctx) ? '{}' : text, undefined);
+        return Array.from(reference.decideAll(0));
+      });
+      // A BigInt: JSON cannot hold it, so it is absent (and nothing throws).
+      ours.setContext({ n: 10n, b: true }, undefined);
+      const bigint = Array.from(ours.decideAll(0));
+      ours.setContext({ b: true }, undefined);
+      const withoutBigint = Array.from(ours.decideAll(0));
+      const tables = ours.tables();
+      const onKeys = (packed) => tables.keys.filter((key, i) => engine.decodeDecision(tables, i, packed[i]).value === true);
+      return { encoded, viaJson, bigint, withoutBigint, onFor: encoded.map(onKeys), keys: tables.keys };
+    });
+    result.encoded.forEach((packed, i) => assert.deepEqual(packed, result.viaJson[i], `context #${i}`));
+    assert.deepEqual(result.bigint, result.withoutBigint);
+    // The vectors are not vacuous: each flag is on for some context and off for another.
+    for (const key of result.keys.filter((k) => !k.startsWith('sticky'))) {
+      assert.ok(result.onFor.some((keys) => keys.includes(key)), `${key} is on somewhere`);
+      assert.ok(result.onFor.some((keys) => !keys.includes(key)), `${key} is off somewhere`);
+    }
+    await page.close();
+  });
+});
+
 describe('flags client', () => {
   const options = () => ({ endpoint: collector.url, key: app.ingest_key, flushIntervalMs: 3_600_000 });
 

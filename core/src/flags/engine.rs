@@ -198,9 +198,92 @@ enum Operand {
 
 #[derive(Debug, Clone)]
 struct CompiledCondition {
-    attribute: String,
+    /// The attribute's number in the engine's [`Attributes`] table.
+    attribute: usize,
     op: Op,
     operand: Operand,
+}
+
+/// The context attributes a ruleset reads, numbered at compile time: a context is read
+/// once per evaluation context ([`Engine::resolve`]), and a condition then finds its
+/// attribute by number instead of by name.
+#[derive(Debug, Clone, Default)]
+struct Attributes {
+    names: Vec<String>,
+    /// Per attribute: a semver condition reads it (its version is parsed once, on resolve).
+    versions: Vec<bool>,
+}
+
+/// The default stickiness attributes, numbered first in every table.
+const USER_ID: usize = 0;
+const ANONYMOUS_ID: usize = 1;
+
+impl Attributes {
+    fn new() -> Attributes {
+        let mut table = Attributes::default();
+        table.number("user_id");
+        table.number("anonymous_id");
+        table
+    }
+
+    fn number(&mut self, name: &str) -> usize {
+        match self.names.iter().position(|n| n == name) {
+            Some(at) => at,
+            None => {
+                self.names.push(name.to_string());
+                self.versions.push(false);
+                self.names.len() - 1
+            }
+        }
+    }
+}
+
+/// A context read against one engine's attribute table ([`Engine::resolve`]): the values
+/// its rules can read, by attribute number, and parsed versions where semver conditions
+/// compare them. Resolve once, then decide any number of flags.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved<'a> {
+    /// Borrowed from the context ([`Engine::resolve`]) or read from its JSON
+    /// ([`Engine::resolve_json`]).
+    values: Vec<Option<Cow<'a, Value>>>,
+    versions: Vec<Option<Version>>,
+}
+
+impl Resolved<'_> {
+    /// The attribute's value, if the context has one that is not null.
+    fn get(&self, attribute: usize) -> Option<&Value> {
+        self.values.get(attribute)?.as_deref()
+    }
+}
+
+/// Filling a context in place, attribute by attribute ([`Engine::blank_context`]): a
+/// binding that sets a new context for every user then reuses the storage of the last one
+/// (a string value overwrites the string before it), so setting a context allocates only
+/// when a value outgrows its predecessor.
+impl Resolved<'static> {
+    /// Sets attribute `attribute` (a number of [`Engine::attribute_names`]) to a string.
+    pub fn set_text(&mut self, attribute: usize, text: &str) {
+        match self.values.get_mut(attribute) {
+            Some(Some(Cow::Owned(Value::String(old)))) => {
+                old.clear();
+                old.push_str(text);
+            }
+            Some(slot) => *slot = Some(Cow::Owned(Value::String(text.to_string()))),
+            None => {}
+        }
+    }
+
+    /// Sets attribute `attribute` to a value (null or `None`: absent).
+    pub fn set(&mut self, attribute: usize, value: Option<Value>) {
+        if let Some(slot) = self.values.get_mut(attribute) {
+            *slot = value.filter(|v| !v.is_null()).map(Cow::Owned);
+        }
+    }
+
+    /// Makes every attribute absent.
+    pub fn clear(&mut self) {
+        self.values.iter_mut().for_each(|slot| *slot = None);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -218,9 +301,11 @@ enum CompiledServe {
 struct CompiledRule {
     id: String,
     conditions: Vec<CompiledCondition>,
-    segments: Vec<String>,
+    /// Indexes into [`Engine::segments`], resolved at compile time.
+    segments: Vec<usize>,
     serve: CompiledServe,
-    stickiness: Option<String>,
+    /// The stickiness attribute's number; `None`: `user_id`, then `anonymous_id`.
+    stickiness: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,7 +343,11 @@ pub struct Engine {
     version: String,
     /// Sorted by key: a flag's index is its position here.
     flags: Vec<(String, FlagEntry)>,
-    segments: HashMap<String, Vec<CompiledCondition>>,
+    /// Per flag (by index): its position in the ruleset's `flags` list.
+    sources: Vec<usize>,
+    /// Each segment's conditions; rules name segments by position here.
+    segments: Vec<Vec<CompiledCondition>>,
+    attributes: Attributes,
     warnings: Vec<FieldError>,
 }
 
@@ -266,7 +355,11 @@ fn err(field: String, message: impl Into<String>) -> FieldError {
     FieldError::new("invalid_value", field, message)
 }
 
-fn compile_condition(c: &Condition, path: &str) -> Result<CompiledCondition, FieldError> {
+fn compile_condition(
+    c: &Condition,
+    path: &str,
+    attributes: &mut Attributes,
+) -> Result<CompiledCondition, FieldError> {
     if c.attribute.trim().is_empty() {
         return Err(err(
             format!("{path}.attribute"),
@@ -341,8 +434,12 @@ fn compile_condition(c: &Condition, path: &str) -> Result<CompiledCondition, Fie
             }
         },
     };
+    let attribute = attributes.number(&c.attribute);
+    if matches!(operand, Operand::Version(_)) {
+        attributes.versions[attribute] = true;
+    }
     Ok(CompiledCondition {
-        attribute: c.attribute.clone(),
+        attribute,
         op,
         operand,
     })
@@ -354,6 +451,23 @@ fn time_of(v: &Value) -> Option<i64> {
         Value::String(s) => parse_api_time(s),
         _ => None,
     }
+}
+
+/// A percentage to three decimals, without float formatting (which would be a sizeable
+/// share of the wasm engine): 99.5 reads `99.5`, 100.0004 reads `100`.
+fn percent_text(percent: f64) -> String {
+    let thousandths = (percent * 1000.0).round();
+    if !thousandths.is_finite() || thousandths.abs() >= 1e15 {
+        return "a number out of range".into();
+    }
+    let thousandths = thousandths as i64;
+    let sign = if thousandths < 0 { "-" } else { "" };
+    let (whole, fraction) = (thousandths.abs() / 1000, thousandths.abs() % 1000);
+    let fraction = format!(".{fraction:03}");
+    format!(
+        "{sign}{whole}{}",
+        fraction.trim_end_matches('0').trim_end_matches('.')
+    )
 }
 
 fn variant_index(
@@ -414,7 +528,7 @@ fn compile_serve(
             if (cumulative - 100.0).abs() > 1e-6 {
                 return Err(err(
                     format!("{path}.split"),
-                    format!("split weights sum to {cumulative}, not 100"),
+                    format!("split weights sum to {}, not 100", percent_text(cumulative)),
                 ));
             }
             Ok(CompiledServe::Split(out))
@@ -431,29 +545,41 @@ fn compile_rule(
     index: usize,
     variants: &[(String, Value)],
     segments: &[&str],
+    attributes: &mut Attributes,
 ) -> Result<CompiledRule, FieldError> {
     let path = format!("rules[{index}]");
-    let conditions = rule
-        .conditions
+    let mut conditions = Vec::with_capacity(rule.conditions.len());
+    for (i, c) in rule.conditions.iter().enumerate() {
+        conditions.push(compile_condition(
+            c,
+            &format!("{path}.conditions[{i}]"),
+            attributes,
+        )?);
+    }
+    let segments = rule
+        .segments
         .iter()
         .enumerate()
-        .map(|(i, c)| compile_condition(c, &format!("{path}.conditions[{i}]")))
+        .map(|(i, s)| {
+            segments.iter().position(|known| known == s).ok_or_else(|| {
+                FieldError::new(
+                    "unknown_segment",
+                    format!("{path}.segments[{i}]"),
+                    format!("no segment `{s}`"),
+                )
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    for (i, s) in rule.segments.iter().enumerate() {
-        if !segments.contains(&s.as_str()) {
-            return Err(FieldError::new(
-                "unknown_segment",
-                format!("{path}.segments[{i}]"),
-                format!("no segment `{s}`"),
-            ));
-        }
-    }
     Ok(CompiledRule {
         id: rule.id.clone().unwrap_or_else(|| format!("rule-{index}")),
         conditions,
-        segments: rule.segments.clone(),
+        segments,
         serve: compile_serve(&rule.serve, variants, &format!("{path}.serve"))?,
-        stickiness: rule.serve.stickiness.clone(),
+        stickiness: rule
+            .serve
+            .stickiness
+            .as_deref()
+            .map(|a| attributes.number(a)),
     })
 }
 
@@ -464,19 +590,18 @@ pub fn validate_flag(
     segments: &[&str],
     flags: &[&str],
 ) -> Result<FlagDef, FieldError> {
-    let def: FlagDef = serde_json::from_value(raw.clone())
-        .map_err(|e| FieldError::new("invalid_flag", "", e.to_string()))?;
-    compile_flag(&def, segments, flags)?;
+    let def = FlagDef::from_value(raw)?;
+    compile_flag(&def, segments, flags, &mut Attributes::new())?;
     Ok(def)
 }
 
 /// Checks one segment definition as staged.
 pub fn validate_segment(raw: &Value) -> Result<SegmentDef, FieldError> {
-    let def: SegmentDef = serde_json::from_value(raw.clone())
-        .map_err(|e| FieldError::new("invalid_segment", "", e.to_string()))?;
+    let def = SegmentDef::from_value(raw)?;
     validate_key(&def.key)?;
+    let mut attributes = Attributes::new();
     for (i, c) in def.conditions.iter().enumerate() {
-        compile_condition(c, &format!("conditions[{i}]"))?;
+        compile_condition(c, &format!("conditions[{i}]"), &mut attributes)?;
     }
     Ok(def)
 }
@@ -503,6 +628,7 @@ fn compile_flag(
     def: &FlagDef,
     segments: &[&str],
     flags: &[&str],
+    attributes: &mut Attributes,
 ) -> Result<CompiledFlag, FieldError> {
     validate_key(&def.key)?;
     if def.variants.is_empty() {
@@ -539,12 +665,10 @@ fn compile_flag(
         Some(v) => variant_index(&variants, v, "off_variant".into())?,
         None => default,
     };
-    let rules = def
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| compile_rule(r, i, &variants, segments))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut rules = Vec::with_capacity(def.rules.len());
+    for (i, r) in def.rules.iter().enumerate() {
+        rules.push(compile_rule(r, i, &variants, segments, attributes)?);
+    }
     for (i, p) in def.prerequisites.iter().enumerate() {
         if p.flag == def.key {
             return Err(FieldError::new(
@@ -630,7 +754,11 @@ fn flags_in_cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<String> {
 /// Compiles a ruleset. Never fails: problems become [`Engine::warnings`].
 pub fn compile(ruleset: &Ruleset) -> Engine {
     let mut warnings = Vec::new();
-    let mut segments = HashMap::new();
+    // Segment keys and conditions, by position; a repeated key keeps its place and takes
+    // the later definition.
+    let mut segment_keys: Vec<String> = Vec::new();
+    let mut segments: Vec<Vec<CompiledCondition>> = Vec::new();
+    let mut attributes = Attributes::new();
     for (i, raw) in ruleset.segments.iter().enumerate() {
         match validate_segment(raw) {
             Ok(def) => {
@@ -638,9 +766,17 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
                     .conditions
                     .iter()
                     .enumerate()
-                    .filter_map(|(j, c)| compile_condition(c, &format!("conditions[{j}]")).ok())
+                    .filter_map(|(j, c)| {
+                        compile_condition(c, &format!("conditions[{j}]"), &mut attributes).ok()
+                    })
                     .collect();
-                segments.insert(def.key.clone(), conditions);
+                match segment_keys.iter().position(|k| *k == def.key) {
+                    Some(at) => segments[at] = conditions,
+                    None => {
+                        segment_keys.push(def.key);
+                        segments.push(conditions);
+                    }
+                }
             }
             Err(e) => warnings.push(FieldError::new(
                 e.code,
@@ -649,7 +785,7 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
             )),
         }
     }
-    let segment_keys: Vec<&str> = segments.keys().map(String::as_str).collect();
+    let segment_keys: Vec<&str> = segment_keys.iter().map(String::as_str).collect();
     let flag_keys: Vec<String> = ruleset
         .flags
         .iter()
@@ -669,11 +805,9 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
         } else {
             format!("flags.{key}")
         };
-        let parsed: Result<FlagDef, FieldError> = serde_json::from_value(raw.clone())
-            .map_err(|e| FieldError::new("invalid_flag", "", e.to_string()));
-        let entry = match parsed
-            .and_then(|def| compile_flag(&def, &segment_keys, &flag_key_refs).map(|c| (def, c)))
-        {
+        let entry = match FlagDef::from_value(raw).and_then(|def| {
+            compile_flag(&def, &segment_keys, &flag_key_refs, &mut attributes).map(|c| (def, c))
+        }) {
             Ok((def, compiled)) => {
                 edges.insert(
                     key.clone(),
@@ -698,7 +832,7 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
             }
         };
         if !key.is_empty() {
-            flags.insert(key, entry);
+            flags.insert(key, (i, entry));
         }
     }
     for key in flags_in_cycles(&edges) {
@@ -707,23 +841,23 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
             format!("flags.{key}.prerequisites"),
             "prerequisites form a cycle",
         ));
-        let default = ruleset
-            .flags
-            .iter()
-            .find(|f| f.get("key").and_then(Value::as_str) == Some(&key))
-            .and_then(declared_default);
-        flags.insert(
-            key,
-            FlagEntry::Broken {
-                default,
+        if let Some((source, entry)) = flags.get_mut(&key) {
+            *entry = FlagEntry::Broken {
+                default: ruleset.flags.get(*source).and_then(declared_default),
                 problem: "prerequisites form a cycle".into(),
-            },
-        );
+            };
+        }
     }
+    let (flags, sources) = flags
+        .into_iter()
+        .map(|(key, (source, entry))| ((key, entry), source))
+        .unzip();
     Engine {
         version: ruleset.version.clone(),
-        flags: flags.into_iter().collect(),
+        flags,
+        sources,
         segments,
+        attributes,
         warnings,
     }
 }
@@ -747,8 +881,8 @@ fn numbers_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn condition_holds(c: &CompiledCondition, ctx: &Context) -> bool {
-    let Some(attr) = ctx.get(&c.attribute).filter(|v| !v.is_null()) else {
+fn condition_holds(c: &CompiledCondition, ctx: &Resolved) -> bool {
+    let Some(attr) = ctx.get(c.attribute) else {
         return false; // a missing attribute matches no condition, not even neq
     };
     match (&c.op, &c.operand) {
@@ -770,15 +904,14 @@ fn condition_holds(c: &CompiledCondition, ctx: &Context) -> bool {
             })
         }
         (_, Operand::Version(v)) => {
-            attr.as_str()
-                .and_then(semver::parse)
-                .is_some_and(|a| match c.op {
-                    Op::SemverEq => a == *v,
-                    Op::SemverLt => a < *v,
-                    Op::SemverLte => a <= *v,
-                    Op::SemverGt => a > *v,
-                    _ => a >= *v,
-                })
+            let parsed = ctx.versions.get(c.attribute).and_then(Option::as_ref);
+            parsed.is_some_and(|a| match c.op {
+                Op::SemverEq => *a == *v,
+                Op::SemverLt => *a < *v,
+                Op::SemverLte => *a <= *v,
+                Op::SemverGt => *a > *v,
+                _ => *a >= *v,
+            })
         }
         (Op::Before, Operand::Time(t)) => time_of(attr).is_some_and(|a| a < *t),
         (Op::After, Operand::Time(t)) => time_of(attr).is_some_and(|a| a > *t),
@@ -786,18 +919,20 @@ fn condition_holds(c: &CompiledCondition, ctx: &Context) -> bool {
     }
 }
 
-fn stickiness_value<'a>(ctx: &'a Context, attribute: Option<&str>) -> Option<Cow<'a, str>> {
-    let text = |v: &'a Value| match v {
-        Value::String(s) if !s.is_empty() => Some(Cow::Borrowed(s.as_str())),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        _ => None,
-    };
+fn stickiness_value<'c>(ctx: &'c Resolved<'_>, attribute: Option<usize>) -> Option<Cow<'c, str>> {
+    fn text(v: &Value) -> Option<Cow<'_, str>> {
+        match v {
+            Value::String(s) if !s.is_empty() => Some(Cow::Borrowed(s.as_str())),
+            Value::Number(n) => Some(Cow::Owned(n.to_string())),
+            _ => None,
+        }
+    }
     match attribute {
         Some(a) => ctx.get(a).and_then(text),
         None => ctx
-            .get("user_id")
+            .get(USER_ID)
             .and_then(text)
-            .or_else(|| ctx.get("anonymous_id").and_then(text)),
+            .or_else(|| ctx.get(ANONYMOUS_ID).and_then(text)),
     }
 }
 
@@ -866,6 +1001,12 @@ impl Engine {
         }
     }
 
+    /// Where flag `index` came from: its position in the ruleset's `flags` list (bindings
+    /// read the variant values from their own copy of the ruleset there).
+    pub fn source(&self, index: usize) -> Option<usize> {
+        self.sources.get(index).copied()
+    }
+
     /// The id of a flag's rule, by rule index.
     pub fn rule_id(&self, index: usize, rule: usize) -> Option<&str> {
         match self.flags.get(index) {
@@ -890,11 +1031,95 @@ impl Engine {
         }
     }
 
-    /// Decides flag `index` without allocating (an index out of range is not found).
+    /// Reads what this ruleset's rules can read from `ctx`, once: resolve a context, then
+    /// decide every flag for it ([`Engine::decide_resolved`]).
+    pub fn resolve<'a>(&self, ctx: &'a Context) -> Resolved<'a> {
+        let values = self.attributes.names.iter().map(|name| ctx.get(name));
+        self.resolved(values.map(|v| v.filter(|v| !v.is_null()).map(Cow::Borrowed)))
+    }
+
+    /// The attributes the rules read, by number: what [`Engine::resolve_values`] takes.
+    pub fn attribute_names(&self) -> &[String] {
+        &self.attributes.names
+    }
+
+    /// A context with every attribute absent, to fill in place ([`Resolved::set_text`],
+    /// [`Resolved::set`]); after filling it, [`Engine::reread_versions`].
+    pub fn blank_context(&self) -> Resolved<'static> {
+        self.resolved(self.attributes.names.iter().map(|_| None))
+    }
+
+    /// Parses again the versions semver conditions compare, after a context was filled in
+    /// place.
+    pub fn reread_versions(&self, ctx: &mut Resolved<'_>) {
+        for (at, read) in self.attributes.versions.iter().enumerate() {
+            if let (true, Some(slot)) = (*read, ctx.versions.get_mut(at)) {
+                *slot = match ctx.values.get(at).and_then(|v| v.as_deref()) {
+                    Some(Value::String(text)) => semver::parse(text),
+                    _ => None,
+                };
+            }
+        }
+    }
+
+    /// [`Engine::resolve`] of a context given as JSON text (`{...}`; anything else is an
+    /// empty context), reading only the attributes the rules read and building no map:
+    /// what the wasm engine's `setContext` does. `read_float` reads numbers with a
+    /// fraction or exponent ([`crate::json::parse_with`]).
+    pub fn resolve_json(
+        &self,
+        text: &str,
+        read_float: fn(&str) -> Option<f64>,
+    ) -> Resolved<'static> {
+        let names = &self.attributes.names;
+        let mut values: Vec<Option<Cow<'static, Value>>> = vec![None; names.len()];
+        let read = crate::json::read_members(text, read_float, |key, value| {
+            if let Some(at) = names.iter().position(|name| *name == key) {
+                values[at] = (!value.is_null()).then_some(Cow::Owned(value));
+            }
+        });
+        if read.is_err() {
+            values.iter_mut().for_each(|v| *v = None);
+        }
+        self.resolved(values.into_iter())
+    }
+
+    fn resolved<'a>(&self, values: impl Iterator<Item = Option<Cow<'a, Value>>>) -> Resolved<'a> {
+        let values: Vec<Option<Cow<'a, Value>>> = values.collect();
+        // Empty (no allocation) when no semver condition reads an attribute.
+        let versions = match self.attributes.versions.iter().any(|read| *read) {
+            false => Vec::new(),
+            true => values
+                .iter()
+                .zip(&self.attributes.versions)
+                .map(|(value, read)| match value.as_deref() {
+                    Some(Value::String(text)) if *read => semver::parse(text),
+                    _ => None,
+                })
+                .collect(),
+        };
+        Resolved { values, versions }
+    }
+
+    /// Decides flag `index` (an index out of range is not found). Resolves `ctx` first:
+    /// to decide many flags for one context, resolve it once and use
+    /// [`Engine::decide_resolved`].
     pub fn decide(
         &self,
         index: usize,
         ctx: &Context,
+        probes: &ProbeStates,
+        now_ms: i64,
+    ) -> Outcome {
+        self.decide_resolved(index, &self.resolve(ctx), probes, now_ms)
+    }
+
+    /// Decides flag `index` for a resolved context, without allocating (a rollout on a
+    /// numeric stickiness value formats the number).
+    pub fn decide_resolved(
+        &self,
+        index: usize,
+        ctx: &Resolved,
         probes: &ProbeStates,
         now_ms: i64,
     ) -> Outcome {
@@ -962,15 +1187,16 @@ impl Engine {
 
     /// Decides every flag, in key order.
     pub fn evaluate_all(&self, ctx: &Context, probes: &ProbeStates, now_ms: i64) -> Vec<Decision> {
+        let ctx = self.resolve(ctx);
         (0..self.flags.len())
-            .map(|i| self.decision_of(i, &self.decide(i, ctx, probes, now_ms)))
+            .map(|i| self.decision_of(i, &self.decide_resolved(i, &ctx, probes, now_ms)))
             .collect()
     }
 
     fn decide_at_depth(
         &self,
         index: usize,
-        ctx: &Context,
+        ctx: &Resolved,
         probes: &ProbeStates,
         now_ms: i64,
         depth: usize,
@@ -1023,7 +1249,7 @@ impl Engine {
         }
         for (rule_index, rule) in flag.rules.iter().enumerate() {
             let matches = rule.conditions.iter().all(|c| condition_holds(c, ctx))
-                && rule.segments.iter().all(|s| {
+                && rule.segments.iter().all(|&s| {
                     self.segments
                         .get(s)
                         .is_some_and(|cs| cs.iter().all(|c| condition_holds(c, ctx)))
@@ -1036,18 +1262,19 @@ impl Engine {
                 CompiledServe::Rollout {
                     variant,
                     below_bucket,
-                } => stickiness_value(ctx, rule.stickiness.as_deref()).and_then(|sv| {
+                } => stickiness_value(ctx, rule.stickiness).and_then(|sv| {
                     let b = bucket(key, &flag.salt, &sv);
                     (b < *below_bucket).then_some((*variant, Reason::Split, Some(b)))
                 }),
-                CompiledServe::Split(ranges) => stickiness_value(ctx, rule.stickiness.as_deref())
-                    .and_then(|sv| {
+                CompiledServe::Split(ranges) => {
+                    stickiness_value(ctx, rule.stickiness).and_then(|sv| {
                         let b = bucket(key, &flag.salt, &sv);
                         ranges
                             .iter()
                             .find(|(upper, _)| b < *upper)
                             .map(|(_, v)| (*v, Reason::Split, Some(b)))
-                    }),
+                    })
+                }
             };
             if let Some((variant, why, b)) = served {
                 return Outcome {
@@ -1131,6 +1358,42 @@ mod tests {
                 json!(reason.as_str())
             );
         }
+    }
+
+    #[test]
+    fn a_context_read_from_json_decides_as_the_parsed_context_does() {
+        let doc: Value =
+            serde_json::from_str(include_str!("../../../tests/spec/flags/cases.json")).unwrap();
+        let engine = compile(&Ruleset::from_value(&doc["ruleset"]).unwrap());
+        let probes = ProbeStates::new();
+        let mut contexts: Vec<Value> = doc["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["context"].clone())
+            .collect();
+        contexts.extend([
+            json!([1]),
+            json!("user"),
+            json!(null),
+            json!({"user_id": null}),
+        ]);
+        for context in &contexts {
+            let text = context.to_string();
+            let from_json = engine.resolve_json(&text, |n| n.parse().ok());
+            let empty = Context::new();
+            let parsed = engine.resolve(context.as_object().unwrap_or(&empty));
+            for index in 0..engine.len() {
+                assert_eq!(
+                    engine.decide_resolved(index, &from_json, &probes, 0),
+                    engine.decide_resolved(index, &parsed, &probes, 0),
+                    "{text}"
+                );
+            }
+        }
+        // Malformed text is an empty context, even after members were read.
+        let broken = engine.resolve_json(r#"{"user_id": "u-1", "#, |n| n.parse().ok());
+        assert!(broken.values.iter().all(Option::is_none));
     }
 
     #[test]

@@ -16,13 +16,10 @@ pub fn parse(text: &str) -> Option<Version> {
         Some((c, p)) => (c, Some(p)),
         None => (without_build, None),
     };
+    // Conditions parse the context's version on every evaluation: no allocation here.
     let mut parts = [0u64; 3];
-    let fields: Vec<&str> = core.split('.').collect();
-    if fields.is_empty() || fields.len() > 3 {
-        return None;
-    }
-    for (i, f) in fields.iter().enumerate() {
-        if f.is_empty() || !f.bytes().all(|c| c.is_ascii_digit()) {
+    for (i, f) in core.split('.').enumerate() {
+        if i >= parts.len() || f.is_empty() || !f.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
         parts[i] = f.parse().ok()?;
