@@ -8,16 +8,43 @@
 /// The number of buckets.
 pub const BUCKETS: u32 = 100_000;
 
+const C1: u32 = 0xcc9e_2d51;
+const C2: u32 = 0x1b87_3593;
+
 /// MurmurHash3, x86 32-bit variant.
 pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
-    murmur3_32_of(&[data], seed)
+    let mut h = seed;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        h ^= k;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut k = 0u32;
+        for (i, b) in tail.iter().enumerate() {
+            k ^= u32::from(*b) << (8 * i);
+        }
+        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    }
+    finish(h, data.len() as u32)
 }
 
-/// MurmurHash3 (x86, 32-bit) of the concatenation of `parts`, without building it: a
-/// bucket is decided on every flag evaluation, and this keeps that allocation-free.
+fn finish(mut h: u32, len: u32) -> u32 {
+    h ^= len;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// [`murmur3_32`] of the concatenation of `parts`, without building it: a bucket is
+/// decided on every flag evaluation, and this keeps that allocation-free. (The SDK's own
+/// hashing keeps the block-wise loop above, which is smaller in its wasm.)
 pub fn murmur3_32_of(parts: &[&[u8]], seed: u32) -> u32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
     let scramble = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
     let mut h = seed;
     let (mut block, mut filled, mut len) = (0u32, 0u32, 0u32);
@@ -34,12 +61,7 @@ pub fn murmur3_32_of(parts: &[&[u8]], seed: u32) -> u32 {
     if filled > 0 {
         h ^= scramble(block);
     }
-    h ^= len;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+    finish(h, len)
 }
 
 /// The bucket (0..100,000) of one stickiness value for one flag.

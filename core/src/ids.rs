@@ -6,13 +6,20 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes.
 pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
+    let mut out = String::with_capacity(36);
+    push_uuid_v7(&mut out, now_ms, random);
+    out
+}
+
+/// Appends a UUIDv7 to `out`: the SDK makes ids in blocks, into one string, with no
+/// allocation per id.
+pub fn push_uuid_v7(out: &mut String, now_ms: u64, random: [u8; 10]) {
     let mut bytes = [0u8; 16];
     let ts = now_ms.to_be_bytes();
     bytes[..6].copy_from_slice(&ts[2..8]);
     bytes[6..].copy_from_slice(&random);
     bytes[6] = 0x70 | (bytes[6] & 0x0f); // version 7
     bytes[8] = 0x80 | (bytes[8] & 0x3f); // RFC 9562 variant
-    let mut out = String::with_capacity(36);
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
@@ -20,7 +27,6 @@ pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
-    out
 }
 
 /// Makes UUIDv7s that sort in creation order even within one millisecond (RFC 9562,
@@ -33,7 +39,14 @@ pub struct MonotonicUuidV7 {
 
 impl MonotonicUuidV7 {
     /// The next id for `now_ms` (a clock that went backwards is treated as unchanged).
-    pub fn next(&mut self, now_ms: u64, mut random: [u8; 10]) -> String {
+    pub fn next(&mut self, now_ms: u64, random: [u8; 10]) -> String {
+        let mut out = String::with_capacity(36);
+        self.push_next(&mut out, now_ms, random);
+        out
+    }
+
+    /// Appends the next id for `now_ms` to `out`.
+    pub fn push_next(&mut self, out: &mut String, now_ms: u64, mut random: [u8; 10]) {
         if now_ms > self.last_ms {
             self.last_ms = now_ms;
             // Seed below half the range so a burst has room to count up.
@@ -48,7 +61,7 @@ impl MonotonicUuidV7 {
         let [hi, lo] = self.counter.to_be_bytes();
         random[0] = hi & 0x0f;
         random[1] = lo;
-        uuid_v7(self.last_ms, random)
+        push_uuid_v7(out, self.last_ms, random);
     }
 }
 

@@ -99,8 +99,10 @@ function flatProps(props) {
   const out = {};
   if (props == null) return out;
   if (typeof props !== 'object' || Array.isArray(props)) return 'props must be a plain object';
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined) continue;
+  // for-in over own properties (what Object.entries lists), without its arrays per call.
+  for (const k in props) {
+    const v = props[k];
+    if (v === undefined || !Object.hasOwn(props, k)) continue;
     const t = typeof v;
     if (!(v === null || t === 'string' || t === 'boolean' || (t === 'number' && Number.isFinite(v)))) {
       return `prop \`${k}\` must be a string, finite number, boolean or null`;

@@ -117,7 +117,8 @@ impl Core {
     pub fn next_ids(&mut self, now_ms: f64, count: u32) -> String {
         let mut ids = String::with_capacity(36 * count as usize);
         for _ in 0..count {
-            ids.push_str(&new_id(&mut self.ids, &mut self.rng, now_ms));
+            let random = self.rng.uuid_bytes();
+            self.ids.push_next(&mut ids, now_ms.max(0.0) as u64, random);
         }
         ids
     }
