@@ -20,7 +20,7 @@ import { measureSdk } from './sdk-size.mjs';
 import { FOLD_STATEMENTS, storeEventsSql } from './store-sql.mjs';
 import { benchContexts, growthbookPayload, unleashContext, unleashFeatures } from './flag-peers.mjs';
 import { captureSideBySide } from './capture-bench.mjs';
-import { ensureAll, PATHS, ROOT } from './toolchain.mjs';
+import { ensureAll, PATHS, ROOT, run as runTool } from './toolchain.mjs';
 
 if (!process.versions.node.startsWith('22.')) {
   // node:sqlite and wrangler need Node 22: re-run under the pinned one.
@@ -254,6 +254,42 @@ async function flagBenchmarks() {
   return out;
 }
 
+/** How a context object crosses into the wasm engine, ns per `setContext` (median of 5
+ * interleaved rounds over the 1,000 bench contexts): the engine's own encoding of the
+ * attribute values (what setContext does), its JSON route (`JSON.stringify`, read by
+ * core's JSON reader), and serde-wasm-bindgen (scripts/context-crossing, a separate crate
+ * built here only), each followed by resolving against the bench ruleset's attributes. */
+async function contextCrossing() {
+  const crate = join(ROOT, 'scripts/context-crossing');
+  runTool('cargo', ['build', '--quiet', '--release', '--target', 'wasm32-unknown-unknown'], { cwd: crate });
+  const dir = mkdtempSync(join(tmpdir(), 'telltale-crossing-'));
+  try {
+    runTool(PATHS.wasmBindgen, [join(crate, 'target/wasm32-unknown-unknown/release/telltale_context_crossing_bench.wasm'), '--out-dir', dir, '--target', 'web']);
+    const wasmFile = join(dir, 'telltale_context_crossing_bench_bg.wasm');
+    runTool(PATHS.wasmOpt, ['-Oz', '--strip-debug', '--strip-producers', wasmFile, '-o', wasmFile]);
+    const swb = await import(join(dir, 'telltale_context_crossing_bench.js'));
+    await swb.default({ module_or_path: readFileSync(wasmFile) });
+    const sdk = await import(join(PATHS.sdkPkg, 'engine.js'));
+    await sdk.default({ module_or_path: readFileSync(join(PATHS.sdkPkg, 'telltale_engine_bg.wasm')) });
+    const raw = await import(join(PATHS.sdkPkg, 'telltale_engine.js'));
+    const engine = new sdk.FlagEngine(BENCH_RULESET);
+    const jsonRoute = new raw.FlagEngine(BENCH_RULESET);
+    const crossing = new swb.Crossing(BENCH_RULESET);
+    const ways = {
+      encoded: () => { for (const ctx of flagContexts) engine.setContext(ctx, undefined); },
+      json: () => { for (const ctx of flagContexts) jsonRoute.setContext(JSON.stringify(ctx), undefined); },
+      serde_wasm_bindgen: () => { for (const ctx of flagContexts) crossing.viaSerdeWasmBindgen(ctx); },
+    };
+    const per = (f) => { const t0 = performance.now(); f(); return ((performance.now() - t0) * 1e6) / flagContexts.length; };
+    for (const f of Object.values(ways)) per(f);
+    const rounds = Object.fromEntries(Object.keys(ways).map((k) => [k, []]));
+    for (let r = 0; r < 5; r++) for (const [name, f] of Object.entries(ways)) rounds[name].push(per(f));
+    return Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, Math.round(median(v))]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Requests/s of `POST /v1/flags/evaluate` (10 flags) against `GET /healthz` of the same
  * Worker, 8 in flight, interleaved, medians of 3: how much of a request the decision is. */
 async function edgeDecisions(collector) {
@@ -357,13 +393,19 @@ function printFlags(f) {
   console.log(`  Telltale wasm, setContext once + decide(index) per flag: ${line('telltale_packed')}; with decideAll: ${line('telltale_packed_all')}`);
   console.log(`  Telltale wasm, evaluate(key, context) per flag: ${line('telltale_evaluate')}; evaluateAll(context): ${line('telltale_evaluate_all')}`);
   console.log(`  GrowthBook 1.8.0 evalFeature: ${line('growthbook')}; unleash-client 6.12.1: ${line('unleash')}`);
-  console.log(`  native Rust: evaluate by key ${f.native.evaluate_ns} ns, decide by index ${f.native.decide_ns} ns`);
+  console.log(`  native Rust: evaluate by key ${f.native.evaluate_ns} ns (the context read each call); context resolved once + decide by index ${f.native.decide_ns} ns`);
   console.log(`  ratio, fastest JS engine / Telltale packed: ${(fastestPeer / f.telltale_packed.ns_per_evaluation).toFixed(2)}x (goal 3x); `
     + `Telltale packed / native decide: ${(f.telltale_packed.ns_per_evaluation / f.native.decide_ns).toFixed(2)} (goal within 2)`);
 }
 
+function printCrossing(c) {
+  console.log(`Context into the wasm engine, ns per setContext (1,000 bench contexts, median of 5): encoded attribute values ${c.encoded} ns (what setContext does); `
+    + `JSON text ${c.json} ns; serde-wasm-bindgen ${c.serde_wasm_bindgen} ns`);
+}
+
 if (only === 'flags') {
   printFlags(await flagBenchmarks());
+  printCrossing(await contextCrossing());
   process.exit(0);
 }
 
@@ -378,6 +420,7 @@ try {
   await collector.stop();
 }
 if (!only) results.flags = await flagBenchmarks();
+if (!only) results.context_crossing = await contextCrossing();
 console.log(`Ingest via wrangler dev (${TOTAL} events, ${REQUESTS} requests of ${EVENTS_PER_REQUEST}, concurrency ${CONCURRENCY}): `
   + `${results.ingest.accepted_events_per_s} events/s accepted (202), ${results.ingest.stored_events_per_s} events/s stored in D1 with aggregates `
   + `(${results.ingest.transactions} consumer transactions)`);
@@ -398,6 +441,7 @@ console.log(`Capture side by side in one Chromium page, ${results.capture.calls_
   + `Telltale track() ${c.telltale} (${c.telltale_with_handover} with its end-of-task work forced in), posthog-js capture() ${c.posthog}, Segment analytics-next track() ${c.segment}; `
   + `fastest peer / Telltale: ${(Math.min(c.posthog, c.segment) / c.telltale).toFixed(2)}x (goal 5x)`);
 printFlags(results.flags);
+printCrossing(results.context_crossing);
 console.log(`Console: ${kib(results.console.total_gzip_bytes)} gzipped (JS ${kib(results.console.js_gzip_bytes)}, CSS ${kib(results.console.css_gzip_bytes)}; goal 120 KB), `
   + `first chart ${results.console.first_chart_ms} ms after navigation (median of 5 warm loads; goal 1,000 ms)`);
 const e = results.edge_decisions;

@@ -1,4 +1,5 @@
-export { default } from './telltale_engine.js';
+/** Loads the engine's wasm: wasm-bindgen's `init` and `initSync`, which this module wraps to know the engine's memory. */
+export { default, initSync } from './telltale_engine.js';
 
 /** Probe states by name, as the collector serves them. */
 export type ProbeStates = Record<string, 'up' | 'down' | 'unknown'>;
