@@ -22,8 +22,6 @@ const USER_KEY = 'telltale:user_id';
 const OPT_OUT_KEY = 'telltale:optout';
 const TAB_KEY = 'telltale:tab';
 const MAX_URL_CHARS = 2048;
-/** Events built in one task before they are handed to the wasm queue regardless. */
-const MAX_PENDING = 1000;
 /// Live tabs rewrite their persisted queue this often, so others never adopt it.
 const HEARTBEAT_MS = 10000;
 
@@ -320,7 +318,8 @@ export class Telltale {
     }
     this.#pending.push(event);
     this.#save(); // hands the events over, and sends a full batch
-    if (this.#pending.length >= MAX_PENDING && this.#drain()) this.#send(true);
+    // More than the queue keeps goes over at once (the queue evicts by its budget).
+    if (this.#pending.length >= this.#o.maxQueue && this.#drain()) this.#send(true);
   }
 
   /** The next event id. A second event within one millisecond takes a block of 32 ids
