@@ -219,6 +219,21 @@ pub fn parse_batch(body: &[u8], now_ms: i64, limits: &Limits) -> Result<ParsedBa
             })?,
     };
 
+    Ok(parse_events(
+        events, now_ms, skew_ms, limits, batch_id, dropped,
+    ))
+}
+
+/// Validates events (wire form) whose envelope was read already: what [`parse_batch`]
+/// does after the envelope, and what other wire formats (Segment's) map onto.
+pub fn parse_events(
+    events: &[Value],
+    now_ms: i64,
+    skew_ms: i64,
+    limits: &Limits,
+    batch_id: Option<String>,
+    dropped: u64,
+) -> ParsedBatch {
     let mut accepted: Vec<Event> = Vec::with_capacity(events.len());
     let mut rejected = Vec::new();
     let mut seen = std::collections::HashSet::with_capacity(events.len());
@@ -240,14 +255,14 @@ pub fn parse_batch(body: &[u8], now_ms: i64, limits: &Limits) -> Result<ParsedBa
             }),
         }
     }
-    Ok(ParsedBatch {
+    ParsedBatch {
         batch_id,
         skew_ms,
         dropped,
         accepted,
         rejected,
         in_batch_duplicates,
-    })
+    }
 }
 
 fn envelope_error(code: &'static str, field: &str, message: impl Into<String>) -> IngestError {

@@ -45,11 +45,15 @@ pub mod error;
 #[cfg(feature = "full")]
 pub mod flags;
 #[cfg(feature = "full")]
+pub mod gzip;
+#[cfg(feature = "full")]
 pub mod ingest;
 #[cfg(feature = "full")]
 pub mod json;
 #[cfg(feature = "full")]
 pub mod probes;
+#[cfg(feature = "full")]
+pub mod segment;
 #[cfg(feature = "full")]
 pub mod stats;
 #[cfg(feature = "full")]

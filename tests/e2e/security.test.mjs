@@ -160,7 +160,7 @@ describe('imports pass every check staging runs', () => {
       [[['flags', 'a', flag('a', { prerequisites: [{ flag: 'b', variants: ['on'] }] })], ['flags', 'b', flag('b', { prerequisites: [{ flag: 'a', variants: ['on'] }] })]], 'flags'],
       [[['flags', 'f', flag('f', { rules: [{ segments: ['nobody'], serve: { variant: 'on' } }] })]], 'flags/f.rules[0].segments[0]'],
       [[['flags', 'f', flag('f', { requires_probe: 'ghost' })]], 'flags/f.requires_probe'],
-      [[['flags', 'f', { key: 'f', variants: 'not a list', default_variant: 'on' }]], 'flags/f'],
+      [[['flags', 'f', { key: 'f', variants: 'not a list', default_variant: 'on' }]], 'flags/f.variants'],
       [[['flags', '../../x', flag('../../x')]], 'flags/../../x.key'],
       [[['flags', 'shown', flag('hidden')]], 'flags/shown.key'],
     ];

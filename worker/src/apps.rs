@@ -75,7 +75,17 @@ pub async fn app_by_id(env: &Env, id: &str) -> Result<Option<App>, ApiError> {
 /// The app behind the request's ingest key, with the browser origin checked.
 pub async fn authenticate(req: &Request, env: &Env) -> Result<(App, KeySource), ApiError> {
     let (key, source) = ingest_key(req)?;
-    let app = app_by_ingest_key(env, &key)
+    authenticate_key(req, env, &key, source).await
+}
+
+/// [`authenticate`] with a key already read (a Segment request's `writeKey`).
+pub async fn authenticate_key(
+    req: &Request,
+    env: &Env,
+    key: &str,
+    source: KeySource,
+) -> Result<(App, KeySource), ApiError> {
+    let app = app_by_ingest_key(env, key)
         .await?
         .ok_or_else(|| ApiError::new(401, "invalid_key", "the ingest key is not registered"))?;
     if let Some(origin) = req.headers().get("Origin")? {

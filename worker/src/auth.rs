@@ -2,7 +2,7 @@
 //! actor named in audit lines. Secrets are compared in constant time and never logged.
 
 use crate::http::ApiError;
-use telltale_core::auth::{bearer_token, secrets_match};
+use telltale_core::auth::{basic_user, bearer_token, secrets_match};
 use worker::{Env, Request};
 
 const MAX_ACTOR_CHARS: usize = 128;
@@ -103,16 +103,24 @@ fn actor_from_header(raw: &str) -> Result<String, ApiError> {
 pub enum KeySource {
     Header,
     Query,
+    /// A Segment request's `writeKey`.
+    Body,
 }
 
 /// Longest ingest key looked up (keys are `tt_ik_` and 32 hex digits): anything longer
 /// is not a key, and is refused before it reaches storage.
 const MAX_INGEST_KEY_CHARS: usize = 128;
 
-/// The ingest key: `Authorization: Bearer`, `X-API-Key` (OFREP providers), or `?key=`
+/// The ingest key: `Authorization: Bearer`, `Authorization: Basic` with the key as the
+/// user (Segment's and RudderStack's libraries), `X-API-Key` (OFREP providers), or `?key=`
 /// (`sendBeacon` cannot set headers).
 pub fn ingest_key(req: &Request) -> Result<(String, KeySource), ApiError> {
     let (key, source) = presented_key(req)?;
+    checked_key(key, source)
+}
+
+/// A presented ingest key, refused before any lookup when it cannot be one.
+pub fn checked_key(key: String, source: KeySource) -> Result<(String, KeySource), ApiError> {
     if key.len() > MAX_INGEST_KEY_CHARS || key.chars().any(char::is_control) {
         return Err(ApiError::new(
             401,
@@ -125,13 +133,16 @@ pub fn ingest_key(req: &Request) -> Result<(String, KeySource), ApiError> {
 
 fn presented_key(req: &Request) -> Result<(String, KeySource), ApiError> {
     if let Some(header) = req.headers().get("Authorization")? {
+        if let Some(user) = basic_user(&header) {
+            return Ok((user, KeySource::Header));
+        }
         return bearer_token(&header)
             .map(|k| (k.to_string(), KeySource::Header))
             .ok_or_else(|| {
                 ApiError::new(
                     401,
                     "missing_key",
-                    "send the ingest key as `Authorization: Bearer <key>`",
+                    "send the ingest key as `Authorization: Bearer <key>` (or Basic, as the user)",
                 )
             });
     }

@@ -1,15 +1,20 @@
 //! `POST /v1/events`: authenticate the ingest key, check the origin, rate-limit, validate
 //! every event, hand the accepted ones to the queue, and answer 202 with per-event results.
 
-use crate::apps::authenticate;
 use crate::apps::App;
+use crate::apps::{authenticate, authenticate_key};
+use crate::auth::{checked_key, ingest_key, KeySource};
 use crate::dev::{next_ingest_fault, IngestFault};
 use crate::http::{internal, now_ms, ApiError, ApiResult};
 use crate::pipeline::{enqueue, EventBatchMessage, MAX_MESSAGE_BYTES};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use telltale_core::gzip::{gunzip, GzipError};
 use telltale_core::ids::uuid_v7;
-use telltale_core::ingest::{chunk_by_size, parse_batch, Limits, Rejection};
+use telltale_core::ingest::{
+    chunk_by_size, parse_batch, parse_events, Limits, ParsedBatch, Rejection,
+};
+use telltale_core::segment::{self, Endpoint as SegmentEndpoint, Kind as SegmentKind};
 use worker::{Env, Request, Response};
 
 /// Seconds a rate-limited client should wait (the limiter's period).
@@ -81,10 +86,9 @@ fn new_batch_id(now: i64) -> Result<String, ApiError> {
     Ok(uuid_v7(now as u64, random))
 }
 
-/// `POST /v1/events`.
-pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
-    let (app, _) = authenticate(&req, env).await?;
-    rate_limit(&req, env, &app).await?;
+/// The development fault for this request, if one is set: a status is answered at once;
+/// `store_then_500` is returned for the caller to answer after storing.
+async fn injected_fault(env: &Env) -> Result<Option<IngestFault>, ApiError> {
     let fault = next_ingest_fault(env).await;
     if let Some(IngestFault::Status(status)) = fault {
         let mut e = ApiError::new(
@@ -97,28 +101,65 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
         }
         return Err(e);
     }
-    check_content_type(&req)?;
-    let limits = Limits::default();
+    Ok(fault)
+}
+
+/// Refuses a body whose declared length is over `limit` before reading it.
+fn check_declared_length(req: &Request, limit: usize) -> Result<(), ApiError> {
     let declared = req
         .headers()
         .get("Content-Length")?
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    if declared > limits.max_body_bytes {
+    if declared > limit {
         return Err(ApiError::from_field(
             413,
             telltale_core::IngestError::BodyTooLarge {
                 size: declared,
-                limit: limits.max_body_bytes,
+                limit,
             }
             .to_field_error(),
         ));
     }
+    Ok(())
+}
+
+fn stored_then_500(fault: Option<IngestFault>) -> Result<(), ApiError> {
+    if fault.is_some() {
+        // store_then_500: everything is queued, but the client never hears so.
+        return Err(ApiError::new(
+            500,
+            "injected_fault",
+            "injected fault: stored, then 500",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/events`.
+pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
+    let (app, _) = authenticate(&req, env).await?;
+    rate_limit(&req, env, &app).await?;
+    let fault = injected_fault(env).await?;
+    check_content_type(&req)?;
+    let limits = Limits::default();
+    check_declared_length(&req, limits.max_body_bytes)?;
     let body = req.bytes().await?;
     let now = now_ms();
     let batch = parse_batch(&body, now, &limits)
         .map_err(|e| ApiError::from_field(e.status(), e.to_field_error()))?;
+    let answer = store(env, &app, batch, now).await?;
+    stored_then_500(fault)?;
+    Ok(Response::from_json(&answer)?.with_status(202))
+}
 
+/// Queues a validated batch for storage; the answer `POST /v1/events` gives.
+async fn store(
+    env: &Env,
+    app: &App,
+    batch: ParsedBatch,
+    now: i64,
+) -> Result<IngestAnswer, ApiError> {
     let batch_id = match &batch.batch_id {
         Some(id) => id.clone(),
         None => new_batch_id(now)?,
@@ -134,7 +175,7 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
         batch_id: batch_id.clone(),
     };
     if batch.accepted.is_empty() && batch.dropped == 0 && rejected_by_code.is_empty() {
-        return Ok(Response::from_json(&answer)?.with_status(202));
+        return Ok(answer);
     }
 
     let messages: Vec<EventBatchMessage> = chunk_by_size(batch.accepted, MAX_MESSAGE_BYTES)
@@ -180,13 +221,133 @@ pub async fn accept(mut req: Request, env: &Env) -> ApiResult {
             batch.dropped
         );
     }
-    if fault.is_some() {
-        // store_then_500: everything is queued, but the client never hears so.
-        return Err(ApiError::new(
-            500,
-            "injected_fault",
-            "injected fault: stored, then 500",
+    Ok(answer)
+}
+
+/// The Segment endpoint a path names (`/v1/batch`, `/v1/track`, ...).
+fn segment_endpoint(path: &str) -> Result<SegmentEndpoint, ApiError> {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if last == "batch" {
+        return Ok(SegmentEndpoint::Batch);
+    }
+    SegmentKind::parse(last)
+        .map(SegmentEndpoint::Single)
+        .ok_or_else(|| ApiError::not_found("not_found", "path", format!("no endpoint `{path}`")))
+}
+
+/// `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify`, `/v1/group`
+/// and `/v1/alias`: Segment's tracking API (`telltale_core::segment` maps it). The key is
+/// the Basic user (or Bearer, `X-API-Key`, `?key=`), else the body's `writeKey`. A request
+/// is stored whole or not at all: one bad message refuses it with a 400 naming the field
+/// as the sender wrote it. Success answers as Segment does, `200 {"success": true}`.
+pub async fn accept_segment(mut req: Request, env: &Env) -> ApiResult {
+    let endpoint = segment_endpoint(&req.path())?;
+    let presented = match ingest_key(&req) {
+        Ok(key) => Some(key),
+        Err(e) if e.code == "missing_key" => None,
+        Err(e) => return Err(e),
+    };
+    let mut authenticated = None;
+    if let Some((key, source)) = presented {
+        authenticated = Some(authenticate_key(&req, env, &key, source).await?);
+    }
+    // The body is read as JSON whatever its Content-Type says: RudderStack's library labels
+    // its gzip JSON `application/x-www-form-urlencoded`.
+    check_declared_length(&req, segment::MAX_REQUEST_BYTES)?;
+    let mut body = req.bytes().await?;
+    let encoding = req.headers().get("Content-Encoding")?.unwrap_or_default();
+    match encoding.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => {}
+        "gzip" => {
+            body = gunzip(&body, segment::MAX_REQUEST_BYTES).map_err(|e| match e {
+                GzipError::TooLarge { limit } => ApiError::new(
+                    413,
+                    "too_large",
+                    format!("the body inflates to more than {limit} bytes"),
+                ),
+                GzipError::Malformed(why) => ApiError::new(
+                    400,
+                    "invalid_encoding",
+                    format!("Content-Encoding is gzip, but {why}"),
+                ),
+            })?;
+        }
+        other => {
+            return Err(ApiError::new(
+                415,
+                "unsupported_encoding",
+                format!("send the body as it is or gzip, not `{other}`"),
+            )
+            .with_field("Content-Encoding"))
+        }
+    }
+    let now = now_ms();
+    let mut random_failed = false;
+    let translated = segment::translate(&body, endpoint, now, || match new_batch_id(now) {
+        Ok(id) => id,
+        Err(_) => {
+            random_failed = true;
+            String::new()
+        }
+    })
+    .map_err(|e| ApiError::from_field(e.status(), e.to_field_error()))?;
+    if random_failed {
+        return Err(internal("no randomness for a message id"));
+    }
+    let (app, _) = match authenticated {
+        Some(app) => app,
+        None => {
+            let key = translated.write_key.clone().ok_or_else(|| {
+                ApiError::new(
+                    401,
+                    "missing_key",
+                    "send the ingest key as the Basic user (`Authorization: Basic base64(key:)`) or as `writeKey`",
+                )
+            })?;
+            let (key, source) = checked_key(key, KeySource::Body)?;
+            authenticate_key(&req, env, &key, source).await?
+        }
+    };
+    rate_limit(&req, env, &app).await?;
+    let fault = injected_fault(env).await?;
+    let limits = Limits::default();
+    if translated.events.len() > limits.max_events {
+        return Err(ApiError::from_field(
+            413,
+            telltale_core::IngestError::TooManyEvents {
+                count: translated.events.len(),
+                limit: limits.max_events,
+            }
+            .to_field_error(),
         ));
     }
-    Ok(Response::from_json(&answer)?.with_status(202))
+    let batch = parse_events(&translated.events, now, 0, &limits, None, 0);
+    if let Some(refused) = batch.rejected.first() {
+        let field = segment::segment_field(&translated, &refused.field);
+        let message = format!("{}; nothing in this request was stored", refused.message);
+        return Err(ApiError::new(400, static_code(&refused.code), message).with_field(&field));
+    }
+    store(env, &app, batch, now).await?;
+    stored_then_500(fault)?;
+    Ok(Response::from_json(&serde_json::json!({"success": true}))?)
+}
+
+/// An ingest rejection's code as the `&'static str` errors carry (codes are a closed set).
+fn static_code(code: &str) -> &'static str {
+    const CODES: [&str; 10] = [
+        "required",
+        "invalid_type",
+        "invalid_value",
+        "invalid_format",
+        "too_long",
+        "too_many",
+        "out_of_range",
+        "unknown_field",
+        "too_large",
+        "duplicate_key",
+    ];
+    CODES
+        .into_iter()
+        .find(|c| *c == code)
+        .unwrap_or("invalid_value")
 }

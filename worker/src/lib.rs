@@ -104,6 +104,7 @@ async fn handle(endpoint: Endpoint, params: &[String], req: Request, env: &Env) 
         Endpoint::DemoPartner => dev::demo_partner(env).await,
         Endpoint::SetDemoPartner => dev::set_demo_partner(req, env).await,
         Endpoint::Ingest => ingest::accept(req, env).await,
+        Endpoint::SegmentIngest => ingest::accept_segment(req, env).await,
         Endpoint::Stats => stats::stats(req, env).await,
         Endpoint::Catalog => stats::catalog(req, env).await,
         Endpoint::FlagsEvaluate => flags::evaluate(req, env).await,

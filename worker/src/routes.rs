@@ -7,6 +7,7 @@ use worker::Method;
 /// Every endpoint the collector serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    SegmentIngest,
     Health,
     DemoConfig,
     DemoPartner,
@@ -75,6 +76,14 @@ pub const ROUTES: &[Route] = &[
     route!("/demo-config.json", Get => DemoConfig),
     route!("/demo-partner/health", Get => DemoPartner, Put => SetDemoPartner),
     route!("/v1/events", cors, Post => Ingest),
+    // Segment's tracking API (telltale_core::segment).
+    route!("/v1/batch", cors, Post => SegmentIngest),
+    route!("/v1/track", cors, Post => SegmentIngest),
+    route!("/v1/page", cors, Post => SegmentIngest),
+    route!("/v1/screen", cors, Post => SegmentIngest),
+    route!("/v1/identify", cors, Post => SegmentIngest),
+    route!("/v1/group", cors, Post => SegmentIngest),
+    route!("/v1/alias", cors, Post => SegmentIngest),
     route!("/v1/stats", Get => Stats),
     route!("/v1/catalog", Get => Catalog),
     route!("/v1/overview", Get => Overview),
