@@ -202,11 +202,15 @@ export function buildSdk() {
     exports: {
       '.': { types: './telltale.d.ts', default: './telltale.js' },
       './engine': { types: './engine.d.ts', default: './engine.js' },
+      './openfeature': { types: './openfeature.d.ts', default: './openfeature.js' },
       './telltale_wasm_bg.wasm': './telltale_wasm_bg.wasm',
       './telltale_engine_bg.wasm': './telltale_engine_bg.wasm',
     },
-    files: ['telltale.js', 'telltale.d.ts', 'engine.js', 'engine.d.ts', 'README.md', ...SDK_MODULES.flatMap(([, n]) => [`${n}.js`, `${n}.d.ts`, `${n}_bg.wasm`])],
+    files: ['telltale.js', 'telltale.d.ts', 'engine.js', 'engine.d.ts', 'openfeature.js', 'openfeature.d.ts', 'README.md', ...SDK_MODULES.flatMap(([, n]) => [`${n}.js`, `${n}.d.ts`, `${n}_bg.wasm`])],
     sideEffects: false,
+    // Only `telltale/openfeature` imports it.
+    peerDependencies: { '@openfeature/web-sdk': '^1.0.0' },
+    peerDependenciesMeta: { '@openfeature/web-sdk': { optional: true } },
   }, null, 2) + '\n');
   rmSync(PATHS.wwwSdk, { recursive: true, force: true });
   cpSync(PATHS.sdkPkg, PATHS.wwwSdk, { recursive: true });
