@@ -145,7 +145,8 @@ impl<'a> Reader<'a> {
             Some(b'"') => self.string().map(Value::String),
             Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
             Some(open @ (b'[' | b'{')) => {
-                if depth >= MAX_DEPTH {
+                // serde_json's limit: 127 levels of arrays and objects are read, 128 are not.
+                if depth + 1 >= MAX_DEPTH {
                     return Err(self.error("nested too deeply"));
                 }
                 self.at += 1;
@@ -460,11 +461,21 @@ mod tests {
     }
 
     #[test]
-    fn stops_at_128_levels_of_nesting() {
-        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(parse(&deep(128)).is_ok());
-        assert!(parse(&deep(129)).is_err());
-        assert!(parse(&deep(100_000)).is_err(), "no stack overflow");
+    fn stops_where_serde_json_stops_nesting() {
+        let arrays = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let objects = |n: usize| format!("{}1{}", "{\"k\":".repeat(n), "}".repeat(n));
+        for n in [1, 126, 127, 128, 129] {
+            for text in [arrays(n), objects(n)] {
+                assert_eq!(
+                    parse(&text).is_ok(),
+                    serde_json::from_str::<Value>(&text).is_ok(),
+                    "{n}"
+                );
+            }
+        }
+        assert!(parse(&arrays(127)).is_ok());
+        assert!(parse(&arrays(128)).is_err());
+        assert!(parse(&arrays(100_000)).is_err(), "no stack overflow");
     }
 
     #[test]

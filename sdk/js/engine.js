@@ -84,25 +84,43 @@ function utf8Length(text) {
   return n;
 }
 
+/** Whether a string is well-formed UTF-16 (no lone surrogate), as JSON can carry it. */
+const wellFormed = (text) => (typeof text.isWellFormed === 'function'
+  ? text.isWellFormed()
+  : !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(text));
+
 /**
- * Encodes the attributes `names` of `context` into the engine's buffer and returns the
- * length written. Values cross as JSON would carry them: own enumerable properties only,
- * objects and arrays (and what has `toJSON`, such as a Date) as their JSON, and what JSON
- * cannot hold (undefined, functions, symbols, BigInt, NaN, infinities) absent. `values` is
- * scratch.
+ * The values of attributes `names` in `context`, as JSON would carry them: the context's
+ * own `toJSON` applied, own enumerable properties only, objects and arrays (and what has
+ * `toJSON`, such as a Date) as `{json}`, integers beyond 2^53 too (only `JSON.stringify`
+ * knows their digits), and what JSON cannot hold (undefined, functions, symbols, BigInt,
+ * NaN, infinities, strings with a lone surrogate) absent. A context that throws while it
+ * is read (a getter, a Proxy) is an empty one.
  */
-function encodeContext(wasm, names, context, values) {
-  const plain = context !== null && typeof context === 'object' && !Array.isArray(context);
+function attributeValues(names, context) {
+  try {
+    if (typeof context?.toJSON === 'function') context = context.toJSON('');
+    const plain = context !== null && typeof context === 'object' && !Array.isArray(context);
+    return names.map((name) => {
+      let value = plain && isEnumerable.call(context, name) ? context[name] : undefined;
+      if ((typeof value === 'object' && value !== null) || (Number.isInteger(value) && !Number.isSafeInteger(value))) {
+        const json = jsonText(value);
+        return json === undefined || json === 'null' ? undefined : { json };
+      }
+      if (typeof value === 'number' && !Number.isFinite(value)) return undefined;
+      if (typeof value === 'string' && !wellFormed(value)) return undefined;
+      return value;
+    });
+  } catch {
+    return names.map(() => undefined);
+  }
+}
+
+/** Encodes attribute values into the engine's buffer; returns the length written. */
+function encodeContext(wasm, names, context) {
+  const values = attributeValues(names, context);
   let header = 0, texts = '';
-  values.length = 0;
-  for (const name of names) {
-    let value = plain && isEnumerable.call(context, name) ? context[name] : undefined;
-    // Objects, and integers beyond 2^53 (whose digits only JSON.stringify knows), as JSON.
-    if ((typeof value === 'object' && value !== null) || (Number.isInteger(value) && !Number.isSafeInteger(value))) {
-      const json = jsonText(value);
-      value = json === undefined || json === 'null' ? undefined : { json };
-    } else if (typeof value === 'number' && !Number.isFinite(value)) value = undefined;
-    values.push(value);
+  for (const value of values) {
     const text = typeof value === 'string' ? value : value?.json;
     if (text !== undefined) texts += text;
     header += 1 + (text !== undefined ? 4 : typeof value === 'number' ? 8 : 0);
@@ -181,7 +199,7 @@ export function decodeAll(tables, packed) {
  * decisions; for many decisions per context use `setContext` and `decide` directly.
  */
 export class FlagEngine {
-  #wasm; #tables; #index; #attributes; #values = [];
+  #wasm; #tables; #index; #attributes;
 
   /** Compiles a ruleset; throws only when it is not JSON of the right shape. */
   constructor(rulesetJson) {
@@ -200,7 +218,7 @@ export class FlagEngine {
     const probesText = probes === undefined ? undefined : jsonText(probes);
     // Loaded through wasm-bindgen's own init, the memory is unknown: the context goes as JSON.
     if (!memory) return this.#wasm.setContext(jsonText(context) ?? '{}', probesText);
-    this.#wasm.setContextEncoded(encodeContext(this.#wasm, this.#attributes, context, this.#values), probesText);
+    this.#wasm.setContextEncoded(encodeContext(this.#wasm, this.#attributes, context), probesText);
   }
   /** Flag `index` for the context set last, packed (see `decodeDecision`); an index that
    * names no flag (-1, out of range, not an integer) decides "not found". */

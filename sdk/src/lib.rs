@@ -13,10 +13,13 @@
 
 // On wasm32 the crate is `no_std`: a panic (which the code avoids) traps instead of
 // formatting a message, which keeps core::fmt out of the download.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+//
+// The `std` feature (off in the package) links std instead, for the wasm-bindgen-test
+// suites in tests/, whose harness needs it.
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
 extern crate alloc;
 
-#[cfg(all(target_arch = "wasm32", not(test)))]
+#[cfg(all(target_arch = "wasm32", not(test), not(feature = "std")))]
 #[panic_handler]
 fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
     core::arch::wasm32::unreachable()
@@ -24,7 +27,7 @@ fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
 
 /// std is not linked on wasm32, so the allocator is named here: Talc, smaller than the
 /// dlmalloc std would bring.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 

@@ -135,6 +135,24 @@ describe('contexts cross into wasm as JSON would carry them', () => {
         reference.setContext(text === undefined || typeof ctx !== 'object' || ctx === null || Array.isArray(ctx) ? '{}' : text, undefined);
         return Array.from(reference.decideAll(0));
       });
+      // Found in review: a surrogate pair split across two attributes, lone surrogates, a
+      // context with its own toJSON, throwing getters and Proxies, and a getter that sets
+      // another context on the same engine while this one is read.
+      const odd = [
+        [{ s: 'x\uD83D', n: 0 }, { n: 0 }],
+        [{ s: '\uDE00', n: 0, b: true }, { n: 0, b: true }],
+        [{ toJSON: () => ({ n: 0, b: true }) }, { n: 0, b: true }],
+        [{ get n() { throw new Error('no'); }, b: true }, {}],
+        [new Proxy({ n: 0 }, { getOwnPropertyDescriptor() { throw new Error('no'); } }), {}],
+        [{ n: 0, get b() { ours.setContext({ n: 5, s: 'é😀 inner', tags: ['x'] }, undefined); return true; } }, { n: 0, b: true }],
+      ];
+      const oddResults = odd.map(([ctx, same]) => {
+        let threw = false;
+        try { ours.setContext(ctx, undefined); } catch { threw = true; }
+        const got = Array.from(ours.decideAll(0));
+        ours.setContext(same, undefined);
+        return { threw, same: JSON.stringify(got) === JSON.stringify(Array.from(ours.decideAll(0))) };
+      });
       // A BigInt: JSON cannot hold it, so it is absent (and nothing throws).
       ours.setContext({ n: 10n, b: true }, undefined);
       const bigint = Array.from(ours.decideAll(0));
@@ -142,10 +160,11 @@ describe('contexts cross into wasm as JSON would carry them', () => {
       const withoutBigint = Array.from(ours.decideAll(0));
       const tables = ours.tables();
       const onKeys = (packed) => tables.keys.filter((key, i) => engine.decodeDecision(tables, i, packed[i]).value === true);
-      return { encoded, viaJson, bigint, withoutBigint, onFor: encoded.map(onKeys), keys: tables.keys };
+      return { encoded, viaJson, bigint, withoutBigint, oddResults, onFor: encoded.map(onKeys), keys: tables.keys };
     });
     result.encoded.forEach((packed, i) => assert.deepEqual(packed, result.viaJson[i], `context #${i}`));
     assert.deepEqual(result.bigint, result.withoutBigint);
+    result.oddResults.forEach((r, i) => assert.deepEqual(r, { threw: false, same: true }, `odd context #${i}`));
     // The vectors are not vacuous: each flag is on for some context and off for another.
     for (const key of result.keys.filter((k) => !k.startsWith('sticky'))) {
       assert.ok(result.onFor.some((keys) => keys.includes(key)), `${key} is on somewhere`);

@@ -453,17 +453,18 @@ fn time_of(v: &Value) -> Option<i64> {
     }
 }
 
-/// A percentage to three decimals, without float formatting (which would be a sizeable
-/// share of the wasm engine): 99.5 reads `99.5`, 100.0004 reads `100`.
+/// A percentage to seven decimals, trailing zeros trimmed, without float formatting
+/// (which would be a sizeable share of the wasm engine): 99.5 reads `99.5`, and a sum a
+/// hair off 100 still shows the hair (`100.00001`).
 fn percent_text(percent: f64) -> String {
-    let thousandths = (percent * 1000.0).round();
-    if !thousandths.is_finite() || thousandths.abs() >= 1e15 {
+    let units = (percent * 1e7).round();
+    if !units.is_finite() || units.abs() >= 1e17 {
         return "a number out of range".into();
     }
-    let thousandths = thousandths as i64;
-    let sign = if thousandths < 0 { "-" } else { "" };
-    let (whole, fraction) = (thousandths.abs() / 1000, thousandths.abs() % 1000);
-    let fraction = format!(".{fraction:03}");
+    let units = units as i64;
+    let sign = if units < 0 { "-" } else { "" };
+    let (whole, fraction) = (units.abs() / 10_000_000, units.abs() % 10_000_000);
+    let fraction = format!(".{fraction:07}");
     format!(
         "{sign}{whole}{}",
         fraction.trim_end_matches('0').trim_end_matches('.')
@@ -1038,7 +1039,8 @@ impl Engine {
         self.resolved(values.map(|v| v.filter(|v| !v.is_null()).map(Cow::Borrowed)))
     }
 
-    /// The attributes the rules read, by number: what [`Engine::resolve_values`] takes.
+    /// The attributes the rules read, by number: the numbers [`Resolved::set`] and
+    /// [`Resolved::set_text`] take.
     pub fn attribute_names(&self) -> &[String] {
         &self.attributes.names
     }
@@ -1394,6 +1396,27 @@ mod tests {
         // Malformed text is an empty context, even after members were read.
         let broken = engine.resolve_json(r#"{"user_id": "u-1", "#, |n| n.parse().ok());
         assert!(broken.values.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn split_sums_off_by_a_hair_say_so() {
+        assert_eq!(percent_text(99.5), "99.5");
+        assert_eq!(percent_text(100.0), "100");
+        assert_eq!(percent_text(50.0 + 50.00001), "100.00001");
+        assert_eq!(percent_text(50.0 + 49.9996), "99.9996");
+        assert_eq!(percent_text(-3.25), "-3.25");
+        assert_eq!(percent_text(f64::INFINITY), "a number out of range");
+        let split = |b: f64| {
+            json!({"key": "f", "default_variant": "a",
+            "variants": [{"key": "a", "value": 1}, {"key": "b", "value": 2}],
+            "rules": [{"serve": {"split": [{"variant": "a", "weight": 50}, {"variant": "b", "weight": b}]}}]})
+        };
+        let e = validate_flag(&split(50.0004), &[], &[]).unwrap_err();
+        assert!(
+            e.message.contains("sum to 100.0004, not 100"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
