@@ -1,6 +1,7 @@
 // `npm test`: install and build what is missing, then run every suite:
-// formatting and clippy (host and wasm32), Rust unit tests, and the end-to-end suites
-// against `wrangler dev` and headless Chromium.
+// formatting and clippy (host and wasm32), Rust unit tests, the wasm-bindgen-test suites
+// (wasm-pack, in Node and headless Chromium), and the end-to-end suites against
+// `wrangler dev` and headless Chromium.
 //   npm test -- --e2e-only         skip lint and Rust tests
 //   npm test -- --file ingest      run only tests/e2e/*ingest*.test.mjs
 import { readdirSync, readFileSync } from 'node:fs';
@@ -35,6 +36,13 @@ if (!e2eOnly) {
   run('cargo', ['clippy', '--quiet', '-p', 'telltale-engine', '-p', 'telltale-worker', '--target', 'wasm32-unknown-unknown', '--', '-D', 'warnings']);
   log('Rust tests');
   run('cargo', ['test', '--quiet', '--workspace']);
+  // The same crates compiled to wasm, under wasm-bindgen-test: the engine and the shared
+  // flag vectors in Node; the SDK core (outbox, ids, real localStorage and timers) in
+  // headless Chromium through Debian's chromedriver. `--mode no-install`: wasm-pack uses
+  // the pinned wasm-bindgen on PATH and downloads nothing.
+  log('wasm-bindgen-test suites (wasm-pack)');
+  run(PATHS.wasmPack, ['test', '--node', '--mode', 'no-install', 'sdk-engine']);
+  run(PATHS.wasmPack, ['test', '--headless', '--chrome', '--chromedriver', PATHS.chromedriver, '--mode', 'no-install', 'sdk', '--features', 'std']);
 }
 
 const suites = readdirSync(join(ROOT, 'tests/e2e'))

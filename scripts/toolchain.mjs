@@ -15,6 +15,7 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const PINS = {
   wasmBindgen: '0.2.130',
   workerBuild: '0.8.7',
+  wasmPack: '0.15.1',
 };
 
 const CARGO_BIN = join(process.env.CARGO_HOME || join(homedir(), '.cargo'), 'bin');
@@ -25,6 +26,7 @@ export const PATHS = {
   esbuild: join(ROOT, 'node_modules/@esbuild/linux-x64/bin/esbuild'),
   wasmBindgen: join(CARGO_BIN, 'wasm-bindgen'),
   workerBuild: join(CARGO_BIN, 'worker-build'),
+  wasmPack: join(CARGO_BIN, 'wasm-pack'),
   sdkPkg: join(ROOT, 'sdk/pkg'),
   wwwSdk: join(ROOT, 'www/sdk'),
   workerBuildDir: join(ROOT, 'worker/build'),
@@ -252,11 +254,12 @@ export function buildConsole() {
   writeFileSync(stamp, want);
 }
 
-/** Everything `npm start` needs. `browser` adds Chromium for tests. */
+/** Everything `npm start` needs. `browser` adds Chromium and wasm-pack, for tests. */
 export function ensureAll({ browser = false } = {}) {
   ensureWasmTarget();
   ensureCargoTool(PATHS.wasmBindgen, 'wasm-bindgen-cli', PINS.wasmBindgen, []);
   ensureCargoTool(PATHS.workerBuild, 'worker-build', PINS.workerBuild, ['--locked']);
+  if (browser) ensureCargoTool(PATHS.wasmPack, 'wasm-pack', PINS.wasmPack, ['--locked']);
   ensureNpmDeps();
   if (browser) ensureChromium();
   ensureDevVars();
