@@ -205,14 +205,15 @@ export function buildSdk() {
       '.': { types: './telltale.d.ts', default: './telltale.js' },
       './engine': { types: './engine.d.ts', default: './engine.js' },
       './openfeature': { types: './openfeature.d.ts', default: './openfeature.js' },
+      './react': { types: './react.d.ts', default: './react.js' },
       './telltale_wasm_bg.wasm': './telltale_wasm_bg.wasm',
       './telltale_engine_bg.wasm': './telltale_engine_bg.wasm',
     },
-    files: ['telltale.js', 'telltale.d.ts', 'engine.js', 'engine.d.ts', 'openfeature.js', 'openfeature.d.ts', 'README.md', ...SDK_MODULES.flatMap(([, n]) => [`${n}.js`, `${n}.d.ts`, `${n}_bg.wasm`])],
+    files: ['telltale.js', 'telltale.d.ts', 'engine.js', 'engine.d.ts', 'openfeature.js', 'openfeature.d.ts', 'react.js', 'react.d.ts', 'README.md', ...SDK_MODULES.flatMap(([, n]) => [`${n}.js`, `${n}.d.ts`, `${n}_bg.wasm`])],
     sideEffects: false,
-    // Only `telltale/openfeature` imports it.
-    peerDependencies: { '@openfeature/web-sdk': '^1.0.0' },
-    peerDependenciesMeta: { '@openfeature/web-sdk': { optional: true } },
+    // Only `telltale/openfeature` and `telltale/react` import them.
+    peerDependencies: { '@openfeature/web-sdk': '^1.0.0', react: '>=18' },
+    peerDependenciesMeta: { '@openfeature/web-sdk': { optional: true }, react: { optional: true } },
   }, null, 2) + '\n');
   rmSync(PATHS.wwwSdk, { recursive: true, force: true });
   cpSync(PATHS.sdkPkg, PATHS.wwwSdk, { recursive: true });

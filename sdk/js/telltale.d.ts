@@ -60,8 +60,17 @@ export interface FlagDetails {
   key: string;
   value: unknown;
   variant?: string;
+  /** STATIC, TARGETING_MATCH, SPLIT, DISABLED, DEFAULT, ERROR, PREREQUISITE_FAILED; BOOTSTRAP before the first answer. */
   reason: string;
-  error_code?: string;
+  error_code?: 'FLAG_NOT_FOUND' | 'PARSE_ERROR' | string;
+  error_message?: string;
+  /** The id of the rule that matched. */
+  rule?: string;
+  /** The bucket (0..100,000) a rollout or split used. */
+  bucket?: number;
+  /** The required probe that is down (reason DISABLED). */
+  probe?: string;
+  /** The config version (commit) that decided. */
   version?: string;
 }
 
