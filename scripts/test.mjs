@@ -34,6 +34,10 @@ if (!e2eOnly) {
   // The SDK core alone: with the others its dependencies' std features would unify in.
   run('cargo', ['clippy', '--quiet', '-p', 'telltale', '--target', 'wasm32-unknown-unknown', '--', '-D', 'warnings']);
   run('cargo', ['clippy', '--quiet', '-p', 'telltale-engine', '-p', 'telltale-worker', '--target', 'wasm32-unknown-unknown', '--', '-D', 'warnings']);
+  // The package's .d.ts are generated from its JSDoc (and the JS type-checked) by buildSdk;
+  // here an app's strict TypeScript uses them, misuse included (tests/types).
+  log('TypeScript: the published declarations under an app\'s strict tsc');
+  run(PATHS.node22, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tests/types')]);
   log('Rust tests');
   run('cargo', ['test', '--quiet', '--workspace']);
   // The same crates compiled to wasm, under wasm-bindgen-test: the engine and the shared

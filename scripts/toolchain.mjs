@@ -171,7 +171,7 @@ export const SDK_MODULES = [['telltale', 'telltale_wasm', 'release'], ['telltale
 /** Builds the npm package `telltale` into sdk/pkg and copies it to www/sdk for the demo. */
 export function buildSdk() {
   const stamp = join(ROOT, 'target/.telltale-sdk-stamp');
-  const inputs = [...RUST_INPUTS, ...['sdk/src', 'sdk/js', 'sdk/Cargo.toml', 'sdk-engine', 'scripts/toolchain.mjs'].map((p) => join(ROOT, p))];
+  const inputs = [...RUST_INPUTS, ...['sdk/src', 'sdk/js', 'sdk/Cargo.toml', 'sdk/tsconfig.json', 'sdk-engine', 'scripts/toolchain.mjs'].map((p) => join(ROOT, p))];
   const outputs = [join(PATHS.sdkPkg, 'telltale_wasm_bg.wasm'), join(PATHS.sdkPkg, 'telltale_engine_bg.wasm'), join(PATHS.wwwSdk, 'telltale.js')];
   const { fresh, want } = upToDate(stamp, inputs, outputs);
   if (fresh) return;
@@ -191,6 +191,10 @@ export function buildSdk() {
   for (const file of readdirSync(join(ROOT, 'sdk/js'))) {
     cpSync(join(ROOT, 'sdk/js', file), join(PATHS.sdkPkg, file));
   }
+  // The package's types come from its JavaScript's JSDoc: tsc type-checks the modules
+  // (beside wasm-bindgen's declarations) and writes their .d.ts (sdk/tsconfig.json). A
+  // type error fails the build, so `npm test` fails on one.
+  run(PATHS.node22, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'sdk/tsconfig.json')]);
   const cargoVersion = readFileSync(join(ROOT, 'Cargo.toml'), 'utf8').match(/^version = "([^"]+)"/m)?.[1] ?? '0.0.0';
   writeFileSync(join(PATHS.sdkPkg, 'package.json'), JSON.stringify({
     name: 'telltale',

@@ -1,25 +1,59 @@
 // `telltale/engine`: the flag engine in wasm, and the decoder of its packed decisions.
 // Local mode loads this module on demand; tools and server-side rendering can import it.
+// @ts-check
+// The published types (engine.d.ts) are generated from this file's JSDoc (sdk/tsconfig.json).
 import initWasm, { initSync as initWasmSync, FlagEngine as WasmFlagEngine } from './telltale_engine.js';
+
+/** @typedef {Record<string, 'up' | 'down' | 'unknown'>} ProbeStates Probe states by name, as the collector serves them. */
+
+/**
+ * What the packed numbers of `FlagEngine.decide` and `decideAll` index, per ruleset.
+ * @typedef {object} FlagTables
+ * @property {string} version
+ * @property {readonly string[]} keys Flag keys; a flag's index is its position here.
+ * @property {readonly (readonly [string, unknown])[][]} variants Per flag: `[variant key, value]` by variant index.
+ * @property {readonly (readonly string[])[]} rules Per flag: rule ids by rule index.
+ * @property {readonly (string | null)[]} probes Per flag: the probe it requires, or null.
+ * @property {readonly (string | null)[]} problems Per flag: why it did not compile, or null.
+ * @property {readonly string[]} reasons
+ */
+
+/**
+ * A decision, as `FlagEngine.evaluate` returns it.
+ * @typedef {object} FlagDecision
+ * @property {string} key
+ * @property {unknown} value
+ * @property {string} [variant]
+ * @property {string} reason
+ * @property {'FLAG_NOT_FOUND' | 'PARSE_ERROR'} [error_code]
+ * @property {string} [error_message]
+ * @property {string} [rule]
+ * @property {number} [bucket]
+ * @property {string} [probe]
+ * @property {string} version
+ */
 
 /** The engine's wasm memory, once loaded: contexts are encoded straight into it. */
 let memory;
 const encoder = new TextEncoder();
 
-/** Loads the engine's wasm (as wasm-bindgen's `init`, whose options it takes). */
+/** Loads the engine's wasm (as wasm-bindgen's `init`, whose options it takes).
+ * @param {Parameters<typeof initWasm>[0]} [options] */
 export default async function init(options) {
   const exports = await initWasm(options);
   memory = exports.memory;
   return exports;
 }
 
-/** Loads the engine's wasm synchronously (as wasm-bindgen's `initSync`). */
+/** Loads the engine's wasm synchronously (as wasm-bindgen's `initSync`).
+ * @param {Parameters<typeof initWasmSync>[0]} options */
 export function initSync(options) {
   const exports = initWasmSync(options);
   memory = exports.memory;
   return exports;
 }
 
+/** @type {(undefined | 'FLAG_NOT_FOUND' | 'PARSE_ERROR')[]} */
 const ERROR_CODES = [undefined, 'FLAG_NOT_FOUND', 'PARSE_ERROR'];
 /** The packed decision of a flag that does not exist: reason ERROR (5), FLAG_NOT_FOUND (1). */
 const NOT_FOUND = 5 * 2 ** 16 + 2 ** 19;
@@ -33,7 +67,8 @@ function deepFreeze(value) {
   return value;
 }
 
-/** `engine.tables()`, frozen: read once per ruleset and pass to `decodeDecision`. */
+/** `engine.tables()`, frozen: read once per ruleset and pass to `decodeDecision`.
+ * @param {{ tables(): FlagTables }} engine @returns {FlagTables} */
 export function readTables(engine) {
   return deepFreeze(engine.tables());
 }
@@ -161,7 +196,8 @@ function jsonText(value) {
  * The decision object (as `evaluate` returns it) for flag `index` from a packed number of
  * `decide` or `decideAll`. The layout is documented at `pack` in sdk-engine/src/lib.rs:
  * variant + 1 (16 bits), reason (3), error (2), probe down (1), bucket + 1 (17), rule + 1 (14).
- */
+
+ * @param {FlagTables} tables @param {number} index @param {number} packed @returns {FlagDecision} */
 export function decodeDecision(tables, index, packed) {
   const variant = packed % 65536;
   let rest = (packed - variant) / 65536;
@@ -172,7 +208,8 @@ export function decodeDecision(tables, index, packed) {
   const rule = (rest - bucket) / 131072;
   const key = tables.keys[index];
   const chosen = variant ? tables.variants[index]?.[variant - 1] : undefined;
-  const decision = { key, value: chosen ? chosen[1] : null };
+  /** @type {FlagDecision} */
+  const decision = /** @type {any} */ ({ key, value: chosen ? chosen[1] : null });
   if (chosen) decision.variant = chosen[0];
   decision.reason = tables.reasons[reason];
   if (error) {
@@ -186,7 +223,8 @@ export function decodeDecision(tables, index, packed) {
   return decision;
 }
 
-/** Every decision for the context set last, `{key: decision}`, from `decideAll`. */
+/** Every decision for the context set last, `{key: decision}`, from `decideAll`.
+ * @param {FlagTables} tables @param {ArrayLike<number>} packed @returns {Record<string, FlagDecision>} */
 export function decodeAll(tables, packed) {
   const decisions = {};
   for (let i = 0; i < packed.length; i++) decisions[tables.keys[i]] = decodeDecision(tables, i, packed[i]);
@@ -201,7 +239,8 @@ export function decodeAll(tables, packed) {
 export class FlagEngine {
   #wasm; #tables; #index; #attributes;
 
-  /** Compiles a ruleset; throws only when it is not JSON of the right shape. */
+  /** Compiles a ruleset (the JSON `GET /v1/flags/ruleset` serves); throws only when it is
+   * not JSON of the right shape. @param {string} rulesetJson */
   constructor(rulesetJson) {
     this.#wasm = new WasmFlagEngine(rulesetJson);
     this.#tables = deepFreeze(tablesOf(this.#wasm, rulesetJson));
@@ -209,11 +248,14 @@ export class FlagEngine {
     this.#index = new Map(this.#tables.keys.map((key, i) => [key, i]));
   }
 
-  /** What the packed numbers index (frozen; see `readTables`). */
+  /** What the packed numbers index (frozen; see `readTables`).
+   * @returns {FlagTables} */
   tables() { return this.#tables; }
-  /** The index of a flag for `decide`, or -1. */
+  /** The index of a flag for `decide`, or -1.
+   * @param {string} key @returns {number} */
   indexOf(key) { return this.#index.get(key) ?? -1; }
-  /** Keeps `context` (parsed once) and `probes` (`{name: state}`; undefined: as served). */
+  /** Keeps `context` (parsed once) and `probes` (`{name: state}`; undefined: as served).
+   * @param {Record<string, unknown>} context @param {ProbeStates} [probes] @returns {void} */
   setContext(context, probes) {
     const probesText = probes === undefined ? undefined : jsonText(probes);
     // Loaded through wasm-bindgen's own init, the memory is unknown: the context goes as JSON.
@@ -221,15 +263,19 @@ export class FlagEngine {
     this.#wasm.setContextEncoded(encodeContext(this.#wasm, this.#attributes, context), probesText);
   }
   /** Flag `index` for the context set last, packed (see `decodeDecision`); an index that
-   * names no flag (-1, out of range, not an integer) decides "not found". */
+   * names no flag (-1, out of range, not an integer) decides "not found".
+   * @param {number} index @param {number} nowMs @returns {number} */
   decide(index, nowMs) {
     return Number.isInteger(index) && index >= 0 && index < this.#tables.keys.length ? this.#wasm.decide(index, nowMs) : NOT_FOUND;
   }
-  /** Every flag for the context set last, packed, in index order. */
+  /** Every flag for the context set last, packed, in index order.
+   * @param {number} nowMs @returns {Float64Array} */
   decideAll(nowMs) { return this.#wasm.decideAll(nowMs); }
-  /** The probe states the ruleset was served with: `{name: state}`. */
+  /** The probe states the ruleset was served with: `{name: state}`.
+   * @returns {ProbeStates} */
   servedProbes() { return pairs(this.#wasm.servedProbes()); }
-  /** Compile warnings: `[{code, field, message}]`. */
+  /** Compile warnings: `[{code, field, message}]`.
+   * @returns {{ code: string, field: string, message: string }[]} */
   warnings() {
     const flat = this.#wasm.warnings();
     const list = [];
@@ -239,7 +285,8 @@ export class FlagEngine {
   free() { this.#wasm.free(); }
 
   /** Decides `key` for `context` (probes undefined: the states the ruleset was served
-   * with). It sets the context, as `setContext` does. The value is the caller's own copy. */
+   * with). It sets the context, as `setContext` does. The value is the caller's own copy.
+   * @param {string} key @param {Record<string, unknown>} context @param {ProbeStates | undefined} probes @param {number} nowMs @returns {FlagDecision} */
   evaluate(key, context, probes, nowMs) {
     const index = this.indexOf(key);
     if (index < 0) {
@@ -250,7 +297,8 @@ export class FlagEngine {
   }
 
   /** Decides every flag for one context: `{key: decision}`. It sets the context, as
-   * `setContext` does. The values are the caller's own copies. */
+   * `setContext` does. The values are the caller's own copies.
+   * @param {Record<string, unknown>} context @param {ProbeStates | undefined} probes @param {number} nowMs @returns {Record<string, FlagDecision>} */
   evaluateAll(context, probes, nowMs) {
     this.setContext(context, probes);
     const decisions = decodeAll(this.#tables, this.#wasm.decideAll(nowMs));
@@ -266,7 +314,8 @@ function owned(decision) {
 }
 
 /** Decides one flag of a ruleset in one call (compiles each time: keep a `FlagEngine` to
- * decide many). */
+ * decide many).
+ * @param {string} rulesetJson @param {string} key @param {Record<string, unknown>} context @param {ProbeStates | undefined} probes @param {number} nowMs @returns {FlagDecision} */
 export function evaluateRuleset(rulesetJson, key, context, probes, nowMs) {
   const engine = new FlagEngine(rulesetJson);
   try {

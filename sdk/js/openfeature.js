@@ -3,9 +3,17 @@
 // It decides as the client does, in its remote or local mode: the same decisions, reasons
 // and variants, `$exposure` events from the client, and PROVIDER_CONFIGURATION_CHANGED
 // whenever the client's decisions change.
+// @ts-check
+// The published types (openfeature.d.ts) are generated from this file's JSDoc.
 import { OpenFeatureEventEmitter, ProviderEvents } from '@openfeature/web-sdk';
 
-/** An OpenFeature evaluation context as a Telltale context: `targetingKey` is `user_id`. */
+/** @typedef {import('@openfeature/web-sdk').EvaluationContext} EvaluationContext
+ * @typedef {import('@openfeature/web-sdk').JsonValue} JsonValue */
+/** @template T @typedef {import('@openfeature/web-sdk').ResolutionDetails<T>} ResolutionDetails
+ * @typedef {import('@openfeature/web-sdk').Provider} Provider */
+
+/** An OpenFeature evaluation context as a Telltale context: `targetingKey` is `user_id`.
+ * @param {EvaluationContext} [context] @returns {Record<string, unknown>} */
 export function telltaleContext(context = {}) {
   const { targetingKey, ...attributes } = context;
   return targetingKey === undefined || 'user_id' in attributes ? attributes : { ...attributes, user_id: targetingKey };
@@ -15,11 +23,13 @@ const TYPE_OF = { boolean: 'boolean', string: 'string', number: 'number', object
 
 export class TelltaleProvider {
   metadata = { name: 'telltale' };
+  /** @type {'client'} */
   runsOn = 'client';
   events = new OpenFeatureEventEmitter();
   #client; #failed = false;
 
-  /** `client`: a `Telltale` (remote or local flag mode); the provider sets its context. */
+  /** `client`: a `Telltale` (remote or local flag mode); the provider sets its context.
+   * @param {import('./telltale.js').Telltale} client */
   constructor(client) {
     if (!client || typeof client.details !== 'function' || typeof client.onChange !== 'function') {
       throw new TypeError('telltale/openfeature: pass a Telltale client');
@@ -36,7 +46,8 @@ export class TelltaleProvider {
 
   /** Loads decisions for the context. When the collector does not answer it fails (the
    * provider's ERROR state) while cached and bootstrap decisions still serve, and turns
-   * READY when decisions arrive. */
+   * READY when decisions arrive.
+   * @param {EvaluationContext} [context] @returns {Promise<void>} */
   async initialize(context) {
     if (!(await this.#client.setContext(telltaleContext(context)))) {
       this.#failed = true;
@@ -44,14 +55,19 @@ export class TelltaleProvider {
     }
   }
 
-  /** The app changed the context: decisions are reloaded for it (RECONCILING until then). */
+  /** The app changed the context: decisions are reloaded for it (RECONCILING until then).
+   * @param {EvaluationContext} _old @param {EvaluationContext} next @returns {Promise<void>} */
   async onContextChange(_old, next) {
     await this.#client.setContext(telltaleContext(next));
   }
 
+  /** @param {string} key @param {boolean} defaultValue @returns {ResolutionDetails<boolean>} */
   resolveBooleanEvaluation(key, defaultValue) { return this.#resolve(key, defaultValue, 'boolean'); }
+  /** @param {string} key @param {string} defaultValue @returns {ResolutionDetails<string>} */
   resolveStringEvaluation(key, defaultValue) { return this.#resolve(key, defaultValue, 'string'); }
+  /** @param {string} key @param {number} defaultValue @returns {ResolutionDetails<number>} */
   resolveNumberEvaluation(key, defaultValue) { return this.#resolve(key, defaultValue, 'number'); }
+  /** @template {JsonValue} T @param {string} key @param {T} defaultValue @returns {ResolutionDetails<T>} */
   resolveObjectEvaluation(key, defaultValue) { return this.#resolve(key, defaultValue, 'object'); }
 
   #resolve(key, defaultValue, type) {

@@ -3,7 +3,12 @@
 // a decision change re-renders only the components that read that flag. On the server
 // (no client) the hooks read the `bootstrap` decisions; hydration reads them too, so the
 // server's HTML and the first client render agree, and fresher decisions follow after it.
+// @ts-check
+// The published types (react.d.ts) are generated from this file's JSDoc.
 import { createContext, createElement, useCallback, useContext, useMemo, useRef, useSyncExternalStore } from 'react';
+
+/** @typedef {import('./telltale.js').Telltale} Telltale
+ * @typedef {import('./telltale.js').FlagDetails} FlagDetails */
 
 const TelltaleContext = createContext(null);
 
@@ -32,7 +37,8 @@ function storeFor(client, bootstrap) {
  * Makes `client` (a `Telltale`; absent when rendering on the server) available to the
  * hooks below. `bootstrap` (`{flagKey: value}`) is what the server renders and what
  * hydration starts from: give the client the same (`new Telltale({ bootstrap })`).
- */
+
+ * @param {{ client?: Telltale | null, bootstrap?: Record<string, unknown>, children?: import('react').ReactNode }} props */
 export function TelltaleProvider({ client, bootstrap, children }) {
   const store = useMemo(() => storeFor(client, bootstrap), [client, bootstrap]);
   return createElement(TelltaleContext.Provider, { value: store }, children);
@@ -51,7 +57,8 @@ function typed(value, defaultValue) {
   return same ? value : defaultValue;
 }
 
-/** A flag's value (`defaultValue` while unknown or of another type); re-renders when it changes. */
+/** A flag's value (`defaultValue` while unknown or of another type); re-renders when it changes.
+ * @template T @param {string} key @param {T} defaultValue @returns {T} */
 export function useFlag(key, defaultValue) {
   const store = useStore();
   const subscribe = useMemo(() => store.flags.subscribe(key), [store, key]);
@@ -60,7 +67,8 @@ export function useFlag(key, defaultValue) {
   return useSyncExternalStore(subscribe, read, server);
 }
 
-/** Everything known about a decision (`client.details`); re-renders when it changes. */
+/** Everything known about a decision (`client.details`); re-renders when it changes.
+ * @param {string} key @returns {FlagDetails} */
 export function useFlagDetails(key) {
   const store = useStore();
   const subscribe = useMemo(() => store.flags.subscribe(key), [store, key]);
@@ -78,14 +86,16 @@ export function useFlagDetails(key) {
   return useSyncExternalStore(subscribe, read, server);
 }
 
-/** A probe's state (`up`, `down` or `unknown`); re-renders when it changes. */
+/** A probe's state (`up`, `down` or `unknown`); re-renders when it changes.
+ * @param {string} name @returns {'up' | 'down' | 'unknown'} */
 export function useProbe(name) {
   const store = useStore();
   const subscribe = useMemo(() => store.probes.subscribe(name), [store, name]);
   return useSyncExternalStore(subscribe, () => store.client?.probe(name) ?? 'unknown', () => 'unknown');
 }
 
-/** `track(name, props)` for the client (a no-op on the server). */
+/** `track(name, props)` for the client (a no-op on the server).
+ * @returns {(name: string, props?: import('./telltale.js').Props) => void} */
 export function useTrack() {
   const store = useStore();
   return useCallback((name, props) => store.client?.track(name, props), [store]);

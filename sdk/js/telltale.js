@@ -4,9 +4,65 @@
 // sendBeacon, storage, timers, DOM events, and the flags client. Nothing here may throw
 // into the host page: every entry point catches and reports to `onError`.
 
+// @ts-check
+// The published types (telltale.d.ts) are generated from this file's JSDoc by `tsc`, which
+// also type-checks it on every build (sdk/tsconfig.json).
+
 import init, { Core, Settled, hashKey, refreshBackoffMs } from './telltale_wasm.js';
 
 export { init as default, init };
+
+/** @typedef {string | number | boolean | null} PropValue
+ * @typedef {Record<string, PropValue | undefined>} Props */
+/** @typedef {'up' | 'down' | 'unknown'} ProbeState */
+
+/**
+ * An event as `beforeSend` sees it (and as it is sent).
+ * @typedef {object} TelltaleEvent
+ * @property {string} id UUIDv7.
+ * @property {'track' | 'page' | 'identify' | 'click'} type
+ * @property {string} name
+ * @property {number} ts Milliseconds since the epoch.
+ * @property {string} anonymous_id
+ * @property {string} [user_id]
+ * @property {Record<string, PropValue>} props
+ * @property {string} [url]
+ */
+
+/**
+ * @typedef {object} TelltaleOptions
+ * @property {string} endpoint The collector's base URL, such as `https://collect.example.com`.
+ * @property {string} key The app's public ingest key.
+ * @property {number} [flushAt] Events per batch; a full batch is sent at once. 1 to 500, default 20.
+ * @property {number} [flushIntervalMs] Queued events are sent at least this often. 50 to 3,600,000, default 5000.
+ * @property {number} [maxQueue] Most events kept while they cannot be sent; the oldest are evicted and counted. Default 1000.
+ * @property {number} [maxStorageBytes] Byte budget of queued (and persisted) events; the oldest are evicted beyond it. Default 1,000,000.
+ * @property {boolean} [autocapture] Record clicks inside `[data-track="name"]` elements (`data-track-*` become props).
+ * @property {boolean} [capturePageviews] Record the first page view and SPA route changes.
+ * @property {(error: Error) => void} [onError] Receives every error; the SDK never throws into the page (only the constructor throws, for bad options).
+ * @property {(event: TelltaleEvent) => TelltaleEvent | null | false | undefined} [beforeSend] Edit an event, or return null/false to drop it. A hook that throws keeps the event.
+ * @property {number} [sampleRate] Share of anonymous ids whose events are collected, 0 to 1 (whole sessions are kept or not). Default 1.
+ * @property {boolean} [respectDoNotTrack] Do Not Track and Global Privacy Control turn collection off until `optIn()`. Default true.
+ * @property {'remote' | 'local' | 'off'} [flagMode] `remote` (decisions from the collector, default), `local` (the ruleset evaluated here by the flag engine, loaded on demand) or `off`.
+ * @property {Record<string, unknown>} [context] The evaluation context (user id, role, ...).
+ * @property {Record<string, unknown>} [bootstrap] Flag values to use until the first answer: `{ key: value }`.
+ * @property {number} [flagRefreshMs] Flag refresh period; 0 turns periodic refreshes off. Default 60000.
+ */
+
+/**
+ * Everything known about a flag decision.
+ * @typedef {object} FlagDetails
+ * @property {string} key
+ * @property {unknown} value
+ * @property {string} [variant]
+ * @property {string} reason STATIC, TARGETING_MATCH, SPLIT, DISABLED, DEFAULT, ERROR, PREREQUISITE_FAILED; BOOTSTRAP before the first answer.
+ * @property {string} [error_code] FLAG_NOT_FOUND or PARSE_ERROR.
+ * @property {string} [error_message]
+ * @property {string} [rule] The id of the rule that matched.
+ * @property {number} [bucket] The bucket (0..100,000) a rollout or split used.
+ * @property {string} [probe] The required probe that is down (reason DISABLED).
+ * @property {string} [version] The config version (commit) that decided.
+ */
 
 // name: [kind, default, min, max]. `url` and `string` are required.
 const OPTIONS = {
@@ -133,7 +189,8 @@ const currentUrl = () => {
 let clientsOnPage = 0;
 
 let enginePromise;
-/** The flag engine (a second wasm module), loaded once, on first use by local mode. */
+/** The flag engine (a second wasm module), loaded once, on first use by local mode.
+ * @returns {Promise<typeof import('./engine.js')>} */
 function loadEngine() {
   enginePromise ??= import('./engine.js').then(async (m) => { await m.default(); return m; });
   return enginePromise;
@@ -151,13 +208,14 @@ export class Telltale {
   #decisions = new Map(); #probes = {}; #exposed = new Set(); #etag; #failures = 0; #nextFetchAt = 0;
   #context; #engine; #flagListeners = []; #probeListeners = [];
 
-  /** Creates a client; throws (only) for invalid options. See telltale.d.ts for options. */
+  /** Creates a client; throws `Error('telltale: ...')` for invalid options, and never otherwise.
+   * @param {TelltaleOptions} options */
   constructor(options) {
     const o = this.#o = checkOptions(options);
     const seed = new Uint32Array(2);
     try { crypto.getRandomValues(seed); } catch { seed[0] = Math.random() * 2 ** 32; seed[1] = Date.now(); }
     this.#core = new Core(o.flushAt, o.maxQueue, o.maxStorageBytes, o.sampleRate, seed[0], seed[1]);
-    const signal = o.respectDoNotTrack && (navigator.doNotTrack === '1' || globalThis.doNotTrack === '1' || navigator.globalPrivacyControl === true);
+    const signal = o.respectDoNotTrack && (navigator.doNotTrack === '1' || globalThis.doNotTrack === '1' || /** @type {any} */ (navigator).globalPrivacyControl === true);
     if (this.#local.get(OPT_OUT_KEY) === '1' || signal) this.#core.setOptedOut(true);
     // Opted out, new ids live in memory only: nothing is stored.
     this.#setAnonymous(this.#local.get(ANON_KEY));
@@ -183,7 +241,8 @@ export class Telltale {
 
   // ---- analytics ----
 
-  /** Records a custom event; `props` is a flat object of strings, numbers, booleans, nulls. */
+  /** Records a custom event; `props` is a flat object of strings, numbers, booleans, nulls.
+   * @param {string} name @param {Props} [props] */
   track(name, props) { this.#guard(() => this.#enqueue('track', name, props)); }
 
   /** Records a view of the current page (SPA route changes: or set `capturePageviews`). */
@@ -195,7 +254,8 @@ export class Telltale {
     });
   }
 
-  /** Links later events to a known user and records their traits. */
+  /** Links later events to a known user and records their traits.
+   * @param {string} userId @param {Props} [traits] */
   identify(userId, traits) {
     this.#guard(() => {
       if (typeof userId !== 'string' || !userId) return this.#report('identify() needs a non-empty user id');
@@ -234,20 +294,26 @@ export class Telltale {
     });
   }
 
-  /** Whether collection is off (opted out, or Do Not Track / GPC respected). */
+  /** Whether collection is off (opted out, or Do Not Track / GPC respected).
+   * @type {boolean} */
   get optedOut() { return this.#core.optedOut; }
-  /** Events evicted by the byte or count budget and not yet reported to the collector. */
+  /** Events evicted by the byte or count budget and not yet reported to the collector.
+   * @type {number} */
   get droppedCount() { this.#guard(() => this.#drain() && this.#send(true)); return this.#core.droppedCount; }
-  /** The id that groups this browser's events while the user is unknown. */
+  /** The id that groups this browser's events while the user is unknown.
+   * @type {string} */
   get anonymousId() { return this.#anon; }
-  /** Events not yet delivered. */
+  /** Events not yet delivered.
+   * @type {number} */
   get queueLength() { return this.#core.queueLength + this.#pending.length; }
 
   /** Sends everything queued now. Resolves to the events the collector acknowledged;
-   * never rejects (failures go to `onError`, and the events stay queued). */
+   * never rejects (failures go to `onError`, and the events stay queued).
+   * @returns {Promise<number>} */
   flush() { return this.#send(false); }
 
-  /** Cancels timers and sends what is queued; later calls record nothing. */
+  /** Cancels timers and sends what is queued; later calls record nothing.
+   * @returns {Promise<number>} */
   shutdown() {
     this.#closed = true;
     this.#core.close();
@@ -295,7 +361,8 @@ export class Telltale {
     const flat = flatProps(props);
     if (typeof flat === 'string') return this.#report(flat);
     const ts = Date.now();
-    let event = { id: this.#nextId(ts), type, name, ts, anonymous_id: this.#anon, props: flat };
+    // An object until a beforeSend result is serialized in its place.
+    let event = /** @type {any} */ ({ id: this.#nextId(ts), type, name, ts, anonymous_id: this.#anon, props: flat });
     if (this.#user) event.user_id = this.#user;
     const url = currentUrl();
     if (url) event.url = url.slice(0, MAX_URL_CHARS);
@@ -586,16 +653,19 @@ export class Telltale {
     return d;
   }
 
-  /** Whether a boolean flag is on; `defaultValue` when unknown or not a boolean. */
+  /** Whether a boolean flag is on; `defaultValue` when unknown or not a boolean.
+   * @param {string} key @param {boolean} defaultValue @returns {boolean} */
   isEnabled(key, defaultValue) {
     const v = this.#decision(key)?.value;
     return typeof v === 'boolean' ? v : defaultValue;
   }
 
-  /** The variant served for a flag, if known. */
+  /** The variant served for a flag, if known.
+   * @param {string} key @returns {string | undefined} */
   variant(key) { return this.#decision(key)?.variant ?? undefined; }
 
-  /** A flag's value; `defaultValue` when unknown or of another type than the default. */
+  /** A flag's value; `defaultValue` when unknown or of another type than the default.
+   * @template T @param {string} key @param {T} defaultValue @returns {T} */
   value(key, defaultValue) {
     const d = this.#decision(key);
     if (!d) return defaultValue;
@@ -604,13 +674,15 @@ export class Telltale {
     return same ? v : defaultValue;
   }
 
-  /** Everything known about a decision: value, variant, reason, error code, version. */
+  /** Everything known about a decision: value, variant, reason, error code, version.
+   * @param {string} key @returns {FlagDetails} */
   details(key) {
     const d = this.#decision(key);
     return d ? { ...d, key } : { key, value: null, reason: 'ERROR', error_code: 'FLAG_NOT_FOUND' };
   }
 
-  /** Replaces the evaluation context and refreshes decisions. Resolves to success. */
+  /** Replaces the evaluation context and refreshes decisions. Resolves to success.
+   * @param {Record<string, unknown>} context @returns {Promise<boolean>} */
   setContext(context) {
     if (context != null && (typeof context !== 'object' || Array.isArray(context))) {
       this.#report('setContext() needs a plain object');
@@ -626,19 +698,23 @@ export class Telltale {
     return this.#refresh(true);
   }
 
-  /** Calls `listener(changedKeys)` whenever decisions change. */
+  /** Calls `listener(changedKeys)` whenever decisions change.
+   * @param {(changedKeys: string[]) => void} listener @returns {void} */
   onChange(listener) { this.#flagListeners.push(listener); }
 
-  /** A probe's health as the collector last reported it: `up`, `down` or `unknown`. */
+  /** A probe's health as the collector last reported it: `up`, `down` or `unknown`.
+   * @param {string} name @returns {ProbeState} */
   probe(name) {
     const s = this.#probes[name];
     return s === 'up' || s === 'down' ? s : 'unknown';
   }
 
-  /** Calls `listener(name, state)` whenever a probe's state changes. */
+  /** Calls `listener(name, state)` whenever a probe's state changes.
+   * @param {(name: string, state: ProbeState) => void} listener @returns {void} */
   onProbeChange(listener) { this.#probeListeners.push(listener); }
 
-  /** Refreshes decisions now. Resolves to success. */
+  /** Refreshes decisions now. Resolves to success.
+   * @returns {Promise<boolean>} */
   refreshFlags() { return this.#refresh(true); }
 }
 
