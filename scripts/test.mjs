@@ -3,6 +3,7 @@
 // (wasm-pack, in Node and headless Chromium), and the end-to-end suites against
 // `wrangler dev` and headless Chromium.
 //   npm test -- --e2e-only         skip lint and Rust tests
+//   npm test -- --wasm-only        only the wasm-bindgen-test suites (wasm-pack)
 //   npm test -- --file ingest      run only tests/e2e/*ingest*.test.mjs
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { ensureAll, log, PATHS, ROOT, run } from './toolchain.mjs';
 
 const args = process.argv.slice(2);
 const e2eOnly = args.includes('--e2e-only');
+const wasmOnly = args.includes('--wasm-only');
 const fileFilter = args.includes('--file') ? args[args.indexOf('--file') + 1] : '';
 
 ensureAll({ browser: true });
@@ -24,6 +26,21 @@ const over = [[size.total, budget.max_gzip_bytes, 'SDK'], [size.engineTotal, bud
   .filter(([bytes, max]) => bytes > max);
 for (const [bytes, max, what] of over) console.error(`${what} size ${bytes} bytes gzipped is over its budget of ${max} in sdk/size-budget.json`);
 if (over.length) process.exit(1);
+
+/** The same crates compiled to wasm, under wasm-bindgen-test: the engine and the shared
+ * flag vectors in Node; the SDK core (outbox, ids, real localStorage and timers) in
+ * headless Chromium through Debian's chromedriver. `--mode no-install`: wasm-pack uses the
+ * pinned wasm-bindgen on PATH and downloads nothing. */
+function wasmSuites() {
+  log('wasm-bindgen-test suites (wasm-pack)');
+  run(PATHS.wasmPack, ['test', '--node', '--mode', 'no-install', 'sdk-engine']);
+  run(PATHS.wasmPack, ['test', '--headless', '--chrome', '--chromedriver', PATHS.chromedriver, '--mode', 'no-install', 'sdk', '--features', 'std']);
+}
+
+if (wasmOnly) {
+  wasmSuites();
+  process.exit(0);
+}
 
 if (!e2eOnly) {
   log('cargo fmt --check');
@@ -40,13 +57,7 @@ if (!e2eOnly) {
   run(PATHS.node22, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tests/types')]);
   log('Rust tests');
   run('cargo', ['test', '--quiet', '--workspace']);
-  // The same crates compiled to wasm, under wasm-bindgen-test: the engine and the shared
-  // flag vectors in Node; the SDK core (outbox, ids, real localStorage and timers) in
-  // headless Chromium through Debian's chromedriver. `--mode no-install`: wasm-pack uses
-  // the pinned wasm-bindgen on PATH and downloads nothing.
-  log('wasm-bindgen-test suites (wasm-pack)');
-  run(PATHS.wasmPack, ['test', '--node', '--mode', 'no-install', 'sdk-engine']);
-  run(PATHS.wasmPack, ['test', '--headless', '--chrome', '--chromedriver', PATHS.chromedriver, '--mode', 'no-install', 'sdk', '--features', 'std']);
+  wasmSuites();
 }
 
 const suites = readdirSync(join(ROOT, 'tests/e2e'))
