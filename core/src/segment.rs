@@ -35,6 +35,12 @@ pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 pub const MAX_REQUEST_BYTES: usize = 500 * 1024;
 /// Deepest nesting of `properties`/`traits` that is flattened (deeper is refused).
 const MAX_PROP_DEPTH: usize = 8;
+/// Most messages in one request: Telltale's events per batch.
+pub const MAX_MESSAGES: usize = 500;
+/// Props and flattened key lengths stop at Telltale's limits while flattening, before any
+/// long name is built (a small body must not build large ones).
+const MAX_PROPS: usize = 64;
+const MAX_PROP_KEY_CHARS: usize = 128;
 
 /// The message kinds of Segment's spec, by endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +122,15 @@ pub fn translate(
     body: &[u8],
     endpoint: Endpoint,
     now_ms: i64,
-    mut new_id: impl FnMut() -> String,
+    new_id: impl FnMut() -> String,
 ) -> Result<Translated, IngestError> {
+    translate_parsed(&parse(body)?, endpoint, now_ms, new_id)
+}
+
+/// A request body as a JSON object, refused over [`MAX_REQUEST_BYTES`]. Read this, then
+/// [`write_key`], authenticate and rate-limit, and only then [`translate_parsed`]: the
+/// translation is the costly part, and an unauthenticated request must not get it.
+pub fn parse(body: &[u8]) -> Result<Map<String, Value>, IngestError> {
     if body.len() > MAX_REQUEST_BYTES {
         return Err(IngestError::BodyTooLarge {
             size: body.len(),
@@ -127,27 +140,40 @@ pub fn translate(
     let root: Value = serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson {
         message: e.to_string(),
     })?;
-    let Value::Object(root) = root else {
-        return Err(invalid(
+    match root {
+        Value::Object(root) => Ok(root),
+        _ => Err(invalid(
             "invalid_type",
             "body",
             "body must be a JSON object",
-        ));
-    };
-    let write_key = match root.get("writeKey") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(key)) => Some(key.clone()),
-        Some(_) => {
-            return Err(invalid(
-                "invalid_type",
-                "writeKey",
-                "writeKey must be a string",
-            ))
-        }
-    };
-    let batch_sent_at = sent_at(&root, "")?;
+        )),
+    }
+}
+
+/// The body's `writeKey`, if it has one.
+pub fn write_key(root: &Map<String, Value>) -> Result<Option<String>, IngestError> {
+    match root.get("writeKey") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(key)) => Ok(Some(key.clone())),
+        Some(_) => Err(invalid(
+            "invalid_type",
+            "writeKey",
+            "writeKey must be a string",
+        )),
+    }
+}
+
+/// [`translate`] of a body already parsed.
+pub fn translate_parsed(
+    root: &Map<String, Value>,
+    endpoint: Endpoint,
+    now_ms: i64,
+    mut new_id: impl FnMut() -> String,
+) -> Result<Translated, IngestError> {
+    let write_key = write_key(root)?;
+    let batch_sent_at = sent_at(root, "")?;
     let messages: Vec<(&Map<String, Value>, Kind)> = match endpoint {
-        Endpoint::Single(kind) => vec![(&root, kind)],
+        Endpoint::Single(kind) => vec![(root, kind)],
         Endpoint::Batch => {
             let Some(Value::Array(items)) = root.get("batch") else {
                 return Err(invalid(
@@ -156,6 +182,13 @@ pub fn translate(
                     "batch must be an array of messages",
                 ));
             };
+            // Counted before any is translated: a request's work stays bounded.
+            if items.len() > MAX_MESSAGES {
+                return Err(IngestError::TooManyEvents {
+                    count: items.len(),
+                    limit: MAX_MESSAGES,
+                });
+            }
             let mut messages = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let path = format!("batch[{i}]");
@@ -286,6 +319,25 @@ fn flatten(
         ));
     }
     for (key, value) in object {
+        let prefix_chars = if prefix.is_empty() {
+            0
+        } else {
+            prefix.chars().count() + 1
+        };
+        if prefix_chars + key.chars().count() > MAX_PROP_KEY_CHARS {
+            return Err(invalid(
+                "too_long",
+                format!("{path}.{key}"),
+                format!("a flattened property key is longer than {MAX_PROP_KEY_CHARS} characters"),
+            ));
+        }
+        if into.len() >= MAX_PROPS && !value.is_object() {
+            return Err(invalid(
+                "too_many",
+                format!("{path}.{key}"),
+                format!("more than {MAX_PROPS} properties once nested objects are flattened"),
+            ));
+        }
         let name = if prefix.is_empty() {
             key.clone()
         } else {
@@ -310,6 +362,27 @@ fn flatten(
         }
     }
     Ok(())
+}
+
+/// A prop from a top-level field: refused if the properties already give it another value.
+fn set_prop(
+    props: &mut Map<String, Value>,
+    key: &str,
+    value: &str,
+    field: &str,
+) -> Result<(), IngestError> {
+    match props.get(key) {
+        Some(Value::String(same)) if same == value => Ok(()),
+        Some(_) => Err(invalid(
+            "duplicate_key",
+            field,
+            format!("`{key}` is given twice, with different values"),
+        )),
+        None => {
+            props.insert(key.into(), Value::String(value.into()));
+            Ok(())
+        }
+    }
 }
 
 fn event(
@@ -381,7 +454,7 @@ fn event(
         Kind::Page | Kind::Screen => {
             for key in ["name", "category"] {
                 if let Some(value) = text(message, key, path)? {
-                    props.insert(key.into(), Value::String(value.into()));
+                    set_prop(&mut props, key, value, &join(path, key))?;
                 }
             }
             if kind == Kind::Page {
@@ -400,7 +473,7 @@ fn event(
                     "a group message needs a groupId",
                 )
             })?;
-            props.insert("group_id".into(), Value::String(group.into()));
+            set_prop(&mut props, "group_id", group, &join(path, "groupId"))?;
             "$group".into()
         }
         Kind::Alias => {
@@ -411,13 +484,20 @@ fn event(
                     "an alias message needs a previousId",
                 )
             })?;
-            props.insert("previous_id".into(), Value::String(previous.into()));
+            set_prop(
+                &mut props,
+                "previous_id",
+                previous,
+                &join(path, "previousId"),
+            )?;
             "$alias".into()
         }
     };
     let telltale_kind = match kind {
         Kind::Track | Kind::Group | Kind::Alias => "track",
         Kind::Page | Kind::Screen => "page",
+        // Segment allows traits for an anonymous user; a Telltale identify names a user.
+        Kind::Identify if user_id.is_none() => "track",
         Kind::Identify => "identify",
     };
     let page_url = message
@@ -634,6 +714,57 @@ mod tests {
             translate(b"{", Endpoint::Batch, NOW, String::new),
             Err(IngestError::MalformedJson { .. })
         ));
+    }
+
+    #[test]
+    fn flattening_stops_at_telltales_limits_before_building_long_names() {
+        // A long key prefixing thousands of leaves (a few KB gzipped) is refused at the first
+        // leaf whose name would be too long, not after building them all.
+        let leaves: Map<String, Value> = (0..1_000).map(|i| (format!("l{i}"), json!(0))).collect();
+        let body = json!({"batch": [{"type": "track", "event": "x", "userId": "u",
+            "properties": {"k".repeat(200): leaves}}]});
+        match read(body, Endpoint::Batch) {
+            Err(IngestError::InvalidEnvelope(e)) => assert_eq!(e.code, "too_long"),
+            other => panic!("{other:?}"),
+        }
+        let many: Map<String, Value> = (0..65).map(|i| (format!("p{i}"), json!(i))).collect();
+        let body = json!({"type": "track", "event": "x", "userId": "u", "properties": many});
+        match read(body, Endpoint::Single(Kind::Track)) {
+            Err(IngestError::InvalidEnvelope(e)) => assert_eq!(e.code, "too_many"),
+            other => panic!("{other:?}"),
+        }
+        // Over 500 messages: refused before any is translated.
+        let body = json!({"batch": vec![json!({"type": "page", "anonymousId": "a"}); 501]});
+        assert!(matches!(
+            read(body, Endpoint::Batch),
+            Err(IngestError::TooManyEvents { count: 501, .. })
+        ));
+    }
+
+    #[test]
+    fn top_level_fields_agree_with_the_props_or_are_refused() {
+        let same = json!({"type": "page", "anonymousId": "a", "name": "Home", "properties": {"name": "Home"}});
+        assert!(read(same, Endpoint::Single(Kind::Page)).is_ok());
+        let other =
+            json!({"type": "group", "userId": "u", "groupId": "g1", "traits": {"group_id": "g2"}});
+        match read(other, Endpoint::Single(Kind::Group)) {
+            Err(IngestError::InvalidEnvelope(e)) => {
+                assert_eq!((e.code, e.field.as_str()), ("duplicate_key", "groupId"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Segment allows an anonymous identify: it is kept, as a track named $identify.
+        let t = read(
+            json!({"anonymousId": "a", "traits": {"plan": "pro"}}),
+            Endpoint::Single(Kind::Identify),
+        )
+        .unwrap();
+        assert_eq!(
+            (t.events[0]["type"].as_str(), t.events[0]["name"].as_str()),
+            (Some("track"), Some("$identify"))
+        );
+        let parsed = parse_events(&t.events, NOW, 0, &Limits::default(), None, 0);
+        assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
     }
 
     #[test]

@@ -107,6 +107,14 @@ describe('the wire, as an attacker or a careless client would use it', () => {
     assert.equal(wrong.json.error.code, 'invalid_key');
     const wrongBody = await segmentPost('/v1/track', { ...message('WrongKey'), writeKey: 'x'.repeat(500) });
     assert.equal(wrongBody.status, 401);
+    // A malformed Authorization header is refused, as on /v1/events, even with a good writeKey.
+    for (const header of ['Basic ###', 'Token abc', 'Basic Og==']) {
+      const broken = await segmentPost('/v1/track', { ...message('Broken'), writeKey: app.ingest_key }, { Authorization: header });
+      assert.equal(broken.status, 401, header);
+    }
+    // Without a key nothing is translated: a body that would be refused is a 401, not a 400.
+    const unkeyed = await segmentPost('/v1/batch', { batch: [{ type: 'teleport' }] });
+    assert.equal(unkeyed.status, 401);
     // A header key wins over the body's: the body cannot pick another app.
     const other = await collector.newApp('other');
     const mixed = await segmentPost('/v1/track', { ...message('Mixed'), writeKey: other.ingest_key }, { Authorization: basic(app.ingest_key) });

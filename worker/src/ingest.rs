@@ -242,9 +242,12 @@ fn segment_endpoint(path: &str) -> Result<SegmentEndpoint, ApiError> {
 /// as the sender wrote it. Success answers as Segment does, `200 {"success": true}`.
 pub async fn accept_segment(mut req: Request, env: &Env) -> ApiResult {
     let endpoint = segment_endpoint(&req.path())?;
+    // A key in the request (header or `?key=`); a malformed Authorization header is a 401,
+    // as on /v1/events. Without one, the body's writeKey.
+    let has_header = req.headers().get("Authorization")?.is_some();
     let presented = match ingest_key(&req) {
         Ok(key) => Some(key),
-        Err(e) if e.code == "missing_key" => None,
+        Err(e) if e.code == "missing_key" && !has_header => None,
         Err(e) => return Err(e),
     };
     let mut authenticated = None;
@@ -281,23 +284,14 @@ pub async fn accept_segment(mut req: Request, env: &Env) -> ApiResult {
             .with_field("Content-Encoding"))
         }
     }
-    let now = now_ms();
-    let mut random_failed = false;
-    let translated = segment::translate(&body, endpoint, now, || match new_batch_id(now) {
-        Ok(id) => id,
-        Err(_) => {
-            random_failed = true;
-            String::new()
-        }
-    })
-    .map_err(|e| ApiError::from_field(e.status(), e.to_field_error()))?;
-    if random_failed {
-        return Err(internal("no randomness for a message id"));
-    }
+    let refused =
+        |e: telltale_core::IngestError| ApiError::from_field(e.status(), e.to_field_error());
+    let root = segment::parse(&body).map_err(refused)?;
+    // Authenticated and rate-limited before any message is translated (the costly part).
     let (app, _) = match authenticated {
         Some(app) => app,
         None => {
-            let key = translated.write_key.clone().ok_or_else(|| {
+            let key = segment::write_key(&root).map_err(refused)?.ok_or_else(|| {
                 ApiError::new(
                     401,
                     "missing_key",
@@ -310,17 +304,20 @@ pub async fn accept_segment(mut req: Request, env: &Env) -> ApiResult {
     };
     rate_limit(&req, env, &app).await?;
     let fault = injected_fault(env).await?;
-    let limits = Limits::default();
-    if translated.events.len() > limits.max_events {
-        return Err(ApiError::from_field(
-            413,
-            telltale_core::IngestError::TooManyEvents {
-                count: translated.events.len(),
-                limit: limits.max_events,
-            }
-            .to_field_error(),
-        ));
+    let now = now_ms();
+    let mut random_failed = false;
+    let translated = segment::translate_parsed(&root, endpoint, now, || match new_batch_id(now) {
+        Ok(id) => id,
+        Err(_) => {
+            random_failed = true;
+            String::new()
+        }
+    })
+    .map_err(refused)?;
+    if random_failed {
+        return Err(internal("no randomness for a message id"));
     }
+    let limits = Limits::default();
     let batch = parse_events(&translated.events, now, 0, &limits, None, 0);
     if let Some(refused) = batch.rejected.first() {
         let field = segment::segment_field(&translated, &refused.field);
