@@ -1,6 +1,9 @@
 //! Error types. Each boundary (Worker HTTP, SDK `JsError`) converts these once.
 
-use std::fmt;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use alloc::string::String;
+use core::fmt;
 
 /// A problem with one named field of a request, reported as
 /// `{"error": {"code", "message", "field"}}` by the Worker.
@@ -33,9 +36,11 @@ impl fmt::Display for FieldError {
     }
 }
 
+#[cfg(feature = "full")]
 impl std::error::Error for FieldError {}
 
 /// Why a whole ingest request was refused (as opposed to single events in it).
+#[cfg(feature = "full")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IngestError {
@@ -49,6 +54,7 @@ pub enum IngestError {
     InvalidEnvelope(FieldError),
 }
 
+#[cfg(feature = "full")]
 impl IngestError {
     /// The HTTP status this error maps to.
     pub fn status(&self) -> u16 {
@@ -81,10 +87,12 @@ impl IngestError {
     }
 }
 
+#[cfg(feature = "full")]
 impl fmt::Display for IngestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.to_field_error())
     }
 }
 
+#[cfg(feature = "full")]
 impl std::error::Error for IngestError {}

@@ -8,9 +8,11 @@
 //! round alike), the last of repeated keys wins, lone surrogates are refused, and nesting
 //! stops at 128 levels. `json_reader_agrees_with_serde_json` in the tests holds it to that.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+use alloc::borrow::Cow;
+use core::fmt;
 use serde_json::Map;
-use std::borrow::Cow;
-use std::fmt;
 
 /// The values it reads (serde_json's, so that the engine and the collector share them).
 pub use serde_json::{Number, Value};

@@ -19,8 +19,8 @@
 //! assert_eq!(batch.accepted[0].ts, 1_767_225_599_000);
 //! ```
 
-// Without `full` the crate is `no_std` (with `alloc`): the SDK's wasm then links no
-// panic-formatting machinery.
+// Without `full` the crate is `no_std` (with `alloc`): the SDK's wasm and the flag engine's
+// (feature `engine` alone) then link no std panic machinery and no dlmalloc.
 #![cfg_attr(not(feature = "full"), no_std)]
 extern crate alloc;
 
@@ -40,16 +40,18 @@ pub mod apps;
 pub mod auth;
 #[cfg(feature = "full")]
 pub mod config;
-#[cfg(feature = "full")]
+#[cfg(feature = "engine")]
 pub mod error;
-#[cfg(feature = "full")]
+#[cfg(feature = "engine")]
 pub mod flags;
 #[cfg(feature = "full")]
 pub mod gzip;
 #[cfg(feature = "full")]
 pub mod ingest;
-#[cfg(feature = "full")]
+#[cfg(feature = "engine")]
 pub mod json;
+#[cfg(feature = "engine")]
+pub mod probe_state;
 #[cfg(feature = "full")]
 pub mod probes;
 #[cfg(feature = "full")]
@@ -59,5 +61,19 @@ pub mod stats;
 #[cfg(feature = "full")]
 pub mod targets;
 
+#[cfg(feature = "engine")]
+pub use error::FieldError;
+
+/// What std's prelude gives and a `no_std` build must import: the engine's modules glob
+/// it, so that one source builds with std (the collector) and without (the wasm engine).
+#[cfg(feature = "engine")]
+#[allow(unused_imports)]
+mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
 #[cfg(feature = "full")]
-pub use error::{FieldError, IngestError};
+pub use error::IngestError;

@@ -38,6 +38,25 @@
 //! const value = tables.variants[index]?.[(packed % 65536) - 1]?.[1];
 //! ```
 
+// On wasm32 the crate is `no_std`, as the SDK's core is: a panic (which the code avoids)
+// traps instead of formatting a message, and Talc replaces std's dlmalloc. The `std`
+// feature links std instead, for the wasm-bindgen-test suite in tests/.
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
+extern crate alloc;
+
+#[cfg(all(target_arch = "wasm32", not(test), not(feature = "std")))]
+#[panic_handler]
+fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use telltale_core::flags::engine::{DecisionError, Outcome, Reason, Resolved};
 use telltale_core::flags::{compile, Engine, ProbeState, ProbeStates, Ruleset};
 use telltale_core::json::{self, Number, Value};
@@ -65,7 +84,8 @@ fn number_from_js(n: f64) -> Option<Value> {
     if !n.is_finite() {
         return None;
     }
-    let number = if n.trunc() == n && (0.0..=SAFE).contains(&n.abs()) {
+    // In the safe range, an integer survives the cast to i64 and back (core has no `trunc`).
+    let number = if (0.0..=SAFE).contains(&n.abs()) && n as i64 as f64 == n {
         if n > -1.0 {
             Number::from(n as u64)
         } else {
@@ -123,7 +143,7 @@ fn decode_context(bytes: &[u8], context: &mut Resolved<'static>, count: usize) -
             }
             tag @ (tag::STRING | tag::JSON) => {
                 let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-                let text = std::str::from_utf8(texts.get(..length)?).ok()?;
+                let text = core::str::from_utf8(texts.get(..length)?).ok()?;
                 texts = texts.get(length..)?;
                 if tag == tag::STRING {
                     context.set_text(attribute, text);
@@ -215,15 +235,15 @@ impl FlagEngine {
     /// probe states used when a call passes none.
     #[wasm_bindgen(constructor)]
     pub fn new(ruleset_json: &str) -> Result<FlagEngine, JsError> {
-        let mut raw = read_json(ruleset_json)
+        let raw = read_json(ruleset_json)
             .map_err(|e| JsError::new(&format!("the ruleset is not JSON: {e}")))?;
-        let served = raw.as_object_mut().and_then(|o| o.remove("probes"));
-        let ruleset = Ruleset::from_value(&raw).map_err(|e| JsError::new(&e.to_string()))?;
+        let (ruleset, served) =
+            Ruleset::from_served(&raw).map_err(|e| JsError::new(&e.to_string()))?;
         let engine = compile(&ruleset);
         Ok(FlagEngine {
             context: engine.blank_context(),
             engine,
-            served_probes: served.as_ref().and_then(probe_states).unwrap_or_default(),
+            served_probes: served.and_then(probe_states).unwrap_or_default(),
             probes: None,
             input: Vec::new(),
         })

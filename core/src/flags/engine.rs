@@ -6,19 +6,21 @@ use super::hash::{bucket, BUCKETS};
 use super::model::{Condition, FlagDef, Prerequisite, RuleDef, Ruleset, SegmentDef, Serve};
 use super::semver::{self, Version};
 use crate::error::FieldError;
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::time::parse_api_time;
+use alloc::borrow::Cow;
+use alloc::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
 
 /// Evaluation context: attributes such as `user_id`, `anonymous_id`, `role`, `course_id`.
 pub type Context = Map<String, Value>;
 
 /// A probe's state, as the probe state machine reports it.
-pub use crate::probes::ProbeState;
+pub use crate::probe_state::ProbeState;
 
-pub type ProbeStates = HashMap<String, ProbeState>;
+pub type ProbeStates = BTreeMap<String, ProbeState>;
 
 /// Why a value was served: OpenFeature's reasons, plus `PREREQUISITE_FAILED`. On the
 /// wire each is its upper-case name.
@@ -351,6 +353,24 @@ pub struct Engine {
     warnings: Vec<FieldError>,
 }
 
+/// `f64::round` (half away from zero), which `no_std` lacks: `x - trunc(x)` is exact, so
+/// no addition of 0.5 can round up a value just below a half.
+fn round(x: f64) -> f64 {
+    // 2^52: from here on every f64 is an integer (and NaN and the infinities pass through).
+    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
+        return x;
+    }
+    let whole = x as i64 as f64;
+    let fraction = x - whole;
+    if fraction >= 0.5 {
+        whole + 1.0
+    } else if fraction <= -0.5 {
+        whole - 1.0
+    } else {
+        whole
+    }
+}
+
 fn err(field: String, message: impl Into<String>) -> FieldError {
     FieldError::new("invalid_value", field, message)
 }
@@ -457,7 +477,7 @@ fn time_of(v: &Value) -> Option<i64> {
 /// (which would be a sizeable share of the wasm engine): 99.5 reads `99.5`, and a sum a
 /// hair off 100 still shows the hair (`100.00001`).
 fn percent_text(percent: f64) -> String {
-    let units = (percent * 1e7).round();
+    let units = round(percent * 1e7);
     if !units.is_finite() || units.abs() >= 1e17 {
         return "a number out of range".into();
     }
@@ -494,7 +514,7 @@ fn compile_serve(
                 None => Ok(CompiledServe::Variant(variant)),
                 Some(p) if (0.0..=100.0).contains(&p) => Ok(CompiledServe::Rollout {
                     variant,
-                    below_bucket: (p * f64::from(BUCKETS) / 100.0).round() as u32,
+                    below_bucket: round(p * f64::from(BUCKETS) / 100.0) as u32,
                 }),
                 Some(_) => Err(err(
                     format!("{path}.rollout_percent"),
@@ -521,10 +541,7 @@ fn compile_serve(
                 cumulative += s.weight;
                 let index =
                     variant_index(variants, &s.variant, format!("{path}.split[{i}].variant"))?;
-                out.push((
-                    (cumulative * f64::from(BUCKETS) / 100.0).round() as u32,
-                    index,
-                ));
+                out.push((round(cumulative * f64::from(BUCKETS) / 100.0) as u32, index));
             }
             if (cumulative - 100.0).abs() > 1e-6 {
                 return Err(err(
@@ -1299,6 +1316,38 @@ impl Engine {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn round_agrees_with_std() {
+        let mut values = vec![
+            0.0,
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            -1.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            1e300,
+            -1e300,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            12.345_678_95e7,
+            33.333_333_333_333_336 * 100.0,
+        ];
+        // Every half and its neighbours over the range rollouts and splits use.
+        for units in 0..=20_000 {
+            let x = f64::from(units) / 2.0;
+            values.extend([x, x.next_up(), x.next_down(), -x]);
+        }
+        for x in values {
+            assert_eq!(round(x), x.round(), "round({x:e})");
+        }
+        assert!(round(f64::NAN).is_nan());
+    }
 
     #[test]
     fn schedule_epoch_moves_exactly_at_boundaries() {

@@ -6,6 +6,8 @@
 //! the engine's download carries no deserializer. An error names the field's path.
 
 use crate::error::FieldError;
+#[allow(unused_imports)]
+use crate::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -222,21 +224,30 @@ impl Ruleset {
     /// Reads a published ruleset (`{version, flags, segments}`); flags and segments stay
     /// raw, for [`crate::flags::compile`] to read one by one.
     pub fn from_value(value: &Value) -> Result<Ruleset, FieldError> {
-        let f = Fields::of(
-            value,
-            "",
-            "invalid_ruleset",
-            &["version", "flags", "segments"],
-        )?;
+        Ruleset::read(value, &["version", "flags", "segments"]).map(|(ruleset, _)| ruleset)
+    }
+
+    /// Reads a ruleset as the collector serves it (`GET /v1/flags/ruleset`): also the
+    /// probe states it was published with, in `probes`, returned raw.
+    pub fn from_served(value: &Value) -> Result<(Ruleset, Option<&Value>), FieldError> {
+        Ruleset::read(value, &["version", "flags", "segments", "probes"])
+    }
+
+    fn read<'a>(
+        value: &'a Value,
+        allowed: &[&str],
+    ) -> Result<(Ruleset, Option<&'a Value>), FieldError> {
+        let f = Fields::of(value, "", "invalid_ruleset", allowed)?;
         let raw = |name| {
             f.get(name, |v| v.as_array().cloned(), "a list")
                 .map(Option::unwrap_or_default)
         };
-        Ok(Ruleset {
+        let ruleset = Ruleset {
             version: f.string("version")?.unwrap_or_default(),
             flags: raw("flags")?,
             segments: raw("segments")?,
-        })
+        };
+        Ok((ruleset, f.map.get("probes")))
     }
 }
 

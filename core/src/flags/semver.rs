@@ -1,6 +1,8 @@
 //! Semantic version comparison (SemVer 2.0.0 precedence; build metadata ignored).
 
-use std::cmp::Ordering;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::cmp::Ordering;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
