@@ -33,7 +33,31 @@ export const PATHS = {
   devVars: join(ROOT, '.dev.vars'),
   chromium: '/usr/bin/chromium',
   chromedriver: '/usr/bin/chromedriver',
+  firefox: '/usr/bin/firefox-esr',
+  webkitDriver: '/usr/bin/WebKitWebDriver',
+  miniBrowser: webkitLibexec('MiniBrowser'),
+  xvfb: '/usr/bin/Xvfb',
 };
+
+/** A program of WebKitGTK's (MiniBrowser), under the multiarch library directory. */
+function webkitLibexec(name) {
+  const lib = '/usr/lib';
+  const arches = existsSync(lib) ? readdirSync(lib).filter((d) => d.endsWith('-linux-gnu')) : [];
+  const found = arches.map((arch) => join(lib, arch, 'webkit2gtk-4.1', name)).find(existsSync);
+  return found ?? join(lib, 'x86_64-linux-gnu/webkit2gtk-4.1', name);
+}
+
+/** The Debian packages each browser engine of the tests needs: `[package, file it provides]`. */
+const BROWSER_PACKAGES = {
+  chromium: [['chromium', PATHS.chromium], ['chromium-driver', PATHS.chromedriver]],
+  firefox: [['firefox-esr', PATHS.firefox]],
+  webkit: [['webkit2gtk-driver', PATHS.webkitDriver], ['libwebkit2gtk-4.1-0', PATHS.miniBrowser], ['xvfb', PATHS.xvfb]],
+};
+
+/** The packages an engine lacks on this machine (none when it can start). */
+export function browserPackagesMissing(engine) {
+  return (BROWSER_PACKAGES[engine] ?? []).filter(([, file]) => !existsSync(file)).map(([name]) => name);
+}
 
 
 export function log(message) {
@@ -97,13 +121,16 @@ function ensureNpmDeps() {
   writeFileSync(stamp, hashFiles([join(ROOT, 'package.json'), lock].filter(existsSync)));
 }
 
-export function ensureChromium() {
-  if (existsSync(PATHS.chromium) && existsSync(PATHS.chromedriver)) return;
-  log('installing Debian chromium and chromium-driver');
+/** Debian's browsers for the tests: Chromium and its driver, Firefox ESR, and WebKitGTK's
+ * WebDriver with Xvfb for its MiniBrowser. One apt run, only when something is missing. */
+export function ensureBrowsers() {
+  const missing = Object.keys(BROWSER_PACKAGES).flatMap(browserPackagesMissing);
+  if (!missing.length) return;
+  log(`installing Debian ${missing.join(', ')}`);
   const sudo = process.getuid && process.getuid() === 0 ? [] : ['sudo'];
   const apt = (args) => run(sudo.length ? 'sudo' : 'apt-get', sudo.length ? ['apt-get', ...args] : args, { env: { DEBIAN_FRONTEND: 'noninteractive' } });
   apt(['update', '-qq']);
-  apt(['install', '-y', '-qq', 'chromium', 'chromium-driver']);
+  apt(['install', '-y', '-qq', ...missing]);
 }
 
 /** Generates the local admin key and demo ingest key once; later runs reuse them. */
@@ -266,7 +293,7 @@ export function ensureAll({ browser = false } = {}) {
   ensureCargoTool(PATHS.workerBuild, 'worker-build', PINS.workerBuild, ['--locked']);
   if (browser) ensureCargoTool(PATHS.wasmPack, 'wasm-pack', PINS.wasmPack, ['--locked']);
   ensureNpmDeps();
-  if (browser) ensureChromium();
+  if (browser) ensureBrowsers();
   ensureDevVars();
   buildSdk();
   buildConsole();
