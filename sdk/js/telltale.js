@@ -493,7 +493,12 @@ export class Telltale {
     const { eventsUrl, beaconUrl, key } = this.#o;
     const beacon = (body) => {
       try {
-        if (navigator.sendBeacon?.(beaconUrl, body)) return true;
+        // Refused (false): the keepalive budget is spent (Chromium and WebKit allow 64 KiB
+        // in flight for all beacons and keepalive fetches together), so a fetch would fail
+        // too. The body stays queued: for a page restored from the back/forward cache, or
+        // the next page of the app (the persisted copy).
+        const sent = navigator.sendBeacon?.(beaconUrl, body);
+        if (sent != null) return sent;
       } catch { /* fall through to keepalive fetch */ }
       try {
         fetch(eventsUrl, {

@@ -40,29 +40,42 @@ const OFFLINE_SWITCH = () => {
 // survives the page going away; requests made while a page unloads are not reported to
 // every driver).
 const LOG_SENDS = () => {
-  const log = (via, body, keepalive) => {
+  const log = (via, body, keepalive, accepted) => {
     try {
       const sent = JSON.parse(sessionStorage.getItem('test:sent') || '[]');
-      sent.push({ via, keepalive: !!keepalive, at: Date.now(), body: JSON.parse(body) });
+      sent.push({ via, keepalive: !!keepalive, accepted, bytes: body.length, at: Date.now(), body: JSON.parse(body) });
       sessionStorage.setItem('test:sent', JSON.stringify(sent));
     } catch { /* not a batch */ }
   };
   if (Navigator.prototype.sendBeacon) {
     const realBeacon = Navigator.prototype.sendBeacon;
     Navigator.prototype.sendBeacon = function (url, body) {
-      if (String(url).includes('/v1/events')) log('beacon', body);
-      return realBeacon.call(this, url, body);
+      const accepted = realBeacon.call(this, url, body);
+      if (String(url).includes('/v1/events')) log('beacon', body, false, accepted);
+      return accepted;
     };
   }
   const realFetch = window.fetch;
   window.fetch = function (input, init) {
-    if (String(input).includes('/v1/events')) log('fetch', init?.body, init?.keepalive);
+    if (String(input).includes('/v1/events')) log('fetch', init?.body, init?.keepalive, null);
     return realFetch.call(this, input, init);
   };
   window.sentBatches = () => JSON.parse(sessionStorage.getItem('test:sent') || '[]');
 };
 
 const NO_BEACON = () => { delete Navigator.prototype.sendBeacon; };
+
+// Whether each page load was a restore from the back/forward cache.
+const RECORD_PAGESHOW = () => {
+  addEventListener('pageshow', (e) => {
+    const shows = JSON.parse(sessionStorage.getItem('test:pageshow') || '[]');
+    shows.push(e.persisted);
+    sessionStorage.setItem('test:pageshow', JSON.stringify(shows));
+  });
+};
+
+/** What the engine under test says it is, by its user agent. */
+const ENGINE_OF_UA = (ua) => (/Firefox\//.test(ua) ? 'firefox' : /Chrome\//.test(ua) ? 'chromium' : /AppleWebKit\//.test(ua) ? 'webkit' : ua);
 
 const STORAGE_DISABLED = () => {
   for (const name of ['localStorage', 'sessionStorage']) {
@@ -114,6 +127,7 @@ for (const name of ENGINES) {
     test('batches by size and by timer; the payload has the documented shape', async () => {
       const own = await ownApp();
       const page = await sdkPage(engine, [LOG_SENDS]);
+      assert.equal(ENGINE_OF_UA(await page.evaluate(() => navigator.userAgent)), name, 'the page runs in the engine under test');
       const anon = await start(page, { endpoint: collector.url, key: own.ingest_key, flushAt: 5, flushIntervalMs: 400 });
       await page.evaluate(() => { for (let i = 0; i < 5; i++) window.tt.track('sized', { i, plan: 'pro' }); });
       const first = await waitFor(() => page.evaluate(() => window.sentBatches()).then((s) => s.length >= 1 && s), { what: 'the full batch' });
@@ -154,6 +168,68 @@ for (const name of ENGINES) {
         await page.close();
       });
     }
+
+    test('page close with more than one keepalive budget queued: every event arrives, on close or from the persisted queue', async (t) => {
+      const own = await ownApp();
+      const page = await sdkPage(engine, [LOG_SENDS]);
+      const options = { endpoint: collector.url, key: own.ingest_key, flushAt: 500, flushIntervalMs: 3_600_000 };
+      await start(page, options);
+      // About 170 KB of events: three page-hide chunks, over the 64 KiB that Chromium and
+      // WebKit allow keepalive requests in flight at once.
+      await page.evaluate(async () => {
+        for (let i = 0; i < 400; i++) window.tt.track('big_close', { i, pad: 'x'.repeat(300) });
+        await new Promise((r) => setTimeout(r, 100)); // the queue is persisted after the task
+      });
+      await page.leave(`${collector.url}/healthz?elsewhere`);
+      const sent = await page.evaluate(() => JSON.parse(sessionStorage.getItem('test:sent') || '[]'));
+      assert.ok(sent.length >= 3, `chunks: ${sent.length}`);
+      assert.ok(sent.every((s) => s.bytes <= 60 * 1024), JSON.stringify(sent.map((s) => s.bytes)));
+      await waitFor(async () => (await collector.count(own.id, 'big_close')) !== null, { what: 'the first chunk' });
+      await holdsFor(async () => true, { forMs: 1500 }); // what left on close has landed
+      const onClose = await collector.count(own.id, 'big_close');
+      t.diagnostic(`${name}: on close ${onClose} of 400 arrived; beacons ${JSON.stringify(sent.map((s) => [s.via, s.bytes, s.accepted]))}`);
+      // The next page of the app (this tab, reloaded) sends what the close could not.
+      await page.open(`${collector.url}/healthz`);
+      await start(page, options);
+      await collector.waitForCount(own.id, 'big_close', 400);
+      await holdsFor(async () => (await collector.count(own.id, 'big_close')) === 400, { forMs: 1500, what: 'exactly 400' });
+      assert.deepEqual(await page.errors(), []);
+      await page.close();
+    });
+
+    test('back/forward cache after a close with more than one keepalive budget: nothing lost, nothing sent twice', async (t) => {
+      const own = await ownApp();
+      const page = await sdkPage(engine, [LOG_SENDS, RECORD_PAGESHOW]);
+      const options = { endpoint: collector.url, key: own.ingest_key, flushAt: 500, flushIntervalMs: 3_600_000 };
+      await start(page, options);
+      await page.evaluate(async () => {
+        for (let i = 0; i < 400; i++) window.tt.track('before_leaving', { i, pad: 'x'.repeat(300) });
+        await new Promise((r) => setTimeout(r, 100));
+      });
+      await page.leave(`${collector.url}/healthz?elsewhere`); // pagehide: what the budget takes leaves
+      await page.back();
+      const state = await waitFor(() => page.evaluate(() => !location.search && document.readyState === 'complete' && {
+        restored: !!window.tt, shows: JSON.parse(sessionStorage.getItem('test:pageshow') || '[]'),
+      }).catch(() => undefined), { what: 'the page back' });
+      t.diagnostic(`${name}: restored from the back/forward cache: ${state.restored} (pageshow persisted: ${JSON.stringify(state.shows)})`);
+      if (state.restored) {
+        // The client lived on: it sends what the close could not, and keeps collecting.
+        await page.evaluate(() => { window.tt.track('after_return', {}); return window.tt.flush(); });
+        await collector.waitForCount(own.id, 'after_return', 1);
+        const sent = await page.evaluate(() => window.sentBatches());
+        const ids = sent.filter((s) => s.accepted !== false).flatMap((s) => s.body.events.map((e) => e.id));
+        assert.equal(ids.length, 401, 'every event was handed to the browser exactly once');
+        assert.equal(new Set(ids).size, 401);
+      } else {
+        // Loaded anew: the new client sends what the closed page could not.
+        await page.prepare();
+        await start(page, options);
+      }
+      await collector.waitForCount(own.id, 'before_leaving', 400);
+      await holdsFor(async () => (await collector.count(own.id, 'before_leaving')) === 400, { forMs: 1000, what: 'exactly 400' });
+      assert.deepEqual(await page.errors(), []);
+      await page.close();
+    });
 
     test('visibilitychange to hidden sends the queue by beacon, and the page keeps working', async () => {
       const own = await ownApp();

@@ -67,6 +67,13 @@ class Page {
     await this.driver.goto(url);
   }
 
+  /** Back in history, as the page's own `history.back()` (drivers wait for a load event
+   * that a restore from the back/forward cache never fires). The engine may restore the
+   * page (its state intact) or load it anew (then nothing is set up); poll to see which. */
+  async back() {
+    await this.evaluate(() => { setTimeout(() => history.back(), 0); });
+  }
+
   async prepare() {
     await this.evaluate(RECORD_ERRORS);
     for (const setup of this.setups) await this.evaluate(setup);
@@ -96,7 +103,8 @@ class Page {
 // --- Chromium: playwright-core -------------------------------------------------------------
 
 async function chromiumEngine() {
-  const browser = await launchChromium();
+  // The back/forward cache on, as in the other engines (Playwright turns it off by default).
+  const browser = await launchChromium({ backForwardCache: true });
   return {
     async newPage() {
       const context = await browser.newContext();
@@ -167,7 +175,9 @@ async function webkitEngine() {
   const { remote } = await import('webdriverio');
   const xvfb = await startXvfb();
   const port = await freePort();
-  const driver = spawn(PATHS.webkitDriver, [`--port=${port}`], {
+  // One session at a time is all WebKitWebDriver runs: a new page replaces the last (a
+  // test that failed before closing its page must not block the next).
+  const driver = spawn(PATHS.webkitDriver, [`--port=${port}`, '--replace-on-new-session'], {
     env: { ...process.env, DISPLAY: xvfb.display }, stdio: ['ignore', 'ignore', 'pipe'], detached: true,
   });
   let driverLog = '';
@@ -186,10 +196,12 @@ async function webkitEngine() {
     throw e;
   }
   // One MiniBrowser per page: a WebDriver session is one browser, and pages must not share
-  // storage (as a new browser context gives the other engines).
+  // storage (as a new browser context gives the other engines). One page at a time.
   const sessions = new Set();
   return {
     async newPage() {
+      for (const open of sessions) await open.deleteSession().catch(() => {});
+      sessions.clear();
       const browser = await remote({
         hostname: '127.0.0.1', port, logLevel: 'error',
         connectionRetryCount: 0,
