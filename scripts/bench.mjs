@@ -332,7 +332,7 @@ console.log(`SQLite ceiling (file database, WAL, ${EVENTS_PER_REQUEST} events pe
 /** `track()` in Chromium: ns per call over 90,000 calls, counting the hand-over of the events
  * into wasm (no network or storage on the call path). */
 /** µs per `track()` in each browser engine (Chromium, Firefox ESR, WebKitGTK), through the
- * same page code: the median of 5 bursts of 20,000 calls, the events' hand-over into wasm
+ * same page code: the median of 5 bursts of 19,000 calls, the events' hand-over into wasm
  * included (reading droppedCount forces it inside the timed span). */
 async function trackCost(collector) {
   const out = {};
@@ -342,9 +342,9 @@ async function trackCost(collector) {
       const page = await engine.newPage();
       await page.open(`${collector.url}/healthz`);
       out[name] = await page.evaluate(({ endpoint, key }) => {
-        const tt = new window.Telltale({ endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxQueue: 200000, maxStorageBytes: 100000000 });
+        const tt = new window.Telltale({ endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxQueue: 100000, maxStorageBytes: 50000000 });
         for (let i = 0; i < 2000; i++) tt.track('warmup', { i });
-        const n = 20000; // 5 bursts and the warm-up stay within maxQueue: no send in between
+        const n = 19000; // 5 bursts and the warm-up stay within maxQueue: no send in between
         const rounds = [];
         for (let r = 0; r < 5; r++) {
           const t0 = performance.now();
@@ -392,9 +392,9 @@ async function consoleFigures(collector) {
 }
 
 // BENCH_ONLY=ingest measures ingest and storage alone, BENCH_ONLY=flags flag evaluation
-// alone (quicker, for work on one of them).
+// alone, BENCH_ONLY=track track() in each browser engine alone (quicker, for work on one).
 const only = process.env.BENCH_ONLY;
-if (only && !['ingest', 'flags'].includes(only)) throw new Error(`BENCH_ONLY is ingest or flags, not ${only}`);
+if (only && !['ingest', 'flags', 'track'].includes(only)) throw new Error(`BENCH_ONLY is ingest, flags or track, not ${only}`);
 
 function printFlags(f) {
   const line = (name) => `${f[name].ns_per_evaluation} ns (${f[name].per_second}/s)`;
@@ -420,7 +420,18 @@ if (only === 'flags') {
   process.exit(0);
 }
 
+const printTrack = (track) => console.log(`track() per engine, µs per call (median of 5 bursts of ${track.chromium.calls_per_round}, events handed into wasm included): `
+  + ENGINES.map((n) => `${n} ${track[n].us_per_call}`).join(', '));
+
 const collector = await Collector.start({ devHooks: false });
+if (only === 'track') {
+  try {
+    printTrack(await trackCost(collector));
+  } finally {
+    await collector.stop();
+  }
+  process.exit(0);
+}
 try {
   if (!only) results.console = await consoleFigures(collector);
   if (!only) results.track = await trackCost(collector);
@@ -446,8 +457,7 @@ console.log(`D1 rows written per stored event (${EVENTS_PER_REQUEST}-event batch
 if (only) process.exit(0);
 const budget = JSON.parse(readFileSync(join(ROOT, 'sdk/size-budget.json'), 'utf8'));
 console.log(`SDK size vs budget: ${results.sdk.total} / ${budget.max_gzip_bytes} bytes; vs goal ${budget.goal_gzip_bytes}: ${(results.sdk.total / budget.goal_gzip_bytes).toFixed(2)}x`);
-console.log(`track() per engine, µs per call (median of 5 bursts of ${results.track.chromium.calls_per_round}, events handed into wasm included): `
-  + ENGINES.map((n) => `${n} ${results.track[n].us_per_call}`).join(', '));
+printTrack(results.track);
 const c = results.capture.us_per_call;
 console.log(`Capture side by side in one Chromium page, ${results.capture.calls_per_round} calls a burst, median of 5 interleaved rounds, µs per call: `
   + `Telltale track() ${c.telltale} (${c.telltale_with_handover} with its end-of-task work forced in), posthog-js capture() ${c.posthog}, Segment analytics-next track() ${c.segment}; `

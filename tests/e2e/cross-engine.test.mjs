@@ -293,6 +293,31 @@ for (const name of ENGINES) {
       });
     }
 
+    test('a queue beyond the engine\'s real storage quota: reported, kept in memory, all delivered', async (t) => {
+      const own = await ownApp();
+      const page = await sdkPage(engine, [OFFLINE_SWITCH]);
+      await page.evaluate(() => window.goOffline());
+      // About 12 MB queued, over every engine's localStorage quota (5 MiB or so per origin);
+      // the SDK's own budget raised past it.
+      const options = { endpoint: collector.url, key: own.ingest_key, flushAt: 500, flushIntervalMs: 200, maxQueue: 30000, maxStorageBytes: 20_000_000 };
+      await start(page, options);
+      const state = await page.evaluate(async () => {
+        const pad = 'x'.repeat(450);
+        for (let i = 0; i < 24000; i++) window.tt.track('over_quota', { i, pad });
+        await new Promise((r) => setTimeout(r, 300)); // the persist after the task
+        let stored = 0;
+        for (let i = 0; i < localStorage.length; i++) stored += (localStorage.getItem(localStorage.key(i)) || '').length;
+        return { queued: window.tt.queueLength, dropped: window.tt.droppedCount, stored, reports: window.reports };
+      });
+      t.diagnostic(`${name}: ${state.stored} characters stayed in localStorage`);
+      assert.deepEqual([state.queued, state.dropped], [24000, 0]);
+      assert.ok(state.reports.some((r) => /storage is full or blocked/.test(r)), JSON.stringify(state.reports));
+      await page.evaluate(() => window.goOnline());
+      await collector.waitForCount(own.id, 'over_quota', 24000, { timeoutMs: 90_000 });
+      assert.deepEqual(await page.errors(), []);
+      await page.close();
+    });
+
     test('flags, remote: bootstrap before the first answer, then decisions; the cache serves the next load', async () => {
       const page = await sdkPage(engine);
       const options = { endpoint: collector.url, key: app.ingest_key, flushIntervalMs: 3_600_000 };
