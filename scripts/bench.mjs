@@ -329,8 +329,6 @@ results.sqlite_per_event_triggers_events_per_s = sqliteBaseline('per_event_trigg
 results.sqlite_bare_events_per_s = sqliteBaseline('bare');
 console.log(`SQLite ceiling (file database, WAL, ${EVENTS_PER_REQUEST} events per transaction): ${results.sqlite_store_events_per_s} events/s with the consumer's statements `
   + `(store_events.sql); ${results.sqlite_per_event_triggers_events_per_s} events/s with the old per-event triggers; ${results.sqlite_bare_events_per_s} events/s into a bare table`);
-/** `track()` in Chromium: ns per call over 90,000 calls, counting the hand-over of the events
- * into wasm (no network or storage on the call path). */
 /** µs per `track()` in each browser engine (Chromium, Firefox ESR, WebKitGTK), through the
  * same page code: the median of 5 bursts of 19,000 calls, the events' hand-over into wasm
  * included (reading droppedCount forces it inside the timed span). */

@@ -84,7 +84,8 @@ export function toolEnv(extra = {}) {
 export function run(cmd, args, opts = {}) {
   const result = spawnSync(cmd, args, { cwd: ROOT, stdio: 'inherit', env: toolEnv(opts.env), ...opts, env: toolEnv(opts.env) });
   if (result.status !== 0) {
-    throw new Error(`command failed (${result.status ?? result.signal}): ${cmd} ${args.join(' ')}`);
+    const why = result.error ? result.error.message : result.status ?? result.signal;
+    throw new Error(`command failed (${why}): ${cmd} ${args.join(' ')}`);
   }
   return result;
 }
@@ -127,10 +128,17 @@ export function ensureBrowsers() {
   const missing = Object.keys(BROWSER_PACKAGES).flatMap(browserPackagesMissing);
   if (!missing.length) return;
   log(`installing Debian ${missing.join(', ')}`);
-  const sudo = process.getuid && process.getuid() === 0 ? [] : ['sudo'];
-  const apt = (args) => run(sudo.length ? 'sudo' : 'apt-get', sudo.length ? ['apt-get', ...args] : args, { env: { DEBIAN_FRONTEND: 'noninteractive' } });
-  apt(['update', '-qq']);
-  apt(['install', '-y', '-qq', ...missing]);
+  const root = process.getuid && process.getuid() === 0;
+  // sudo resets the environment: the frontend setting goes through env.
+  const apt = (args) => (root
+    ? run('apt-get', args, { env: { DEBIAN_FRONTEND: 'noninteractive' } })
+    : run('sudo', ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args]));
+  try {
+    apt(['update', '-qq']);
+    apt(['install', '-y', '-qq', ...missing]);
+  } catch (e) {
+    throw new Error(`${e.message}\nThe browser tests need the Debian packages ${missing.join(' ')}: run as root, or with sudo, or install them yourself (apt-get install ${missing.join(' ')}).`);
+  }
 }
 
 /** Generates the local admin key and demo ingest key once; later runs reuse them. */

@@ -203,6 +203,9 @@ export class Telltale {
   // Ids likewise come from wasm in blocks.
   #pending = []; #ids = ''; #idAt = 0; #idTs;
   #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix; #suffix;
+  // Whether this page's sendBeacon ever took a body: after that, a refusal means the
+  // keepalive budget is spent, not a webview whose sendBeacon never works.
+  #beaconWorks = false;
   #sending = Promise.resolve(0);
   // flags
   #decisions = new Map(); #probes = {}; #exposed = new Set(); #etag; #failures = 0; #nextFetchAt = 0;
@@ -484,36 +487,33 @@ export class Telltale {
     }
   }
 
-  /** Page hidden or closing: everything goes with sendBeacon (or keepalive fetch) in
-   * chunks under the keepalive budget. The persisted copy is not rewritten, so a beacon
-   * that never lands is resent by the next page (the collector dedups by event id). */
+  /** Page hidden or closing: the queue goes by sendBeacon in chunks under the keepalive
+   * budget, until the browser refuses one (Chromium and WebKit allow 64 KiB in flight for
+   * all beacons and keepalive fetches of a page together). A refused chunk stays queued,
+   * in memory and in the persisted copy, which this does not rewrite: a page restored from
+   * the back/forward cache sends it at its next flush, the next page of the app otherwise.
+   * Without a working sendBeacon (missing, throwing, or never taking a body, as in some
+   * webviews) one keepalive fetch carries the first chunk, which also stays queued: the
+   * fetch may fail after the page is gone, and a resend is deduplicated by event id. */
   #pageHidden() {
     this.#drain();
     if (navigator.onLine === false) return;
     const { eventsUrl, beaconUrl, key } = this.#o;
-    const beacon = (body) => {
-      try {
-        // Refused (false): the keepalive budget is spent (Chromium and WebKit allow 64 KiB
-        // in flight for all beacons and keepalive fetches together), so a fetch would fail
-        // too. The body stays queued: for a page restored from the back/forward cache, or
-        // the next page of the app (the persisted copy).
-        const sent = navigator.sendBeacon?.(beaconUrl, body);
-        if (sent != null) return sent;
-      } catch { /* fall through to keepalive fetch */ }
-      try {
-        fetch(eventsUrl, {
-          method: 'POST', keepalive: true, body,
-          headers: { 'Content-Type': 'text/plain', Authorization: 'Bearer ' + key },
-        }).catch(() => {});
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    // Only a first chunk can meet a sendBeacon that never took a body: the loop goes on
+    // only after one was taken.
     for (let body; (body = this.#core.nextBeaconBody(Date.now())) !== undefined;) {
-      const accepted = beacon(body);
-      this.#core.beaconDone(accepted);
-      if (!accepted) break;
+      let sent = false;
+      try { sent = !!navigator.sendBeacon(beaconUrl, body); } catch { /* no sendBeacon */ }
+      if (!(this.#beaconWorks ||= sent)) {
+        try {
+          fetch(eventsUrl, {
+            method: 'POST', keepalive: true, body,
+            headers: { 'Content-Type': 'text/plain', Authorization: 'Bearer ' + key },
+          }).catch(() => {});
+        } catch { /* nothing more to try */ }
+      }
+      this.#core.beaconDone(sent);
+      if (!sent) break;
     }
   }
 

@@ -128,11 +128,20 @@ for (const name of ENGINES) {
       const own = await ownApp();
       const page = await sdkPage(engine, [LOG_SENDS]);
       assert.equal(ENGINE_OF_UA(await page.evaluate(() => navigator.userAgent)), name, 'the page runs in the engine under test');
-      const anon = await start(page, { endpoint: collector.url, key: own.ingest_key, flushAt: 5, flushIntervalMs: 400 });
-      await page.evaluate(() => { for (let i = 0; i < 5; i++) window.tt.track('sized', { i, plan: 'pro' }); });
-      const first = await waitFor(() => page.evaluate(() => window.sentBatches()).then((s) => s.length >= 1 && s), { what: 'the full batch' });
+      // By size: no timer is due for an hour, so only a full batch can leave.
+      const anon = await start(page, { endpoint: collector.url, key: own.ingest_key, flushAt: 5, flushIntervalMs: 3_600_000 });
+      await page.evaluate(() => { for (let i = 0; i < 4; i++) window.tt.track('sized', { i, plan: 'pro' }); });
+      await holdsFor(() => page.evaluate(() => window.sentBatches().length === 0), { forMs: 600, what: 'four events waiting for the fifth' });
+      await page.evaluate(() => window.tt.track('sized', { i: 4, plan: 'pro' }));
+      const first = await waitFor(() => page.evaluate(() => window.sentBatches()).then((s) => s.length >= 1 && s), { timeoutMs: 5000, what: 'the full batch' });
       assert.equal(first[0].body.events.length, 5, 'a full batch leaves at once');
-      await page.evaluate(() => { window.tt.track('timed', { n: 1 }); window.tt.track('timed', { n: 2 }); });
+      // By timer: a client (the same device) whose batches never fill.
+      await page.evaluate(async (o) => {
+        await window.tt.shutdown();
+        window.tt = new window.Telltale({ flagMode: 'off', ...o });
+        window.tt.track('timed', { n: 1 });
+        window.tt.track('timed', { n: 2 });
+      }, { endpoint: collector.url, key: own.ingest_key, flushAt: 100, flushIntervalMs: 400 });
       const second = await waitFor(() => page.evaluate(() => window.sentBatches()).then((s) => s.length >= 2 && s), { what: 'the timer batch' });
       assert.deepEqual(second[1].body.events.map((e) => e.name), ['timed', 'timed']);
       const { body } = first[0];
@@ -161,17 +170,19 @@ for (const name of ENGINES) {
         await page.leave(`${collector.url}/healthz?elsewhere`);
         await collector.waitForCount(own.id, 'closing', 3);
         const sent = await page.evaluate(() => JSON.parse(sessionStorage.getItem('test:sent') || '[]'));
-        assert.equal(sent.length, 1, JSON.stringify(sent.map((s) => s.via)));
-        assert.equal(sent[0].via, via);
-        if (via === 'fetch') assert.equal(sent[0].keepalive, true, 'the fetch outlives the page');
+        assert.ok(sent.length >= 1 && sent.every((s) => s.via === via), JSON.stringify(sent.map((s) => s.via)));
+        if (via === 'beacon') assert.equal(sent.length, 1, 'an accepted beacon leaves the queue: sent once');
+        // A fetch's chunk stays queued (it may fail after the page is gone): pagehide and
+        // visibilitychange may each send it, and the collector keeps one.
+        else assert.ok(sent.every((s) => s.keepalive), 'the fetch outlives the page');
         await holdsFor(async () => (await collector.count(own.id, 'closing')) === 3, { forMs: 1000, what: 'exactly 3' });
         await page.close();
       });
     }
 
-    test('page close with more than one keepalive budget queued: every event arrives, on close or from the persisted queue', async (t) => {
+    for (const [how, setups] of [['', [LOG_SENDS]], [' (no sendBeacon)', [NO_BEACON, LOG_SENDS]]]) test(`page close with more than one keepalive budget queued${how}: every event arrives, on close or from the persisted queue`, async (t) => {
       const own = await ownApp();
-      const page = await sdkPage(engine, [LOG_SENDS]);
+      const page = await sdkPage(engine, setups);
       const options = { endpoint: collector.url, key: own.ingest_key, flushAt: 500, flushIntervalMs: 3_600_000 };
       await start(page, options);
       // About 170 KB of events: three page-hide chunks, over the 64 KiB that Chromium and
@@ -182,12 +193,21 @@ for (const name of ENGINES) {
       });
       await page.leave(`${collector.url}/healthz?elsewhere`);
       const sent = await page.evaluate(() => JSON.parse(sessionStorage.getItem('test:sent') || '[]'));
-      assert.ok(sent.length >= 3, `chunks: ${sent.length}`);
       assert.ok(sent.every((s) => s.bytes <= 60 * 1024), JSON.stringify(sent.map((s) => s.bytes)));
+      if (how) {
+        // One keepalive fetch a page-hide: a second could only fail the shared budget.
+        assert.ok(sent.length >= 1 && sent.every((s) => s.via === 'fetch' && s.keepalive), JSON.stringify(sent.map((s) => s.via)));
+      } else {
+        // Beacons until one is refused; never a fetch after a refusal (it shares the budget).
+        assert.ok(sent.length >= 1 && sent.every((s) => s.via === 'beacon'), JSON.stringify(sent.map((s) => s.via)));
+        assert.equal(sent[0].accepted, true);
+        const accepted = sent.filter((s) => s.accepted).flatMap((s) => s.body.events.map((e) => e.id));
+        assert.equal(new Set(accepted).size, accepted.length, 'no event handed over twice');
+      }
       await waitFor(async () => (await collector.count(own.id, 'big_close')) !== null, { what: 'the first chunk' });
       await holdsFor(async () => true, { forMs: 1500 }); // what left on close has landed
       const onClose = await collector.count(own.id, 'big_close');
-      t.diagnostic(`${name}: on close ${onClose} of 400 arrived; beacons ${JSON.stringify(sent.map((s) => [s.via, s.bytes, s.accepted]))}`);
+      t.diagnostic(`${name}${how}: on close ${onClose} of 400 arrived; sends ${JSON.stringify(sent.map((s) => [s.via, s.bytes, s.accepted]))}`);
       // The next page of the app (this tab, reloaded) sends what the close could not.
       await page.open(`${collector.url}/healthz`);
       await start(page, options);
@@ -211,20 +231,16 @@ for (const name of ENGINES) {
       const state = await waitFor(() => page.evaluate(() => !location.search && document.readyState === 'complete' && {
         restored: !!window.tt, shows: JSON.parse(sessionStorage.getItem('test:pageshow') || '[]'),
       }).catch(() => undefined), { what: 'the page back' });
-      t.diagnostic(`${name}: restored from the back/forward cache: ${state.restored} (pageshow persisted: ${JSON.stringify(state.shows)})`);
-      if (state.restored) {
-        // The client lived on: it sends what the close could not, and keeps collecting.
-        await page.evaluate(() => { window.tt.track('after_return', {}); return window.tt.flush(); });
-        await collector.waitForCount(own.id, 'after_return', 1);
-        const sent = await page.evaluate(() => window.sentBatches());
-        const ids = sent.filter((s) => s.accepted !== false).flatMap((s) => s.body.events.map((e) => e.id));
-        assert.equal(ids.length, 401, 'every event was handed to the browser exactly once');
-        assert.equal(new Set(ids).size, 401);
-      } else {
-        // Loaded anew: the new client sends what the closed page could not.
-        await page.prepare();
-        await start(page, options);
-      }
+      // Each of the three engines restores this page (a failure here means an engine stopped
+      // caching it, and the test no longer proves what it says).
+      assert.deepEqual(state, { restored: true, shows: [true] }, 'restored from the back/forward cache');
+      // The client lived on: it sends what the close could not, and keeps collecting.
+      await page.evaluate(() => { window.tt.track('after_return', {}); return window.tt.flush(); });
+      await collector.waitForCount(own.id, 'after_return', 1);
+      const sent = await page.evaluate(() => window.sentBatches());
+      const ids = sent.filter((s) => s.accepted !== false).flatMap((s) => s.body.events.map((e) => e.id));
+      assert.equal(ids.length, 401, 'every event was handed to the browser exactly once');
+      assert.equal(new Set(ids).size, 401);
       await collector.waitForCount(own.id, 'before_leaving', 400);
       await holdsFor(async () => (await collector.count(own.id, 'before_leaving')) === 400, { forMs: 1000, what: 'exactly 400' });
       assert.deepEqual(await page.errors(), []);
@@ -253,7 +269,9 @@ for (const name of ENGINES) {
 
     test('offline, 30 events, reload, online: exactly 30 arrive', async () => {
       const own = await ownApp();
-      const page = await sdkPage(engine, [OFFLINE_SWITCH]);
+      // The send log wraps the real fetch, the offline switch wraps both: attempts the
+      // switch refuses never reach the log.
+      const page = await sdkPage(engine, [LOG_SENDS, OFFLINE_SWITCH]);
       const options = { endpoint: collector.url, key: own.ingest_key, flushAt: 10, flushIntervalMs: 200 };
       await page.evaluate(() => window.goOffline());
       await start(page, options);
@@ -267,7 +285,9 @@ for (const name of ENGINES) {
       assert.equal(restored, 30, 'the queue survived the reload');
       await page.evaluate(() => window.goOnline());
       await collector.waitForCount(own.id, 'offline_event', 30);
-      await holdsFor(async () => (await collector.count(own.id, 'offline_event')) === 30, { forMs: 1500, what: 'exactly 30, nothing sent twice' });
+      await holdsFor(async () => (await collector.count(own.id, 'offline_event')) === 30, { forMs: 1500, what: 'exactly 30' });
+      const ids = (await page.evaluate(() => window.sentBatches())).flatMap((s) => s.body.events.map((e) => e.id));
+      assert.deepEqual([ids.length, new Set(ids).size], [30, 30], 'each event sent once');
       assert.deepEqual(await page.errors(), []);
       await page.close();
     });
@@ -275,16 +295,20 @@ for (const name of ENGINES) {
     for (const [how, setup, reported] of [['disabled (its getter throws)', STORAGE_DISABLED, false], ['throwing on every write', STORAGE_THROWING, true]]) {
       test(`storage ${how}: nothing thrown into the page, every event delivered`, async () => {
         const own = await ownApp();
+        await collector.publishConfig(own.id, FLAGS, 'flags under locked storage');
         const page = await sdkPage(engine, [setup]);
-        await start(page, { endpoint: collector.url, key: own.ingest_key, flushAt: 5, flushIntervalMs: 200, flagMode: 'remote' });
+        await start(page, { endpoint: collector.url, key: own.ingest_key, flushAt: 5, flushIntervalMs: 200, flagMode: 'remote', context: { role: 'teacher' } });
         const state = await page.evaluate(async () => {
           for (let i = 0; i < 12; i++) window.tt.track('memory_only', { i });
           window.tt.identify('user-7');
           window.tt.page();
           await window.tt.flush();
-          return { queued: window.tt.queueLength, flag: window.tt.isEnabled('checkout', true) };
+          const queued = window.tt.queueLength;
+          await window.tt.refreshFlags();
+          const d = window.tt.details('checkout'); // queues an $exposure
+          return { queued, flag: [d.value, d.reason] };
         });
-        assert.deepEqual(state, { queued: 0, flag: true });
+        assert.deepEqual(state, { queued: 0, flag: [true, 'TARGETING_MATCH'] });
         await collector.waitForCount(own.id, 'memory_only', 12);
         assert.deepEqual(await page.errors(), []);
         const reports = await page.evaluate(() => window.reports);

@@ -33,6 +33,23 @@ function unwrap(result) {
   return result?.value;
 }
 
+// Xvfb and WebKitWebDriver run in process groups of their own: whatever ends this process
+// (a failure, Ctrl-C) ends them too, and the MiniBrowsers under the driver with them.
+const helperGroups = new Set();
+const killHelpers = () => {
+  for (const pid of helperGroups) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }
+  helperGroups.clear();
+};
+process.once('exit', killHelpers);
+for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => { killHelpers(); process.exit(130); });
+
+/** `promise`, or an error naming `what` after `ms`: no driver call may hang the suite. */
+function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 async function freePort() {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -87,9 +104,9 @@ class Page {
     }
   }
 
-  /** `fn(arg)` in the page; its result must survive JSON. */
+  /** `fn(arg)` in the page; its result must survive JSON. At most 2 minutes. */
   async evaluate(fn, arg = null) {
-    return unwrap(await this.driver.run(RUN_IN_PAGE.toString(), fn.toString(), arg));
+    return unwrap(await within(120_000, 'a script in the page', this.driver.run(RUN_IN_PAGE.toString(), fn.toString(), arg)));
   }
 
   /** Uncaught errors in the page since it was opened or reloaded. */
@@ -97,7 +114,7 @@ class Page {
     return this.evaluate(() => window.pageErrors);
   }
 
-  close() { return this.driver.close(); }
+  close() { return within(30_000, 'closing the page', this.driver.close()); }
 }
 
 // --- Chromium: playwright-core -------------------------------------------------------------
@@ -158,17 +175,18 @@ async function firefoxEngine() {
 async function startXvfb() {
   const xvfb = spawn(PATHS.xvfb, ['-displayfd', '3', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'],
     { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], detached: true });
+  helperGroups.add(xvfb.pid);
   let stderr = '';
   xvfb.stderr.on('data', (c) => { stderr += c; });
-  const display = await new Promise((resolve, reject) => {
+  const display = await within(20_000, 'Xvfb to report its display', new Promise((resolve, reject) => {
     let text = '';
     xvfb.stdio[3].on('data', (c) => {
       text += c;
       if (text.includes('\n')) resolve(`:${text.trim()}`);
     });
     xvfb.once('exit', (code) => reject(new Error(`Xvfb exited (${code}): ${stderr.slice(-500)}`)));
-  });
-  return { display, stop: () => { try { process.kill(-xvfb.pid, 'SIGKILL'); } catch { /* gone */ } } };
+  })).catch((e) => { try { process.kill(-xvfb.pid, 'SIGKILL'); } catch { /* gone */ } throw e; });
+  return { display, stop: () => { try { process.kill(-xvfb.pid, 'SIGKILL'); } catch { /* gone */ } helperGroups.delete(xvfb.pid); } };
 }
 
 async function webkitEngine() {
@@ -180,10 +198,12 @@ async function webkitEngine() {
   const driver = spawn(PATHS.webkitDriver, [`--port=${port}`, '--replace-on-new-session'], {
     env: { ...process.env, DISPLAY: xvfb.display }, stdio: ['ignore', 'ignore', 'pipe'], detached: true,
   });
+  helperGroups.add(driver.pid);
   let driverLog = '';
   driver.stderr.on('data', (c) => { driverLog = (driverLog + c).slice(-4000); });
   const stopAll = () => {
     try { process.kill(-driver.pid, 'SIGKILL'); } catch { /* gone */ }
+    helperGroups.delete(driver.pid);
     xvfb.stop();
   };
   try {
@@ -200,7 +220,7 @@ async function webkitEngine() {
   const sessions = new Set();
   return {
     async newPage() {
-      for (const open of sessions) await open.deleteSession().catch(() => {});
+      for (const open of sessions) await within(30_000, 'ending a WebDriver session', open.deleteSession()).catch(() => {});
       sessions.clear();
       const browser = await remote({
         hostname: '127.0.0.1', port, logLevel: 'error',
@@ -224,7 +244,7 @@ async function webkitEngine() {
       });
     },
     async close() {
-      for (const browser of sessions) await browser.deleteSession().catch(() => {});
+      for (const browser of sessions) await within(30_000, 'ending a WebDriver session', browser.deleteSession()).catch(() => {});
       stopAll();
     },
   };
