@@ -49,14 +49,15 @@ function webkitLibexec(name) {
 
 /** The Debian packages each browser engine of the tests needs: `[package, file it provides]`. */
 const BROWSER_PACKAGES = {
-  chromium: [['chromium', PATHS.chromium], ['chromium-driver', PATHS.chromedriver]],
-  firefox: [['firefox-esr', PATHS.firefox]],
-  webkit: [['webkit2gtk-driver', PATHS.webkitDriver], ['libwebkit2gtk-4.1-0', PATHS.miniBrowser], ['xvfb', PATHS.xvfb]],
+  chromium: [['chromium', 'chromium'], ['chromium-driver', 'chromedriver']],
+  firefox: [['firefox-esr', 'firefox']],
+  webkit: [['webkit2gtk-driver', 'webkitDriver'], ['libwebkit2gtk-4.1-0', 'miniBrowser'], ['xvfb', 'xvfb']],
 };
 
-/** The packages an engine lacks on this machine (none when it can start). */
+/** The packages an engine lacks on this machine (none when it can start): each package
+ * with the `PATHS` entry of the file it provides. */
 export function browserPackagesMissing(engine) {
-  return (BROWSER_PACKAGES[engine] ?? []).filter(([, file]) => !existsSync(file)).map(([name]) => name);
+  return (BROWSER_PACKAGES[engine] ?? []).filter(([, path]) => !existsSync(PATHS[path])).map(([name]) => name);
 }
 
 

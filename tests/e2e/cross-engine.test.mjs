@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Collector, holdsFor, waitFor } from './harness.mjs';
 import { ENGINES, launchEngine } from './engines.mjs';
+import { PATHS } from '../../scripts/toolchain.mjs';
 
 const BOOL = [{ key: 'on', value: true }, { key: 'off', value: false }];
 const FLAGS = [
@@ -114,6 +115,21 @@ function start(page, options) {
     return window.tt.anonymousId;
   }, options);
 }
+
+describe('engines that cannot start', () => {
+  test('a missing engine fails naming the Debian packages to install, and is never skipped', async () => {
+    const saved = { firefox: PATHS.firefox, xvfb: PATHS.xvfb };
+    try {
+      PATHS.firefox = '/nonexistent/firefox-esr';
+      PATHS.xvfb = '/nonexistent/Xvfb';
+      await assert.rejects(launchEngine('firefox'), /firefox cannot start: install the Debian packages firefox-esr/);
+      await assert.rejects(launchEngine('webkit'), /webkit cannot start: install the Debian packages xvfb/);
+      await assert.rejects(launchEngine('netscape'), /unknown engine netscape; known: chromium, firefox, webkit/);
+    } finally {
+      Object.assign(PATHS, saved);
+    }
+  });
+});
 
 for (const name of ENGINES) {
   describe(name, () => {
