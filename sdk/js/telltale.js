@@ -228,8 +228,10 @@ export class Telltale {
     this.#queueKey = this.#prefix + this.#tabId() + this.#suffix;
     this.#guard(() => this.#restore());
     this.#every(o.flushIntervalMs, () => this.#core.hasWork && this.#send(false));
-    // Also a heartbeat: a live tab's persisted queue is never adopted by another tab.
-    this.#every(HEARTBEAT_MS, () => this.#core.hasWork && this.#save());
+    // Also a heartbeat: a live tab's persisted queue is never adopted by another tab, and
+    // a copy the page-hide beacons made stale (the queue emptied, storage not rewritten)
+    // is removed instead of being adopted and sent again.
+    this.#every(HEARTBEAT_MS, () => this.#save());
     const hide = () => this.#guard(() => this.#pageHidden());
     on(globalThis, 'pagehide', hide);
     on(globalThis.document, 'visibilitychange', () => document.visibilityState === 'hidden' ? hide() : this.#refresh(false));

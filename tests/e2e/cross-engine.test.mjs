@@ -267,8 +267,9 @@ for (const name of ENGINES) {
       const own = await ownApp();
       const page = await sdkPage(engine, [LOG_SENDS]);
       await start(page, { endpoint: collector.url, key: own.ingest_key, flushAt: 100, flushIntervalMs: 3_600_000 });
-      await page.evaluate(() => {
+      await page.evaluate(async () => {
         for (let i = 0; i < 4; i++) window.tt.track('hidden', { i });
+        await new Promise((r) => setTimeout(r, 100)); // the queue is persisted after the task
         // A tab switch, as a driver cannot hide a page in every engine: the state the
         // document reports, and the event that announces it.
         Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
@@ -277,6 +278,11 @@ for (const name of ENGINES) {
       await collector.waitForCount(own.id, 'hidden', 4);
       const sent = await page.evaluate(() => window.sentBatches());
       assert.deepEqual(sent.map((s) => s.via), ['beacon']);
+      // The beacon emptied the queue without rewriting storage: the next heartbeat (10 s)
+      // removes the stale copy, so no other tab adopts it and sends it again.
+      const queueKeys = () => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('telltale:q')));
+      assert.equal((await queueKeys()).length, 1, 'the copy from before the hide is still there');
+      await waitFor(async () => (await queueKeys()).length === 0, { timeoutMs: 15_000, what: 'the stale copy removed by the heartbeat' });
       await page.evaluate(() => { delete document.visibilityState; window.tt.track('visible_again', {}); return window.tt.flush(); });
       await collector.waitForCount(own.id, 'visible_again', 1);
       assert.deepEqual(await page.errors(), []);
