@@ -10,7 +10,6 @@ use crate::error::FieldError;
 use crate::prelude::*;
 use crate::time::parse_api_time;
 use alloc::borrow::Cow;
-use alloc::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -20,7 +19,47 @@ pub type Context = Map<String, Value>;
 /// A probe's state, as the probe state machine reports it.
 pub use crate::probe_state::ProbeState;
 
-pub type ProbeStates = BTreeMap<String, ProbeState>;
+/// Probe states by name: a short list kept sorted (an app has a handful of probes). Not a
+/// map type: each map type instantiates a B-tree's code, which the wasm engine downloads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeStates(Vec<(String, ProbeState)>);
+
+impl ProbeStates {
+    pub fn new() -> Self {
+        ProbeStates(Vec::new())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ProbeState> {
+        let at = self
+            .0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()?;
+        self.0.get(at).map(|(_, state)| state)
+    }
+
+    /// Sets a probe's state (a name set twice keeps the later state).
+    pub fn insert(&mut self, name: String, state: ProbeState) {
+        match self.0.binary_search_by(|(n, _)| n.cmp(&name)) {
+            Ok(at) => self.0[at].1 = state,
+            Err(at) => self.0.insert(at, (name, state)),
+        }
+    }
+
+    /// By name, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ProbeState)> {
+        self.0.iter().map(|(name, state)| (name, state))
+    }
+}
+
+impl FromIterator<(String, ProbeState)> for ProbeStates {
+    fn from_iter<I: IntoIterator<Item = (String, ProbeState)>>(iter: I) -> Self {
+        let mut states = ProbeStates::new();
+        for (name, state) in iter {
+            states.insert(name, state);
+        }
+        states
+    }
+}
 
 /// Why a value was served: OpenFeature's reasons, plus `PREREQUISITE_FAILED`. On the
 /// wire each is its upper-case name.
@@ -742,15 +781,35 @@ fn compile_flag(
     })
 }
 
-/// Flags whose prerequisites lead back to themselves.
-fn flags_in_cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+/// `entries` sorted by key, the last of each key kept (what inserting them one by one into
+/// a map would leave), without a map type's code in the wasm engine.
+fn sorted_last_wins<T>(mut entries: Vec<(String, T)>) -> Vec<(String, T)> {
+    // Stable: equal keys stay in their order, so the last of a run is the latest.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Vec<(String, T)> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match kept.last_mut() {
+            Some(last) if last.0 == entry.0 => *last = entry,
+            _ => kept.push(entry),
+        }
+    }
+    kept
+}
+
+/// The value of `key` in a list [`sorted_last_wins`] made.
+fn sorted_get<'a, T>(entries: &'a [(String, T)], key: &str) -> Option<&'a T> {
+    let at = entries
+        .binary_search_by(|(k, _)| k.as_str().cmp(key))
+        .ok()?;
+    entries.get(at).map(|(_, value)| value)
+}
+
+/// Flags whose prerequisites lead back to themselves (`edges` sorted by flag key).
+fn flags_in_cycles(edges: &[(String, Vec<String>)]) -> Vec<String> {
     let mut in_cycle = Vec::new();
-    for start in edges.keys() {
+    for (start, first) in edges {
         // Depth-first search from `start` looking for a path back to it.
-        let mut stack: Vec<&String> = edges
-            .get(start)
-            .map(|v| v.iter().collect())
-            .unwrap_or_default();
+        let mut stack: Vec<&String> = first.iter().collect();
         let mut seen: Vec<&String> = Vec::new();
         while let Some(next) = stack.pop() {
             if next == start {
@@ -761,7 +820,7 @@ fn flags_in_cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<String> {
                 continue;
             }
             seen.push(next);
-            if let Some(more) = edges.get(next) {
+            if let Some(more) = sorted_get(edges, next) {
                 stack.extend(more.iter());
             }
         }
@@ -810,8 +869,8 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
         .filter_map(|f| f.get("key").and_then(Value::as_str).map(str::to_string))
         .collect();
     let flag_key_refs: Vec<&str> = flag_keys.iter().map(String::as_str).collect();
-    let mut flags = BTreeMap::new();
-    let mut edges = BTreeMap::new();
+    let mut flags = Vec::new();
+    let mut edges = Vec::new();
     for (i, raw) in ruleset.flags.iter().enumerate() {
         let key = raw
             .get("key")
@@ -827,13 +886,13 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
             compile_flag(&def, &segment_keys, &flag_key_refs, &mut attributes).map(|c| (def, c))
         }) {
             Ok((def, compiled)) => {
-                edges.insert(
+                edges.push((
                     key.clone(),
                     def.prerequisites
                         .iter()
                         .map(|p| p.flag.clone())
                         .collect::<Vec<_>>(),
-                );
+                ));
                 FlagEntry::Ready(compiled)
             }
             Err(e) => {
@@ -850,16 +909,18 @@ pub fn compile(ruleset: &Ruleset) -> Engine {
             }
         };
         if !key.is_empty() {
-            flags.insert(key, (i, entry));
+            flags.push((key, (i, entry)));
         }
     }
-    for key in flags_in_cycles(&edges) {
+    let mut flags = sorted_last_wins(flags);
+    for key in flags_in_cycles(&sorted_last_wins(edges)) {
         warnings.push(FieldError::new(
             "prerequisite_cycle",
             format!("flags.{key}.prerequisites"),
             "prerequisites form a cycle",
         ));
-        if let Some((source, entry)) = flags.get_mut(&key) {
+        let at = flags.binary_search_by(|(k, _)| k.cmp(&key));
+        if let Some((_, (source, entry))) = at.ok().and_then(|at| flags.get_mut(at)) {
             *entry = FlagEntry::Broken {
                 default: ruleset.flags.get(*source).and_then(declared_default),
                 problem: "prerequisites form a cycle".into(),
@@ -1316,6 +1377,59 @@ impl Engine {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_repeated_flag_key_takes_the_later_definition_and_cycles_are_found() {
+        let bool_flag = |key: &str, default: &str, prerequisite: Option<&str>| {
+            let mut flag = json!({"key": key, "variants": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+                                  "default_variant": default});
+            if let Some(p) = prerequisite {
+                flag["prerequisites"] = json!([{"flag": p, "variants": ["on"]}]);
+            }
+            flag
+        };
+        let ruleset = Ruleset {
+            version: "v1".into(),
+            flags: vec![
+                bool_flag("b", "off", None),
+                bool_flag("a", "on", Some("c")),
+                bool_flag("b", "on", None), // the later `b` wins
+                bool_flag("c", "on", Some("a")),
+                bool_flag("d", "on", Some("b")),
+            ],
+            segments: vec![],
+        };
+        let engine = compile(&ruleset);
+        assert_eq!(engine.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        let ctx = Context::new();
+        let none = ProbeStates::new();
+        let value = |key| engine.evaluate(key, &ctx, &none, 0).value;
+        assert_eq!(value("b"), json!(true));
+        assert_eq!(value("d"), json!(true));
+        let cycles: Vec<&str> = engine
+            .warnings()
+            .iter()
+            .filter(|w| w.code == "prerequisite_cycle")
+            .map(|w| w.field.as_str())
+            .collect();
+        assert_eq!(cycles, ["flags.a.prerequisites", "flags.c.prerequisites"]);
+    }
+
+    #[test]
+    fn probe_states_keep_the_later_state_of_a_name_and_answer_by_name() {
+        let states: ProbeStates = [
+            ("pay".to_string(), ProbeState::Up),
+            ("api".to_string(), ProbeState::Down),
+            ("pay".to_string(), ProbeState::Down),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(states.get("pay"), Some(&ProbeState::Down));
+        assert_eq!(states.get("api"), Some(&ProbeState::Down));
+        assert_eq!(states.get("nope"), None);
+        let names: Vec<&String> = states.iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["api", "pay"]);
+    }
 
     #[test]
     fn round_agrees_with_std() {
