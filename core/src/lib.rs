@@ -37,6 +37,8 @@ pub mod time;
 #[cfg(feature = "full")]
 pub mod apps;
 #[cfg(feature = "full")]
+pub mod archive;
+#[cfg(feature = "full")]
 pub mod auth;
 #[cfg(feature = "full")]
 pub mod config;

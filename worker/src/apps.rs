@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use telltale_core::apps::{origin_allowed, validate_app_id, validate_origin};
+use telltale_core::archive::{validate_retention_days, DEFAULT_RETENTION_DAYS};
 use telltale_core::auth::secrets_match;
 use telltale_core::time::format_rfc3339;
 use worker::{Env, Request};
@@ -30,6 +31,19 @@ pub struct App {
     /// Keys replaced by a rotation that stay valid until their time (the overlap).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_keys: Vec<PreviousKey>,
+    /// Days raw events stay in D1 before the archive moves them to R2 (apps stored before
+    /// the archive existed read as the default).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    DEFAULT_RETENTION_DAYS
+}
+
+/// A `retention_days` from a request, checked.
+fn check_retention(days: i64) -> Result<u32, ApiError> {
+    validate_retention_days(days).map_err(|e| ApiError::from_field(400, e))
 }
 
 /// A rotated-out ingest key and until when it still works.
@@ -205,6 +219,7 @@ pub async fn ensure_demo_app(env: &Env) -> Result<(), ApiError> {
             created_at: format_rfc3339(now_ms()),
             deleted_at: None,
             previous_keys: Vec::new(),
+            retention_days: DEFAULT_RETENTION_DAYS,
         },
     )
     .await
@@ -291,14 +306,21 @@ struct CreateApp {
     name: Option<String>,
     #[serde(default)]
     allowed_origins: Vec<String>,
+    retention_days: Option<i64>,
 }
 
-/// `POST /v1/admin/apps {id, name?, allowed_origins: [...]}` -> 201 with the new ingest key.
+/// `POST /v1/admin/apps {id, name?, allowed_origins: [...], retention_days?}` -> 201 with
+/// the new ingest key.
 pub async fn create(mut req: Request, env: &Env) -> ApiResult {
     require_admin(&req, env)?;
     let input: CreateApp = read_json(&mut req).await?;
     validate_app_id(&input.id).map_err(|e| ApiError::from_field(400, e))?;
     check_origins(&input.allowed_origins)?;
+    let retention_days = input
+        .retention_days
+        .map(check_retention)
+        .transpose()?
+        .unwrap_or(DEFAULT_RETENTION_DAYS);
     match app_by_id(env, &input.id).await? {
         Some(existing) if existing.is_live() => {
             return Err(ApiError::new(
@@ -331,6 +353,7 @@ pub async fn create(mut req: Request, env: &Env) -> ApiResult {
         created_at: format_rfc3339(now_ms()),
         deleted_at: None,
         previous_keys: Vec::new(),
+        retention_days,
     };
     put_app(env, &app).await?;
     json(201, &app)
@@ -462,24 +485,36 @@ pub async fn delete(req: Request, env: &Env, id: &str) -> ApiResult {
 struct UpdateApp {
     name: Option<String>,
     allowed_origins: Option<Vec<String>>,
+    retention_days: Option<i64>,
 }
 
-/// `PATCH /v1/admin/apps/{id} {name?, allowed_origins?}`: rename an app or change where
-/// browsers may send from. Takes effect at once in this isolate, within 60 s in others.
+/// `PATCH /v1/admin/apps/{id} {name?, allowed_origins?, retention_days?}`: rename an app,
+/// change where browsers may send from, or how long raw events stay in D1 (the next
+/// archive run applies it). Takes effect at once in this isolate, within 60 s in others.
 pub async fn update(mut req: Request, env: &Env, id: &str) -> ApiResult {
     require_admin(&req, env)?;
     Query::parse(&req, &[])?;
     let who = crate::auth::actor(&req)?;
     let mut app = require_app(env, id).await?;
     let input: UpdateApp = read_json(&mut req).await?;
-    let before = serde_json::json!({"name": app.name, "allowed_origins": app.allowed_origins});
+    let described = |app: &App| serde_json::json!({"name": app.name, "allowed_origins": app.allowed_origins, "retention_days": app.retention_days});
+    let before = described(&app);
+    // Everything is checked before anything changes.
+    if let Some(name) = &input.name {
+        check_name(name)?;
+    }
+    if let Some(origins) = &input.allowed_origins {
+        check_origins(origins)?;
+    }
+    let retention_days = input.retention_days.map(check_retention).transpose()?;
     if let Some(name) = input.name {
-        check_name(&name)?;
         app.name = name;
     }
     if let Some(origins) = input.allowed_origins {
-        check_origins(&origins)?;
         app.allowed_origins = origins;
+    }
+    if let Some(days) = retention_days {
+        app.retention_days = days;
     }
     let db = Db::open(env)?;
     db.batch(
@@ -491,7 +526,7 @@ pub async fn update(mut req: Request, env: &Env, id: &str) -> ApiResult {
             "app.update",
             &format!("apps/{id}"),
             &before,
-            &serde_json::json!({"name": app.name, "allowed_origins": app.allowed_origins}),
+            &described(&app),
         )?],
     )
     .await?;

@@ -73,6 +73,28 @@ struct Faults {
     /// (a lost response: the client must retry and the dedup must absorb it).
     #[serde(default)]
     ingest: Vec<IngestFault>,
+    /// The archive run stops (as a crash would) at this step, once: one of
+    /// [`ARCHIVE_FAULT_STEPS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archive: Option<String>,
+}
+
+/// Where an archive run can be made to stop: after planning an object, after writing it,
+/// after reading it back, or inside the delete transaction (which then rolls back whole).
+pub const ARCHIVE_FAULT_STEPS: [&str; 4] =
+    ["after_plan", "after_write", "after_verify", "in_delete"];
+const ARCHIVE_FAULT_KEY: &str = "fault:archive";
+
+/// Whether the archive should stop at `step` now; a fault that fires is used up.
+pub async fn take_archive_fault(env: &Env, step: &str) -> bool {
+    if !fault_injection_enabled(env) {
+        return false;
+    }
+    let Ok(store) = kv(env) else { return false };
+    match store.get(ARCHIVE_FAULT_KEY).text().await {
+        Ok(Some(armed)) if armed == step => store.delete(ARCHIVE_FAULT_KEY).await.is_ok(),
+        _ => false,
+    }
 }
 
 /// One scripted ingest answer.
@@ -107,6 +129,18 @@ impl Faults {
             )
             .with_field(format!("ingest[{i}]"))),
             None => Ok(()),
+        }?;
+        match &self.archive {
+            Some(step) if !ARCHIVE_FAULT_STEPS.contains(&step.as_str()) => Err(ApiError::new(
+                400,
+                "invalid_value",
+                format!(
+                    "archive faults are one of {}",
+                    ARCHIVE_FAULT_STEPS.join(", ")
+                ),
+            )
+            .with_field("archive")),
+            _ => Ok(()),
         }
     }
 }
@@ -145,6 +179,7 @@ async fn read_faults(env: &Env) -> Result<Faults, ApiError> {
         d1: store.get(Fault::D1.kv_key()).text().await?.as_deref() == Some("on"),
         queue: store.get(Fault::Queue.kv_key()).text().await?.as_deref() == Some("on"),
         ingest: store.get("fault:ingest").json().await?.unwrap_or_default(),
+        archive: store.get(ARCHIVE_FAULT_KEY).text().await?,
     })
 }
 
@@ -172,6 +207,15 @@ pub async fn put_faults(mut req: Request, env: &Env) -> ApiResult {
     }
     let text = serde_json::to_string(&faults.ingest).map_err(internal)?;
     store.put("fault:ingest", text)?.execute().await?;
+    match &faults.archive {
+        Some(step) => {
+            store
+                .put(ARCHIVE_FAULT_KEY, step.as_str())?
+                .execute()
+                .await?
+        }
+        None => store.delete(ARCHIVE_FAULT_KEY).await?,
+    }
     json(200, &read_faults(env).await?)
 }
 
@@ -323,5 +367,13 @@ mod tests {
         let ok: Faults =
             serde_json::from_value(serde_json::json!({"ingest": [429, "store_then_500"]})).unwrap();
         assert!(ok.validate().is_ok());
+        let archive: Faults =
+            serde_json::from_value(serde_json::json!({"archive": "after_write"})).unwrap();
+        assert!(archive.validate().is_ok());
+        let bad: Faults = serde_json::from_value(serde_json::json!({"archive": "later"})).unwrap();
+        assert_eq!(
+            bad.validate().unwrap_err().field.as_deref(),
+            Some("archive")
+        );
     }
 }

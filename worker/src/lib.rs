@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod apps;
+pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -148,6 +149,10 @@ async fn handle(endpoint: Endpoint, params: &[String], req: Request, env: &Env) 
         Endpoint::ConfigEvaluate => config::inspect::evaluate(req, env, param(0)).await,
         Endpoint::AppUpdate => apps::update(req, env, param(0)).await,
         Endpoint::AppRotateKey => apps::rotate_key(req, env, param(0)).await,
+        Endpoint::ArchiveStatus => archive::status(req, env).await,
+        Endpoint::ArchiveRun => archive::run_now(req, env).await,
+        Endpoint::ArchiveObjects => archive::list_objects(req, env).await,
+        Endpoint::ArchiveObject => archive::get_object(req, env).await,
     }
 }
 
@@ -177,8 +182,11 @@ fn probes_enabled(env: &Env) -> bool {
     env_string(env, "PROBES").as_deref() != Some("off")
 }
 
+/// The archive runs once an hour, at this minute (the cron fires every minute).
+const ARCHIVE_MINUTE: i64 = 17;
+
 #[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if probes_enabled(&env) {
         match probes::run::run_cron(&env).await {
             Ok(runs) if runs > 0 => worker::console_log!("probe cron: {runs} runs"),
@@ -196,5 +204,18 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }
         Ok(_) => {}
         Err(e) => worker::console_error!("spool drain failed: {}", e.message),
+    }
+    let scheduled_ms = event.schedule() as i64;
+    if (scheduled_ms / 60_000) % 60 == ARCHIVE_MINUTE {
+        match archive::run(&env, scheduled_ms).await {
+            Ok(report) if report.objects > 0 || report.config_backups > 0 => worker::console_log!(
+                "archive: {} objects, {} events, {} config backups",
+                report.objects,
+                report.events,
+                report.config_backups
+            ),
+            Ok(_) => {}
+            Err(e) => worker::console_error!("archive run failed: {}", e.message),
+        }
     }
 }

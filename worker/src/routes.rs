@@ -52,6 +52,10 @@ pub enum Endpoint {
     ConfigEvaluate,
     AppUpdate,
     AppRotateKey,
+    ArchiveStatus,
+    ArchiveRun,
+    ArchiveObjects,
+    ArchiveObject,
 }
 
 /// A path pattern (`{name}` matches one segment) and what each method does there.
@@ -117,6 +121,10 @@ pub const ROUTES: &[Route] = &[
     route!("/v1/admin/pipeline", Get => Pipeline),
     route!("/v1/admin/pipeline/drain", Post => PipelineDrain),
     route!("/v1/admin/pipeline/client-drops", Delete => ClientDropsReset),
+    route!("/v1/admin/archive", Get => ArchiveStatus),
+    route!("/v1/admin/archive/run", Post => ArchiveRun),
+    route!("/v1/admin/archive/objects", Get => ArchiveObjects),
+    route!("/v1/admin/archive/object", Get => ArchiveObject),
 ];
 
 /// What a request resolves to.

@@ -43,6 +43,45 @@ struct StatsAnswer {
     by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top: Option<Vec<TopValue>>,
+    /// With `source=raw`: which part of history D1 still holds (the rest is in the archive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_range: Option<RawRange>,
+}
+
+/// What a raw recount covers once the archive has moved older events to R2.
+#[derive(Serialize)]
+struct RawRange {
+    /// Raw events from this time on are all in D1 (null: nothing was ever archived, so
+    /// all of history is); before it, only late arrivals the archive has not moved yet.
+    complete_from: Option<String>,
+    /// Events of this app the archive moved out of D1 (the recount leaves them out).
+    archived_events: i64,
+}
+
+/// Where the app's raw history in D1 starts: the day after the newest archived day.
+async fn raw_range(db: &Db, app: &str) -> Result<RawRange, ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        last_day: Option<i64>,
+        events: Option<i64>,
+    }
+    let row: Option<Row> = db
+        .first(
+            "reading what the archive holds",
+            "SELECT max(day) AS last_day, sum(events) AS events FROM archive_objects WHERE app = ?1 AND state = 'done'",
+            args![app],
+        )
+        .await?;
+    let row = row.unwrap_or(Row {
+        last_day: None,
+        events: None,
+    });
+    Ok(RawRange {
+        complete_from: row
+            .last_day
+            .map(|day| format_rfc3339(day + telltale_core::time::MS_PER_DAY)),
+        archived_events: row.events.unwrap_or(0),
+    })
 }
 
 async fn exists(db: &Db, sql: &str, args: &[crate::store::Arg<'_>]) -> Result<bool, ApiError> {
@@ -172,6 +211,10 @@ pub async fn stats(req: Request, env: &Env) -> ApiResult {
     if q.format == Format::Csv {
         return csv(to_csv(&q, &series, top.as_deref().unwrap_or_default()));
     }
+    let raw_range = match q.source {
+        Source::Raw => Some(raw_range(&db, &q.app).await?),
+        Source::Aggregates => None,
+    };
     json(
         200,
         &StatsAnswer {
@@ -187,6 +230,7 @@ pub async fn stats(req: Request, env: &Env) -> ApiResult {
             series,
             by: q.by.clone(),
             top,
+            raw_range,
         },
     )
 }

@@ -2,8 +2,9 @@
 -- (scripts/bench.mjs) runs these same statements on raw SQLite for its ceiling, so each
 -- section starts with a `-- name:` line and holds exactly one statement.
 --
--- `pipeline_totals.fold_from` is the largest events rowid already folded. Events are never
--- deleted and a new row's rowid is one above the largest, so the rows to fold are exactly
+-- `pipeline_totals.fold_from` is the largest events rowid already folded. Events are deleted
+-- only by the archive, which never deletes the newest row nor an unfolded one, and a new
+-- row's rowid is one above the largest, so the rows to fold are exactly
 -- those above it: the ones this transaction inserted, and any a writer without the fold
 -- inserted (an old Worker still running while migration 0006 is applied). A redelivered
 -- message inserts nothing (`ON CONFLICT DO NOTHING`) and so folds nothing. Every section
@@ -28,7 +29,10 @@ ON CONFLICT (id) DO UPDATE SET
 INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id)
 SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, e.value ->> 5, e.value ->> 6,
        e.value ->> 7, e.value ->> 8, e.value ->> 9, e.value -> 10, e.value ->> 11, e.value ->> 12
-FROM json_each(?1) AS e WHERE true
+FROM json_each(?1) AS e
+-- An archived event (moved to R2, worker/src/archive.rs) counts as stored: a late retry or
+-- redelivery of it is absorbed like any duplicate.
+WHERE NOT EXISTS (SELECT 1 FROM archived_ids AS a WHERE a.app = e.value ->> 0 AND a.id = e.value ->> 1)
 ON CONFLICT (app, id) DO NOTHING;
 
 -- name: fold_counts

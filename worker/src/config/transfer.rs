@@ -55,6 +55,22 @@ pub async fn export(req: Request, env: &Env, app: &str) -> ApiResult {
     let target = query.get("commit").unwrap_or("head");
     let db = Db::open(env)?;
     let commit = resolve_commit(&db, app, target, "commit").await?;
+    json(200, &bundle(&db, app, commit).await?)
+}
+
+/// The app's head as an import bundle (what the archive's daily backup holds), or `None`
+/// while the app has no commit.
+pub async fn head_bundle(db: &Db, app: &str) -> Result<Option<Value>, ApiError> {
+    if super::ref_commit(db, app, "head").await?.is_none() {
+        return Ok(None);
+    }
+    let commit = resolve_commit(db, app, "head", "commit").await?;
+    let bundle = bundle(db, app, commit).await?;
+    serde_json::to_value(&bundle).map(Some).map_err(internal)
+}
+
+/// A commit with its ancestors and every revision they name.
+async fn bundle(db: &Db, app: &str, commit: CommitView) -> Result<Bundle, ApiError> {
     // The ancestors in one query, newest first.
     let rows: Vec<CommitRow> = db
         .all(
@@ -75,7 +91,7 @@ pub async fn export(req: Request, env: &Env, app: &str) -> ApiResult {
     for a in &ancestors {
         ids.extend(a.snapshot.revisions());
     }
-    let bodies = revision_bodies(&db, ids.iter().copied()).await?;
+    let bodies = revision_bodies(db, ids.iter().copied()).await?;
     let mut revisions = BTreeMap::new();
     for c in std::iter::once(&commit).chain(ancestors.iter()) {
         for kind in Kind::ALL {
@@ -93,14 +109,11 @@ pub async fn export(req: Request, env: &Env, app: &str) -> ApiResult {
             }
         }
     }
-    json(
-        200,
-        &Bundle {
-            commit,
-            ancestors,
-            revisions,
-        },
-    )
+    Ok(Bundle {
+        commit,
+        ancestors,
+        revisions,
+    })
 }
 
 fn entries_of(
