@@ -112,7 +112,7 @@ function sqliteBaseline(scheme) {
       db.exec('CREATE TABLE events (app TEXT, id TEXT, type TEXT, name TEXT, ts INTEGER, client_ts INTEGER, received_at INTEGER, anonymous_id TEXT, user_id TEXT, user_key TEXT, props TEXT, url TEXT, batch_id TEXT, PRIMARY KEY (app, id))');
     } else {
       migration('0001_events.sql');
-      if (scheme === 'store_events') migration('0006_fold_per_batch.sql');
+      if (scheme === 'store_events') { migration('0006_fold_per_batch.sql'); migration('0007_archive.sql'); }
     }
     // Parameters are made before the clock starts: the ceiling times SQLite, not JS.
     const rowsOf = (batch) => batch.events.map((e) => ['demo', e.id, e.type, e.name, e.ts, e.ts, e.ts, e.anonymous_id, null, e.anonymous_id, JSON.stringify(e.props), null, batch.batch_id]);

@@ -16,6 +16,7 @@ function folded() {
   const db = new DatabaseSync(':memory:');
   db.exec(migration('0001_events.sql'));
   db.exec(migration('0006_fold_per_batch.sql'));
+  db.exec(migration('0007_archive.sql'));
   const sql = storeEventsSql();
   const st = Object.fromEntries(Object.entries(sql).map(([k, v]) => [k, db.prepare(v)]));
   return {
@@ -140,5 +141,50 @@ describe('the per-batch fold', () => {
       const scans = plan.filter((d) => /^SCAN (events|n)\b/.test(d));
       assert.deepEqual(scans, [], `${name}: ${plan.join(' | ')}`);
     }
+  });
+});
+
+// The archive's guards (migration 0007) on SQLite itself: the one way a raw row leaves.
+describe('the archive move', () => {
+  const DAY = 86_400_000;
+  const day0 = 1_790_000_000_000 - (1_790_000_000_000 % DAY);
+  const row = (i, ts = day0 + i) => ['a', `id-${i}`, 'track', 'view', ts, 0, 0, 'u', null, 'u', '{"k":"v"}', null, 'b'];
+  const plan = (db, key, first, last, state = 'planned') => db.prepare(
+    "INSERT INTO archive_objects (key, app, day, first_rowid, last_rowid, events, bytes, sha256, state, planned_at) VALUES (?, 'a', ?, ?, ?, 1, 1, 'x', ?, 0)",
+  ).run(key, day0, first, last, state);
+
+  test('a raw row is deleted only while a verified object holds it, and never updated', () => {
+    const { db, transaction } = folded();
+    transaction([[row(1), row(2), row(3, day0 + DAY)]]);
+    const remove = (rowid) => db.prepare('DELETE FROM events WHERE rowid = ?').run(rowid);
+    assert.throws(() => remove(1), /append-only/, 'no object');
+    plan(db, 'k1', 1, 3);
+    assert.throws(() => remove(1), /append-only/, 'a planned object is not enough');
+    db.prepare("UPDATE archive_objects SET state = 'verified' WHERE key = 'k1'").run();
+    assert.throws(() => remove(3), /append-only/, 'the object holds one day only');
+    assert.equal(remove(1).changes, 1);
+    assert.throws(() => db.exec("UPDATE events SET name = 'x'"), /append-only/);
+    db.prepare("UPDATE archive_objects SET state = 'done' WHERE key = 'k1'").run();
+    assert.throws(() => remove(2), /append-only/, 'a done object opens nothing more');
+  });
+
+  test("an object's plan is fixed, its state moves forward only, and it is never forgotten", () => {
+    const { db } = folded();
+    plan(db, 'k1', 1, 3);
+    for (const change of ["state = 'done'", 'last_rowid = 9', "sha256 = 'y'", 'events = 2']) {
+      assert.throws(() => db.exec(`UPDATE archive_objects SET ${change} WHERE key = 'k1'`), /plan is fixed/, change);
+    }
+    db.exec("UPDATE archive_objects SET state = 'verified' WHERE key = 'k1'");
+    assert.throws(() => db.exec("UPDATE archive_objects SET state = 'planned' WHERE key = 'k1'"), /plan is fixed/);
+    assert.throws(() => db.exec("DELETE FROM archive_objects"), /never forgotten/);
+    assert.throws(() => plan(db, 'k1', 5, 6), /UNIQUE/, 'a key is planned once');
+  });
+
+  test('an archived id is absorbed like a duplicate when it arrives again', () => {
+    const { db, transaction } = folded();
+    db.prepare("INSERT INTO archived_ids (app, id, ts) VALUES ('a', 'id-1', ?)").run(day0);
+    transaction([[row(1), row(2)]]);
+    assert.deepEqual(db.prepare('SELECT id FROM events ORDER BY id').all().map((r) => r.id), ['id-2']);
+    assert.equal(db.prepare('SELECT events_stored FROM pipeline_totals').get().events_stored, 1);
   });
 });

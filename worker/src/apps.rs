@@ -41,8 +41,12 @@ fn default_retention_days() -> u32 {
     DEFAULT_RETENTION_DAYS
 }
 
-/// A `retention_days` from a request, checked.
-fn check_retention(days: i64) -> Result<u32, ApiError> {
+/// A `retention_days` from a request, checked (its type too, so the error names the field).
+fn check_retention(days: serde_json::Value) -> Result<u32, ApiError> {
+    let days = days.as_i64().ok_or_else(|| {
+        ApiError::new(400, "invalid_type", "retention_days must be a whole number of days")
+            .with_field("retention_days")
+    })?;
     validate_retention_days(days).map_err(|e| ApiError::from_field(400, e))
 }
 
@@ -306,7 +310,7 @@ struct CreateApp {
     name: Option<String>,
     #[serde(default)]
     allowed_origins: Vec<String>,
-    retention_days: Option<i64>,
+    retention_days: Option<serde_json::Value>,
 }
 
 /// `POST /v1/admin/apps {id, name?, allowed_origins: [...], retention_days?}` -> 201 with
@@ -485,7 +489,7 @@ pub async fn delete(req: Request, env: &Env, id: &str) -> ApiResult {
 struct UpdateApp {
     name: Option<String>,
     allowed_origins: Option<Vec<String>>,
-    retention_days: Option<i64>,
+    retention_days: Option<serde_json::Value>,
 }
 
 /// `PATCH /v1/admin/apps/{id} {name?, allowed_origins?, retention_days?}`: rename an app,

@@ -26,8 +26,10 @@ use worker::{Bucket, Conditional, Env, Request, Response};
 
 /// Rowids one scan reads (rows of every app in that span are read; D1 bills them).
 const SCAN_ROWS: i64 = 2_000;
-/// Scans one run makes at most, across apps: a run stays well within a cron's CPU budget.
-const MAX_SCANS_PER_RUN: usize = 10;
+/// Scans one run makes at most per app, and in all: a run stays within a cron's limits
+/// (at most 400,000 rows read), and every app gets its turn.
+const MAX_SCANS_PER_APP: usize = 20;
+const MAX_SCANS_PER_RUN: usize = 200;
 /// Unfinished objects one run resumes at most.
 const MAX_RESUMES_PER_RUN: i64 = 50;
 /// The columns of a raw row, as [`RawRow`] reads them.
@@ -170,7 +172,10 @@ async fn archive_app(
     report: &mut RunReport,
 ) -> Result<(), ApiError> {
     let cutoff = cutoff_ms(now, app.retention_days);
-    while *scans < MAX_SCANS_PER_RUN {
+    for _ in 0..MAX_SCANS_PER_APP {
+        if *scans >= MAX_SCANS_PER_RUN {
+            break;
+        }
         *scans += 1;
         let marks: Marks = db
             .first(
@@ -563,7 +568,10 @@ pub async fn list_objects(req: Request, env: &Env) -> ApiResult {
     let objects: Vec<serde_json::Value> = page
         .objects()
         .iter()
-        .map(|o| serde_json::json!({"key": o.key(), "size": o.size()}))
+        .map(|o| {
+            let uploaded = format_rfc3339(o.uploaded().as_millis() as i64);
+            serde_json::json!({"key": o.key(), "size": o.size(), "uploaded": uploaded})
+        })
         .collect();
     let cursor = if page.truncated() {
         page.cursor()
