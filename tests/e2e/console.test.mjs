@@ -89,6 +89,20 @@ describe('the console', () => {
     await page.click('#create-app button[type=submit]');
     await page.waitForSelector('.app-card[data-app="console-shop"]');
     assert.match(await page.textContent('.app-card[data-app="console-shop"] pre.snippet'), /new Telltale\(\{ endpoint: .*key: 'tt_ik_/);
+    // Retention: a bad value is refused with the API's reason, a good one saved; the archive's
+    // last run shows once there was one.
+    const shop = '.app-card[data-app="console-shop"]';
+    assert.match(await page.textContent(`${shop} .archive-status`), /nothing archived yet/);
+    await page.fill(`${shop} input.retention`, '0');
+    await page.click(`${shop} .save-retention`);
+    await page.waitForFunction((sel) => /retention_days must be 1 to 3650/.test(document.querySelector(sel)?.textContent || ''), `${shop} p[role=status]`);
+    await page.fill(`${shop} input.retention`, '7');
+    await page.click(`${shop} .save-retention`);
+    await page.waitForFunction(() => /Retention of console-shop saved: 7 days/.test(document.querySelector('#apps-status')?.textContent || ''));
+    assert.equal((await collector.admin('GET', '/v1/admin/apps/console-shop')).json.retention_days, 7);
+    assert.equal((await collector.admin('POST', '/v1/admin/archive/run')).status, 200);
+    await page.evaluate(() => location.reload());
+    await page.waitForFunction((sel) => /last run \d{4}-/.test(document.querySelector(sel)?.textContent || ''), `${shop} .archive-status`);
     await shot('apps');
     await collector.createApp('console-doomed');
     await page.evaluate(() => location.reload());
