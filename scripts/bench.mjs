@@ -100,6 +100,89 @@ async function ingestThroughput(collector) {
   };
 }
 
+/** The archive (#15) on the bench's load: an app with one day of retention receives TOTAL
+ * events two days old, then archive runs move them to the local R2 bucket. Figures: events
+ * archived per second of run time (written, read back, deleted from D1), gzip bytes per
+ * event in R2, and how many runs and objects that took. */
+async function archiveThroughput(collector) {
+  const id = `bench-archive-${Date.now().toString(36)}`;
+  const created = await collector.admin('POST', '/v1/admin/apps', { id, retention_days: 1 });
+  if (created.status !== 201) throw new Error(`creating the archive app: ${created.text}`);
+  const key = created.json.ingest_key;
+  const pipeline = async () => (await collector.admin('GET', '/v1/admin/pipeline')).json.stored.events;
+  const before = await pipeline();
+  const twoDaysAgo = Date.now() - 2 * 86_400_000;
+  const bodies = batches().map((text, r) => {
+    const batch = JSON.parse(text);
+    batch.events.forEach((e, i) => { e.ts = twoDaysAgo + r * EVENTS_PER_REQUEST + i; });
+    return batch;
+  });
+  let next = 0;
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < bodies.length) {
+      const res = await collector.ingest(bodies[next++], { key });
+      if (res.status !== 202) throw new Error(`ingest answered ${res.status}: ${res.text}`);
+    }
+  }));
+  // One newer event of another app: the archive never deletes the table's newest row.
+  const newer = await collector.ingest({ sent_at: Date.now(), events: [makeEvent({ name: 'bench_view' })] });
+  if (newer.status !== 202) throw new Error(`ingest answered ${newer.status}: ${newer.text}`);
+  await waitFor(async () => (await pipeline()) - before === TOTAL + 1, { timeoutMs: 300_000, intervalMs: 100, what: `${TOTAL} stored events` });
+  const status = async () => (await collector.admin('GET', `/v1/admin/archive?app=${id}`)).json.apps[0];
+  let runs = 0;
+  const t0 = performance.now();
+  while ((await status()).events < TOTAL) {
+    if (++runs > 20) throw new Error(`the archive moved ${(await status()).events} of ${TOTAL} events in 20 runs`);
+    const res = await collector.admin('POST', '/v1/admin/archive/run');
+    if (res.status !== 200) throw new Error(`archive run answered ${res.status}: ${res.text}`);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const archived = await status();
+  const listing = (await collector.admin('GET', `/v1/admin/archive/objects?prefix=events/app=${id}/`)).json.objects;
+  const first = await collector.request('GET', `/v1/admin/archive/object?key=${encodeURIComponent(listing[0].key)}`,
+    { headers: { Authorization: `Bearer ${collector.adminKey}` }, raw: true });
+  const gz = Buffer.from(await first.arrayBuffer());
+  const { gunzipSync } = await import('node:zlib');
+  return {
+    events: TOTAL, runs, objects: archived.objects,
+    events_per_s: Math.round(TOTAL / seconds),
+    gzip_bytes_per_event: +(archived.bytes / TOTAL).toFixed(1),
+    ndjson_bytes_per_event: +(gunzipSync(gz).length / (gz.length / archived.bytes * TOTAL)).toFixed(1),
+  };
+}
+
+/** D1 bytes per event by table (SQLite's `dbstat`), after the consumer's statements store
+ * 20,000 events of two names with two properties and a URL, spread over 7 days, from `users`
+ * distinct users: what the archive frees (the raw row and its key) and what stays for good
+ * (the aggregates, mostly `agg_users`, one row per user per hour and per day). */
+function storageBytesPerEvent(users) {
+  const db = new DatabaseSync(':memory:');
+  for (const file of ['0001_events.sql', '0006_fold_per_batch.sql', '0007_archive.sql']) db.exec(readFileSync(join(ROOT, 'worker/migrations', file), 'utf8'));
+  const prepared = Object.fromEntries(Object.entries(storeEventsSql()).map(([name, text]) => [name, db.prepare(text)]));
+  const week = 7 * 86_400_000;
+  const start = Date.now() - week;
+  let seed = 1;
+  const random = () => { seed = (seed * 48_271) % 2_147_483_647; return seed / 2_147_483_647; };
+  for (let r = 0; r < TOTAL / EVENTS_PER_REQUEST; r++) {
+    const rows = Array.from({ length: EVENTS_PER_REQUEST }, (_, i) => {
+      const user = `user-${Math.floor(random() * users)}`;
+      return ['demo', `${r}-${i}`, 'track', i % 4 ? 'bench_view' : 'bench_click', start + Math.floor(random() * week), 0, 0, user, null, user,
+        { plan: ['free', 'pro', 'team'][i % 3], page: `/p/${i % 20}` }, `https://shop.example/p/${i % 20}`, `b${r}`];
+    });
+    db.exec('BEGIN');
+    prepared.begin.run(1, rows.length, 0);
+    prepared.insert_events.run(JSON.stringify(rows));
+    for (const name of FOLD_STATEMENTS) prepared[name].run();
+    db.exec('COMMIT');
+  }
+  const bytes = Object.fromEntries(db.prepare('SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name').all().map((r) => [r.name, r.bytes]));
+  db.close();
+  const per = (names) => +(names.reduce((sum, n) => sum + (bytes[n] ?? 0), 0) / TOTAL).toFixed(1);
+  const raw = ['events', 'sqlite_autoindex_events_1'];
+  const total = per(Object.keys(bytes));
+  return { users, raw_bytes_per_event: per(raw), kept_bytes_per_event: +(total - per(raw)).toFixed(1), agg_users_bytes_per_event: per(['agg_users']) };
+}
+
 /** Events/s of raw SQLite doing `scheme`'s storage work, one transaction per request, on a
  * file database in WAL mode (as workerd keeps D1's local database). */
 function sqliteBaseline(scheme) {
@@ -327,6 +410,9 @@ console.log(`SDK download (init + track + flag check, esbuild --minify, gzip -9)
 results.sqlite_store_events_per_s = sqliteBaseline('store_events');
 results.sqlite_per_event_triggers_events_per_s = sqliteBaseline('per_event_triggers');
 results.sqlite_bare_events_per_s = sqliteBaseline('bare');
+results.storage = [500, 20_000].map(storageBytesPerEvent);
+console.log(`D1 bytes per event (SQLite dbstat, ${TOTAL} events over 7 days): `
+  + results.storage.map((s) => `${s.users} users: raw row and key ${s.raw_bytes_per_event} (the archive moves these), aggregates and the rest ${s.kept_bytes_per_event} (kept; agg_users ${s.agg_users_bytes_per_event})`).join('; '));
 console.log(`SQLite ceiling (file database, WAL, ${EVENTS_PER_REQUEST} events per transaction): ${results.sqlite_store_events_per_s} events/s with the consumer's statements `
   + `(store_events.sql); ${results.sqlite_per_event_triggers_events_per_s} events/s with the old per-event triggers; ${results.sqlite_bare_events_per_s} events/s into a bare table`);
 /** µs per `track()` in each browser engine (Chromium, Firefox ESR, WebKitGTK), through the
@@ -390,9 +476,10 @@ async function consoleFigures(collector) {
 }
 
 // BENCH_ONLY=ingest measures ingest and storage alone, BENCH_ONLY=flags flag evaluation
-// alone, BENCH_ONLY=track track() in each browser engine alone (quicker, for work on one).
+// alone, BENCH_ONLY=track track() in each browser engine alone, BENCH_ONLY=archive the
+// archive alone (quicker, for work on one).
 const only = process.env.BENCH_ONLY;
-if (only && !['ingest', 'flags', 'track'].includes(only)) throw new Error(`BENCH_ONLY is ingest, flags or track, not ${only}`);
+if (only && !['ingest', 'flags', 'track', 'archive'].includes(only)) throw new Error(`BENCH_ONLY is ingest, flags, track or archive, not ${only}`);
 
 function printFlags(f) {
   const line = (name) => `${f[name].ns_per_evaluation} ns (${f[name].per_second}/s)`;
@@ -422,6 +509,17 @@ const printTrack = (track) => console.log(`track() per engine, µs per call (med
   + ENGINES.map((n) => `${n} ${track[n].us_per_call}`).join(', '));
 
 const collector = await Collector.start({ devHooks: false });
+const printArchive = (a) => console.log(`Archive via wrangler dev (${a.events} events two days old, retention 1 day): ${a.events_per_s} events/s moved to R2 `
+  + `(written, read back, deleted from D1) in ${a.runs} runs and ${a.objects} objects; ${a.gzip_bytes_per_event} gzip bytes per event in R2 `
+  + `(${a.ndjson_bytes_per_event} bytes of NDJSON)`);
+if (only === 'archive') {
+  try {
+    printArchive(await archiveThroughput(collector));
+  } finally {
+    await collector.stop();
+  }
+  process.exit(0);
+}
 if (only === 'track') {
   try {
     printTrack(await trackCost(collector));
@@ -436,6 +534,7 @@ try {
   if (!only) results.capture = await captureSideBySide(launchChromium);
   results.ingest = await ingestThroughput(collector);
   if (!only) results.edge_decisions = await edgeDecisions(collector);
+  if (!only) results.archive = await archiveThroughput(collector);
 } finally {
   await collector.stop();
 }
@@ -464,6 +563,7 @@ printFlags(results.flags);
 printCrossing(results.context_crossing);
 console.log(`Console: ${kib(results.console.total_gzip_bytes)} gzipped (JS ${kib(results.console.js_gzip_bytes)}, CSS ${kib(results.console.css_gzip_bytes)}; goal 120 KB), `
   + `first chart ${results.console.first_chart_ms} ms after navigation (median of 5 warm loads; goal 1,000 ms)`);
+printArchive(results.archive);
 const e = results.edge_decisions;
 console.log(`Edge decisions via wrangler dev, ${e.concurrency} in flight: POST /v1/flags/evaluate (${e.flags} flags) ${e.evaluate_per_s} requests/s, GET /healthz ${e.healthz_per_s}/s: ratio ${e.ratio} (goal 0.5)`);
 mkdirSync(join(ROOT, 'bench-results'), { recursive: true });

@@ -44,8 +44,12 @@ fn default_retention_days() -> u32 {
 /// A `retention_days` from a request, checked (its type too, so the error names the field).
 fn check_retention(days: serde_json::Value) -> Result<u32, ApiError> {
     let days = days.as_i64().ok_or_else(|| {
-        ApiError::new(400, "invalid_type", "retention_days must be a whole number of days")
-            .with_field("retention_days")
+        ApiError::new(
+            400,
+            "invalid_type",
+            "retention_days must be a whole number of days",
+        )
+        .with_field("retention_days")
     })?;
     validate_retention_days(days).map_err(|e| ApiError::from_field(400, e))
 }
