@@ -37,6 +37,14 @@ pub fn validate_retention_days(days: i64) -> Result<u32, FieldError> {
         })
 }
 
+/// The minute of each hour at which the cron (which fires every minute) runs the archive.
+pub const ARCHIVE_MINUTE: i64 = 17;
+
+/// Whether the cron invocation scheduled at `scheduled_ms` runs the archive: once an hour.
+pub fn run_due(scheduled_ms: i64) -> bool {
+    scheduled_ms.div_euclid(60_000).rem_euclid(60) == ARCHIVE_MINUTE
+}
+
 /// Events before this time are older than the window: the start of the UTC day that
 /// `retention_days` days ago falls in, so a day's events leave D1 together, in one run.
 pub fn cutoff_ms(now_ms: i64, retention_days: u32) -> i64 {
@@ -287,6 +295,19 @@ mod tests {
                                                                // Exactly at midnight the day before is the newest that leaves.
         assert_eq!(cutoff_ms(DAY0 + 2 * MS_PER_DAY, 1), DAY0 + MS_PER_DAY);
         assert_eq!(cutoff_ms(0, 1), -MS_PER_DAY);
+    }
+
+    #[test]
+    fn the_cron_runs_the_archive_once_an_hour() {
+        let hour = DAY0 + 5 * 3_600_000;
+        let due: Vec<i64> = (0..120)
+            .map(|m| hour + m * 60_000 + 1_234)
+            .filter(|t| run_due(*t))
+            .collect();
+        assert_eq!(
+            due,
+            vec![hour + 17 * 60_000 + 1_234, hour + 77 * 60_000 + 1_234]
+        );
     }
 
     #[test]

@@ -182,9 +182,6 @@ fn probes_enabled(env: &Env) -> bool {
     env_string(env, "PROBES").as_deref() != Some("off")
 }
 
-/// The archive runs once an hour, at this minute (the cron fires every minute).
-const ARCHIVE_MINUTE: i64 = 17;
-
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if probes_enabled(&env) {
@@ -206,7 +203,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Err(e) => worker::console_error!("spool drain failed: {}", e.message),
     }
     let scheduled_ms = event.schedule() as i64;
-    if (scheduled_ms / 60_000) % 60 == ARCHIVE_MINUTE {
+    if telltale_core::archive::run_due(scheduled_ms) {
         match archive::run(&env, scheduled_ms).await {
             Ok(report) if report.objects > 0 || report.config_backups > 0 => worker::console_log!(
                 "archive: {} objects, {} events, {} config backups",
