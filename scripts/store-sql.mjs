@@ -4,11 +4,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './toolchain.mjs';
 
-/** `{ name: statement text }` in file order. */
+/** `{ name: statement text }` of the consumer's statements, in file order. */
 export function storeEventsSql() {
+  return sqlSections('worker/src/store_events.sql');
+}
+
+/** `{ name: statement text }` of a `.sql` file split by `-- name:` lines, in file order. */
+export function sqlSections(file) {
   const sections = {};
   let current = null;
-  for (const line of readFileSync(join(ROOT, 'worker/src/store_events.sql'), 'utf8').split('\n')) {
+  for (const line of readFileSync(join(ROOT, file), 'utf8').split('\n')) {
     const name = line.match(/^-- name: (\w+)$/);
     if (name) {
       current = name[1];

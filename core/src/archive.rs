@@ -4,8 +4,10 @@
 //! the I/O: it reads rows in rowid order, asks [`eligible_prefix`] how many may go, builds
 //! the objects with [`plan_objects`], writes, reads back and deletes.
 //!
-//! An object is a function of its rows alone (field order fixed, gzip without a timestamp),
-//! so one rebuilt after a crash is byte for byte the one planned, and its SHA-256 proves it.
+//! An object's content is a function of its rows alone (field order fixed), so one rebuilt
+//! after a crash holds exactly what was planned, and the content's SHA-256 proves it; the
+//! gzip around it (no timestamp) is the same too unless the compressor changed between
+//! builds, which the check on the content tolerates.
 
 use crate::gzip::gzip;
 use crate::time::{format_rfc3339, MS_PER_DAY};
@@ -91,10 +93,11 @@ pub struct PlannedObject {
     pub first_seq: i64,
     pub last_seq: i64,
     pub events: usize,
+    /// The NDJSON's length and SHA-256 (hex): what the object holds, whatever gzip wraps it.
+    pub content_bytes: usize,
+    pub content_sha256: String,
     /// gzip-compressed NDJSON.
     pub body: Vec<u8>,
-    /// SHA-256 of `body`, hex.
-    pub sha256: String,
 }
 
 /// Why rows could not become an object.
@@ -203,7 +206,6 @@ pub fn build_object(app: &str, day: i64, rows: &[RawRow]) -> Result<PlannedObjec
         text.push_str(&line(row)?);
         text.push('\n');
     }
-    let body = gzip(text.as_bytes());
     Ok(PlannedObject {
         key: object_key(app, day, first.seq, last.seq),
         app: app.to_string(),
@@ -211,8 +213,9 @@ pub fn build_object(app: &str, day: i64, rows: &[RawRow]) -> Result<PlannedObjec
         first_seq: first.seq,
         last_seq: last.seq,
         events: rows.len(),
-        sha256: sha256_hex(&body),
-        body,
+        content_bytes: text.len(),
+        content_sha256: sha256_hex(text.as_bytes()),
+        body: gzip(text.as_bytes()),
     })
 }
 
@@ -244,11 +247,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Ids of archived events are kept while ingest could still accept their time (it refuses
-/// events more than `max_past_ms` old), plus a day for clock-skew corrections: before this
-/// time they may go.
-pub fn archived_ids_horizon(now_ms: i64, max_past_ms: i64) -> i64 {
-    now_ms - max_past_ms - MS_PER_DAY
+/// Which archived ids to keep, and until when: those of events whose time ingest could
+/// still accept (it refuses events more than `max_past_ms` old; a day more for clock-skew
+/// corrections), kept that long after the archiving, so a resend or a redelivery within it
+/// is absorbed. Returns (oldest event time kept, keep until).
+pub fn archived_ids_window(now_ms: i64, max_past_ms: i64) -> (i64, i64) {
+    let window = max_past_ms + MS_PER_DAY;
+    (now_ms - window, now_ms + window)
 }
 
 #[cfg(test)]
@@ -358,9 +363,12 @@ mod tests {
             build_object("shop", DAY0, &rows).unwrap(),
             "same rows, same bytes"
         );
-        assert_eq!(object.sha256, sha256_hex(&object.body));
-        assert_eq!(object.sha256.len(), 64);
         let text = String::from_utf8(gunzip(&object.body, 1 << 20).unwrap()).unwrap();
+        assert_eq!(object.content_sha256, sha256_hex(text.as_bytes()));
+        assert_eq!(
+            (object.content_sha256.len(), object.content_bytes),
+            (64, text.len())
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(text.ends_with('\n'));
@@ -396,6 +404,9 @@ mod tests {
     #[test]
     fn archived_ids_are_kept_past_the_ingest_window() {
         let max_past = 30 * MS_PER_DAY;
-        assert_eq!(archived_ids_horizon(DAY0, max_past), DAY0 - 31 * MS_PER_DAY);
+        assert_eq!(
+            archived_ids_window(DAY0, max_past),
+            (DAY0 - 31 * MS_PER_DAY, DAY0 + 31 * MS_PER_DAY)
+        );
     }
 }

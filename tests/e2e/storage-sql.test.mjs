@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { DatabaseSync } from 'node:sqlite';
-import { FOLD_STATEMENTS, storeEventsSql } from '../../scripts/store-sql.mjs';
+import { FOLD_STATEMENTS, sqlSections, storeEventsSql } from '../../scripts/store-sql.mjs';
 import { ROOT } from '../../scripts/toolchain.mjs';
 
 const migration = (file) => readFileSync(join(ROOT, 'worker/migrations', file), 'utf8');
@@ -149,9 +149,11 @@ describe('the archive move', () => {
   const DAY = 86_400_000;
   const day0 = 1_790_000_000_000 - (1_790_000_000_000 % DAY);
   const row = (i, ts = day0 + i) => ['a', `id-${i}`, 'track', 'view', ts, 0, 0, 'u', null, 'u', '{"k":"v"}', null, 'b'];
-  const plan = (db, key, first, last, state = 'planned') => db.prepare(
-    "INSERT INTO archive_objects (key, app, day, first_rowid, last_rowid, events, bytes, sha256, state, planned_at) VALUES (?, 'a', ?, ?, ?, 1, 1, 'x', ?, 0)",
-  ).run(key, day0, first, last, state);
+  const plan = (db, key, first, last, day = day0) => db.prepare(
+    "INSERT INTO archive_objects (key, app, day, first_rowid, last_rowid, events, content_bytes, content_sha256, state, planned_at) VALUES (?, 'a', ?, ?, ?, 1, 1, 'x', 'planned', 0)",
+  ).run(key, day, first, last);
+  const verify = (db, key) => db.prepare("UPDATE archive_objects SET state = 'verified', bytes = 1, sha256 = 'y' WHERE key = ?").run(key);
+  const archiveSql = sqlSections('worker/src/archive.sql');
 
   test('a raw row is deleted only while a verified object holds it, and never updated', () => {
     const { db, transaction } = folded();
@@ -160,7 +162,7 @@ describe('the archive move', () => {
     assert.throws(() => remove(1), /append-only/, 'no object');
     plan(db, 'k1', 1, 3);
     assert.throws(() => remove(1), /append-only/, 'a planned object is not enough');
-    db.prepare("UPDATE archive_objects SET state = 'verified' WHERE key = 'k1'").run();
+    verify(db, 'k1');
     assert.throws(() => remove(3), /append-only/, 'the object holds one day only');
     assert.equal(remove(1).changes, 1);
     assert.throws(() => db.exec("UPDATE events SET name = 'x'"), /append-only/);
@@ -171,18 +173,54 @@ describe('the archive move', () => {
   test("an object's plan is fixed, its state moves forward only, and it is never forgotten", () => {
     const { db } = folded();
     plan(db, 'k1', 1, 3);
-    for (const change of ["state = 'done'", 'last_rowid = 9', "sha256 = 'y'", 'events = 2']) {
+    for (const change of ["state = 'done'", 'last_rowid = 9', "content_sha256 = 'y'", 'events = 2', "state = 'verified'"]) {
       assert.throws(() => db.exec(`UPDATE archive_objects SET ${change} WHERE key = 'k1'`), /plan is fixed/, change);
     }
-    db.exec("UPDATE archive_objects SET state = 'verified' WHERE key = 'k1'");
+    verify(db, 'k1');
     assert.throws(() => db.exec("UPDATE archive_objects SET state = 'planned' WHERE key = 'k1'"), /plan is fixed/);
+    assert.throws(() => db.exec("UPDATE archive_objects SET state = 'done', sha256 = 'z' WHERE key = 'k1'"), /plan is fixed/);
     assert.throws(() => db.exec("DELETE FROM archive_objects"), /never forgotten/);
     assert.throws(() => plan(db, 'k1', 5, 6), /UNIQUE/, 'a key is planned once');
+    assert.throws(() => plan(db, 'k2', 3, 9), /already holds some of these rows/, 'overlapping rows are refused');
+    plan(db, 'k3', 4, 9);
+    plan(db, 'k4', 1, 3, day0 + DAY);
+  });
+
+  test("the archive's statements walk rowid ranges, never the app's whole key range", () => {
+    const { db } = folded();
+    for (const [name, text] of Object.entries(archiveSql)) {
+      if (!/\bevents\b/.test(text.replace(/^--.*$/gm, '').replace(/'[^']*'/g, ''))) continue;
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${text}`).all().map((r) => r.detail);
+      const onEvents = plan.filter((d) => /\bevents\b/.test(d) && !/archived_ids|archive_objects/.test(d));
+      // A rowid range, or `max(rowid)` (a plain SEARCH: one step down the rowid tree).
+      for (const step of onEvents) {
+        assert.match(step, /USING INTEGER PRIMARY KEY \(rowid|^SEARCH events$/, `${name}: ${plan.join(' | ')}`);
+      }
+      assert.ok(!plan.some((d) => /sqlite_autoindex_events_1/.test(d)), `${name}: ${plan.join(' | ')}`);
+    }
+  });
+
+  test('one run holds the lease; a moved mark or changed rows fail their transaction', () => {
+    const { db, transaction } = folded();
+    const take = db.prepare(archiveSql.lease_take);
+    assert.equal(take.run('a', 1_000, 10).changes, 1);
+    assert.equal(take.run('b', 1_000, 20).changes, 0, 'held until 1,000');
+    assert.equal(take.run('b', 5_000, 2_000).changes, 1, 'expired');
+    db.prepare(archiveSql.lease_give_back).run('a');
+    assert.equal(take.run('c', 9_000, 3_000).changes, 0, 'only the holder gives it back');
+    db.prepare(archiveSql.move_mark).run('a', 5);
+    assert.throws(() => db.prepare(archiveSql.plan_guard).run('a', 0), /NOT NULL/);
+    db.prepare(archiveSql.plan_guard).run('a', 5);
+    transaction([[row(1), row(2)]]);
+    const guard = db.prepare(archiveSql.delete_guard);
+    const rows = ['a', 1, 2, day0, day0 + DAY];
+    guard.run(...rows, 2);
+    assert.throws(() => guard.run(...rows, 3), /NOT NULL/, 'a count that is not the plan\'s');
   });
 
   test('an archived id is absorbed like a duplicate when it arrives again', () => {
     const { db, transaction } = folded();
-    db.prepare("INSERT INTO archived_ids (app, id, ts) VALUES ('a', 'id-1', ?)").run(day0);
+    db.prepare("INSERT INTO archived_ids (app, id, keep_until) VALUES ('a', 'id-1', ?)").run(day0);
     transaction([[row(1), row(2)]]);
     assert.deepEqual(db.prepare('SELECT id FROM events ORDER BY id').all().map((r) => r.id), ['id-2']);
     assert.equal(db.prepare('SELECT events_stored FROM pipeline_totals').get().events_stored, 1);

@@ -8,38 +8,62 @@
 --            set is fixed once planned. The app's scan mark moves past the range in the same
 --            transaction.
 -- 2. write:  the object is put only if its key is free (R2 refuses a second write), then read
---            back; its size and SHA-256 must equal the plan's (state 'verified').
--- 3. delete: one transaction deletes the rows, remembers their ids (`archived_ids`, so a late
---            redelivery of the same event is not stored twice), marks the object 'done' and
---            writes the audit line.
+--            back; its content's size and SHA-256 must equal the plan's (state 'verified',
+--            with the stored gzip's size and SHA-256 recorded).
+-- 3. delete: one transaction checks the rows are still exactly the plan's, deletes them,
+--            remembers their ids (`archived_ids`, so a late redelivery of the same event is
+--            not stored twice), marks the object 'done' and writes the audit line.
 -- A crash between steps leaves every event in D1, in R2, or in both; the next run resumes the
 -- unfinished objects first, and "both" ends in step 3 without a second object.
 
 CREATE TABLE archive_objects (
-  key          TEXT    PRIMARY KEY, -- events/app=<app>/date=<YYYY-MM-DD>/<first>-<last>.ndjson.gz
-  app          TEXT    NOT NULL,
-  day          INTEGER NOT NULL, -- UTC ms of the day's start
-  first_rowid  INTEGER NOT NULL,
-  last_rowid   INTEGER NOT NULL,
-  events       INTEGER NOT NULL,
-  bytes        INTEGER NOT NULL, -- gzip size
-  sha256       TEXT    NOT NULL, -- of the gzip bytes, hex
-  state        TEXT    NOT NULL CHECK (state IN ('planned', 'verified', 'done')),
-  planned_at   INTEGER NOT NULL,
-  verified_at  INTEGER,
-  done_at      INTEGER
+  key            TEXT    PRIMARY KEY, -- events/app=<app>/date=<YYYY-MM-DD>/<first>-<last>.ndjson.gz
+  app            TEXT    NOT NULL,
+  day            INTEGER NOT NULL, -- UTC ms of the day's start
+  first_rowid    INTEGER NOT NULL,
+  last_rowid     INTEGER NOT NULL,
+  events         INTEGER NOT NULL,
+  -- The object's content, fixed at planning: the NDJSON's length and SHA-256 (hex). The gzip
+  -- around it may differ between builds; what was stored is recorded when it is read back.
+  content_bytes  INTEGER NOT NULL,
+  content_sha256 TEXT    NOT NULL,
+  bytes          INTEGER, -- the stored gzip's size and SHA-256, once verified
+  sha256         TEXT,
+  state          TEXT    NOT NULL CHECK (state IN ('planned', 'verified', 'done')),
+  planned_at     INTEGER NOT NULL,
+  verified_at    INTEGER,
+  done_at        INTEGER
 );
 CREATE INDEX archive_objects_by_app ON archive_objects (app, state, first_rowid);
 
--- A plan never changes: only its state moves forward, planned -> verified -> done.
+-- A plan never changes: only its state moves forward, planned -> verified -> done, and the
+-- stored size and checksum are written once, by the move to verified.
 CREATE TRIGGER archive_objects_forward BEFORE UPDATE ON archive_objects
 WHEN NEW.key IS NOT OLD.key OR NEW.app IS NOT OLD.app OR NEW.day IS NOT OLD.day
   OR NEW.first_rowid IS NOT OLD.first_rowid OR NEW.last_rowid IS NOT OLD.last_rowid
-  OR NEW.events IS NOT OLD.events OR NEW.bytes IS NOT OLD.bytes OR NEW.sha256 IS NOT OLD.sha256
-  OR NOT ((OLD.state = 'planned' AND NEW.state = 'verified') OR (OLD.state = 'verified' AND NEW.state = 'done'))
+  OR NEW.events IS NOT OLD.events OR NEW.content_bytes IS NOT OLD.content_bytes
+  OR NEW.content_sha256 IS NOT OLD.content_sha256
+  OR NOT ((OLD.state = 'planned' AND NEW.state = 'verified' AND NEW.bytes IS NOT NULL AND NEW.sha256 IS NOT NULL)
+       OR (OLD.state = 'verified' AND NEW.state = 'done' AND NEW.bytes IS OLD.bytes AND NEW.sha256 IS OLD.sha256))
 BEGIN SELECT RAISE(ABORT, 'an archive object''s plan is fixed and its state only moves forward'); END;
 CREATE TRIGGER archive_objects_kept BEFORE DELETE ON archive_objects
 BEGIN SELECT RAISE(ABORT, 'archive objects are never forgotten'); END;
+-- No two objects hold the same row: a plan whose rows overlap another's (two runs that raced
+-- past the run lease) is refused whole.
+CREATE TRIGGER archive_objects_disjoint BEFORE INSERT ON archive_objects
+WHEN EXISTS (SELECT 1 FROM archive_objects AS o
+             WHERE o.app = NEW.app AND o.day = NEW.day
+               AND o.first_rowid <= NEW.last_rowid AND o.last_rowid >= NEW.first_rowid)
+BEGIN SELECT RAISE(ABORT, 'an archive object already holds some of these rows'); END;
+
+-- One archive run at a time: a run takes the lease until a time, and gives it back at its
+-- end; a run that died leaves it to expire.
+CREATE TABLE archive_lease (
+  id     INTEGER PRIMARY KEY CHECK (id = 1),
+  holder TEXT,
+  until  INTEGER NOT NULL
+);
+INSERT INTO archive_lease (id, holder, until) VALUES (1, NULL, 0);
 
 -- Raw rows still refuse UPDATE, and DELETE unless a verified object holds the row.
 DROP TRIGGER events_no_delete;
@@ -53,13 +77,16 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only: only the archive move deletes
 
 -- Ids of archived events whose time ingest could still accept (it refuses events more than 30
 -- days old): the consumer stores no event whose id is here, so a retry or redelivery of an
--- archived event is absorbed as a duplicate would be. Pruned once the time is past that window.
+-- archived event is absorbed as a duplicate would be. An id is kept until both its event's
+-- time and its archiving are more than 31 days past (so a redelivery from the queue or the
+-- KV spool within that time is absorbed too).
 CREATE TABLE archived_ids (
-  app TEXT    NOT NULL,
-  id  TEXT    NOT NULL,
-  ts  INTEGER NOT NULL,
+  app         TEXT    NOT NULL,
+  id          TEXT    NOT NULL,
+  keep_until  INTEGER NOT NULL,
   PRIMARY KEY (app, id)
 ) WITHOUT ROWID;
+CREATE INDEX archived_ids_by_time ON archived_ids (keep_until);
 
 -- Per app: how far the archive has looked, and its last run.
 CREATE TABLE archive_state (

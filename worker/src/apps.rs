@@ -314,7 +314,14 @@ struct CreateApp {
     name: Option<String>,
     #[serde(default)]
     allowed_origins: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     retention_days: Option<serde_json::Value>,
+}
+
+/// A field that is there, even as `null` (which `Option` alone would read as absent): a
+/// `null` retention is refused, not ignored.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// `POST /v1/admin/apps {id, name?, allowed_origins: [...], retention_days?}` -> 201 with
@@ -493,6 +500,7 @@ pub async fn delete(req: Request, env: &Env, id: &str) -> ApiResult {
 struct UpdateApp {
     name: Option<String>,
     allowed_origins: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     retention_days: Option<serde_json::Value>,
 }
 

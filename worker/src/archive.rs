@@ -14,30 +14,42 @@ use crate::auth::require_admin;
 use crate::config::transfer::head_bundle;
 use crate::dev::take_archive_fault;
 use crate::http::{internal, json, now_ms, ApiError, ApiResult, Query};
-use crate::store::{kv, list_keys, Db, Stmt};
+use crate::store::{kv, list_keys, sql_section, Arg, Db};
 use serde::{Deserialize, Serialize};
 use telltale_core::archive::{
-    archived_ids_horizon, build_object, cutoff_ms, date_text, eligible_prefix, plan_objects,
+    archived_ids_window, build_object, cutoff_ms, date_text, eligible_prefix, plan_objects,
     sha256_hex, PlannedObject, RawRow,
 };
+use telltale_core::gzip::gunzip;
 use telltale_core::ingest::Limits;
 use telltale_core::time::{format_rfc3339, MS_PER_DAY};
 use worker::{Bucket, Conditional, Env, Request, Response};
 
-/// Rowids one scan reads (rows of every app in that span are read; D1 bills them). An app's
-/// object holds what one scan found of one day, so this also sizes objects: about 10,000
-/// events, a few hundred KB of gzip.
+const ARCHIVE_SQL: &str = include_str!("archive.sql");
+
+/// Rowids one scan covers (rows of other apps in the span are skipped by D1, which still
+/// reads them). An object holds what one scan found of one app's day.
 const SCAN_ROWS: i64 = 10_000;
-/// Scans one run makes at most per app, and in all: a run stays within a cron's CPU limit
-/// (about 0.4 s a scan in `npm run bench`; 30 s is the paid plan's default), and every app
-/// gets its turn. At 30 scans an hourly run moves up to 300,000 events (7.2 M a day).
-const MAX_SCANS_PER_APP: usize = 10;
-const MAX_SCANS_PER_RUN: usize = 30;
+/// Most bytes of events one scan takes (about their NDJSON size): a span of large events
+/// (64 props of 1 KB each are allowed) cannot exhaust the isolate's 128 MB.
+const SCAN_BYTES: i64 = 8 * 1024 * 1024;
+/// Spans one run looks at, in all and per app: skipping a span costs D1 reads, no CPU here.
+const MAX_SPANS_PER_RUN: usize = 1_000;
+const MAX_SPANS_PER_APP: usize = 200;
+/// Events one run moves at most: the CPU-bound part (building, compressing, hashing), about
+/// 0.4 s per 10,000 events in `npm run bench`; the paid plan's default limit is 30 s.
+const MAX_EVENTS_PER_RUN: u64 = 300_000;
 /// Unfinished objects one run resumes at most.
 const MAX_RESUMES_PER_RUN: i64 = 50;
-/// The columns of a raw row, as [`RawRow`] reads them.
-const ROW_COLUMNS: &str = "rowid AS seq, app, id, type, name, ts, client_ts, received_at, \
-    anonymous_id, user_id, user_key, props, url, batch_id";
+/// How long a run holds the lease: longer than any run (a cron invocation's wall time is
+/// at most 15 minutes), so only a dead run's lease expires.
+const LEASE_MS: i64 = 15 * 60_000;
+
+/// A statement of archive.sql.
+fn sql(name: &str) -> Result<&'static str, ApiError> {
+    sql_section(ARCHIVE_SQL, name)
+        .ok_or_else(|| internal(format!("archive.sql has no statement `{name}`")))
+}
 
 fn bucket(env: &Env) -> Result<Bucket, ApiError> {
     env.bucket("ARCHIVE")
@@ -60,6 +72,12 @@ async fn crash_point(env: &Env, step: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An injected crash stops the whole run, as a real one would; any other failure stops only
+/// the object or the app it happened to, and is reported.
+fn is_crash(e: &ApiError) -> bool {
+    e.code == "fault_injected"
+}
+
 /// One planned object as D1 holds it.
 #[derive(Debug, Clone, Deserialize)]
 struct ObjectRow {
@@ -69,9 +87,40 @@ struct ObjectRow {
     first_rowid: i64,
     last_rowid: i64,
     events: i64,
-    bytes: i64,
-    sha256: String,
+    content_bytes: i64,
+    content_sha256: String,
+    bytes: Option<i64>,
+    sha256: Option<String>,
     state: String,
+}
+
+impl ObjectRow {
+    fn planned(o: &PlannedObject) -> ObjectRow {
+        ObjectRow {
+            key: o.key.clone(),
+            app: o.app.clone(),
+            day: o.day,
+            first_rowid: o.first_seq,
+            last_rowid: o.last_seq,
+            events: o.events as i64,
+            content_bytes: o.content_bytes as i64,
+            content_sha256: o.content_sha256.clone(),
+            bytes: None,
+            sha256: None,
+            state: "planned".into(),
+        }
+    }
+
+    /// Arguments ?1..?5 of the statements that name the object's rows.
+    fn rows_args(&self) -> [Arg<'_>; 5] {
+        [
+            Arg::Text(&self.app),
+            Arg::Int(self.first_rowid),
+            Arg::Int(self.last_rowid),
+            Arg::Int(self.day),
+            Arg::Int(self.day + MS_PER_DAY),
+        ]
+    }
 }
 
 /// What one run did.
@@ -80,19 +129,60 @@ pub struct RunReport {
     /// Objects finished (written, verified, their rows deleted), resumed ones included.
     pub objects: u64,
     pub events: u64,
+    /// gzip bytes written.
     pub bytes: u64,
     /// Of those objects, how many an earlier run had left unfinished.
     pub resumed: u64,
     pub config_backups: u64,
-    /// Apps whose scan stopped at a row still inside their window (nothing more to move now).
-    pub apps_scanned: u64,
+    /// What failed (each stopped only its object or app; the next run tries again).
+    pub errors: Vec<String>,
 }
 
-/// Runs the archive: unfinished objects first, then each app's eligible rows, then the daily
-/// config backups and the pruning of old archived ids.
+impl RunReport {
+    fn add(&mut self, events: i64, bytes: usize) {
+        self.objects += 1;
+        self.events += events as u64;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// Runs the archive once, holding the lease: unfinished objects first, then each app's rows
+/// past its window (the app whose turn is oldest first), then the daily config backups and
+/// the pruning of old archived ids. `Err` only when another run holds the lease, storage is
+/// away, or an injected crash stopped it.
 pub async fn run(env: &Env, now: i64) -> Result<RunReport, ApiError> {
     let db = Db::open(env)?;
     let bucket = bucket(env)?;
+    let mut holder = [0u8; 8];
+    getrandom::fill(&mut holder).map_err(internal)?;
+    let holder: String = holder.iter().map(|b| format!("{b:02x}")).collect();
+    let taken = db
+        .run(
+            "taking the archive lease",
+            sql("lease_take")?,
+            args![&holder, now + LEASE_MS, now],
+        )
+        .await?;
+    if taken == 0 {
+        return Err(ApiError::new(
+            409,
+            "archive_busy",
+            "another archive run is under way; try again when it ends",
+        ));
+    }
+    let outcome = run_holding(env, &db, &bucket, now).await;
+    // Given back however the run ended (an injected crash too, so the next run can resume at
+    // once); only an isolate that died keeps it, until it expires.
+    db.run(
+        "giving the archive lease back",
+        sql("lease_give_back")?,
+        args![&holder],
+    )
+    .await?;
+    outcome
+}
+
+async fn run_holding(env: &Env, db: &Db, bucket: &Bucket, now: i64) -> Result<RunReport, ApiError> {
     let mut report = RunReport::default();
     let unfinished: Vec<ObjectRow> = db
         .all(
@@ -102,12 +192,16 @@ pub async fn run(env: &Env, now: i64) -> Result<RunReport, ApiError> {
         )
         .await?;
     for object in unfinished {
-        finish(env, &db, &bucket, &object, None, now).await?;
-        report.resumed += 1;
-        report.add(&object);
+        match finish(env, db, bucket, &object, None, now).await {
+            Ok(bytes) => {
+                report.resumed += 1;
+                report.add(object.events, bytes);
+            }
+            Err(e) if is_crash(&e) => return Err(e),
+            Err(e) => report.errors.push(format!("{}: {}", object.key, e.message)),
+        }
     }
     let mut apps = all_apps(env).await?;
-    // The apps whose turn is oldest go first, so a run's scan budget reaches every app in turn.
     #[derive(Deserialize)]
     struct Turn {
         app: String,
@@ -127,13 +221,19 @@ pub async fn run(env: &Env, now: i64) -> Result<RunReport, ApiError> {
             .and_then(|t| t.last_run_at)
     };
     apps.sort_by_key(|app| (last_turn(&app.id), app.id.clone()));
-    let mut scans = 0;
+    let mut spans = 0;
     for app in &apps {
-        if scans >= MAX_SCANS_PER_RUN {
+        if spans >= MAX_SPANS_PER_RUN || report.events >= MAX_EVENTS_PER_RUN {
             break; // the rest go first next run
         }
-        let outcome = archive_app(env, &db, &bucket, app, now, &mut scans, &mut report).await;
-        let error = outcome.as_ref().err().map(|e| e.message.clone());
+        let error = match archive_app(env, db, bucket, app, now, &mut spans, &mut report).await {
+            Err(e) if is_crash(&e) => return Err(e),
+            Err(e) => {
+                report.errors.push(format!("{}: {}", app.id, e.message));
+                Some(e.message)
+            }
+            Ok(()) => None,
+        };
         db.run(
             "recording the archive run",
             "INSERT INTO archive_state (app, last_run_at, last_error) VALUES (?1, ?2, ?3) \
@@ -141,29 +241,19 @@ pub async fn run(env: &Env, now: i64) -> Result<RunReport, ApiError> {
             args![&app.id, now, error.as_deref()],
         )
         .await?;
-        outcome?;
     }
     for app in apps.iter().filter(|a| a.is_live()) {
-        if backup_config(&db, &bucket, &app.id, now).await? {
-            report.config_backups += 1;
+        match backup_config(db, bucket, &app.id, now).await {
+            Ok(true) => report.config_backups += 1,
+            Ok(false) => {}
+            Err(e) => report
+                .errors
+                .push(format!("config backup of {}: {}", app.id, e.message)),
         }
     }
-    let horizon = archived_ids_horizon(now, Limits::default().max_past_ms);
-    db.run(
-        "pruning archived ids",
-        "DELETE FROM archived_ids WHERE ts < ?1",
-        args![horizon],
-    )
-    .await?;
+    db.run("pruning archived ids", sql("prune_ids")?, args![now])
+        .await?;
     Ok(report)
-}
-
-impl RunReport {
-    fn add(&mut self, object: &ObjectRow) {
-        self.objects += 1;
-        self.events += object.events as u64;
-        self.bytes += object.bytes as u64;
-    }
 }
 
 /// Every registered app, deleted ones too (their events are kept, so they age out as well).
@@ -186,31 +276,38 @@ struct Marks {
     newest: Option<i64>,
 }
 
-/// Moves one app's rows that are older than its window, scan by scan, until a row inside
-/// the window stops the scan or the run's scans are spent.
+#[derive(Deserialize)]
+struct NextRow {
+    ts: i64,
+}
+
+/// A scanned row and how far the scan's byte count had got with it.
+#[derive(Deserialize)]
+struct ScannedRow {
+    #[serde(flatten)]
+    row: RawRow,
+    size_so_far: i64,
+}
+
+/// Moves one app's rows that are older than its window, span by span, until a row inside
+/// the window stops it or the run's budget is spent.
 async fn archive_app(
     env: &Env,
     db: &Db,
     bucket: &Bucket,
     app: &App,
     now: i64,
-    scans: &mut usize,
+    spans: &mut usize,
     report: &mut RunReport,
 ) -> Result<(), ApiError> {
     let cutoff = cutoff_ms(now, app.retention_days);
-    for _ in 0..MAX_SCANS_PER_APP {
-        if *scans >= MAX_SCANS_PER_RUN {
+    for _ in 0..MAX_SPANS_PER_APP {
+        if *spans >= MAX_SPANS_PER_RUN || report.events >= MAX_EVENTS_PER_RUN {
             break;
         }
-        *scans += 1;
+        *spans += 1;
         let marks: Marks = db
-            .first(
-                "reading the archive marks",
-                "SELECT (SELECT scanned_to FROM archive_state WHERE app = ?1) AS scanned_to, \
-                 (SELECT fold_from FROM pipeline_totals WHERE id = 1) AS fold_from, \
-                 (SELECT max(rowid) FROM events) AS newest",
-                args![&app.id],
-            )
+            .first("reading the archive marks", sql("marks")?, args![&app.id])
             .await?
             .ok_or_else(|| internal("no archive marks"))?;
         let from = marks.scanned_to.unwrap_or(0);
@@ -225,62 +322,73 @@ async fn archive_app(
             break;
         }
         let to = (from + SCAN_ROWS).min(limit);
-        let rows: Vec<RawRow> = db
-            .all(
-                "reading events to archive",
-                &format!(
-                    "SELECT {ROW_COLUMNS} FROM events WHERE rowid > ?1 AND rowid <= ?2 AND app = ?3 ORDER BY rowid"
-                ),
+        // Cheap first look: the app's next row in the span, if it is still inside the window,
+        // ends the app's turn without reading the span.
+        let next: Option<NextRow> = db
+            .first(
+                "reading the next event to archive",
+                sql("next_row")?,
                 args![from, to, &app.id],
             )
             .await?;
+        if next.as_ref().is_some_and(|n| n.ts >= cutoff) {
+            break;
+        }
+        let scanned: Vec<ScannedRow> = match next {
+            None => Vec::new(),
+            Some(_) => {
+                db.all(
+                    "reading events to archive",
+                    sql("scan")?,
+                    args![from, to, &app.id, SCAN_BYTES],
+                )
+                .await?
+            }
+        };
+        // Cut by size: the scan ends at its last row, not at the span's end.
+        let cut = scanned.last().is_some_and(|r| r.size_so_far >= SCAN_BYTES);
+        let rows: Vec<RawRow> = scanned.into_iter().map(|r| r.row).collect();
         let eligible = eligible_prefix(&rows, cutoff);
-        let mark = rows.get(eligible).map_or(to, |young| young.seq - 1);
-        if mark == from {
+        let mark = match rows.get(eligible) {
+            Some(young) => young.seq - 1,
+            None if cut => rows.last().map_or(to, |r| r.seq),
+            None => to,
+        };
+        if mark <= from {
             break; // the next row of the app is still inside its window
         }
         let objects = plan_objects(&app.id, &rows[..eligible]).map_err(internal)?;
-        let mut plan: Vec<Stmt> = objects
-            .iter()
-            .map(|o| {
-                db.stmt(
-                    "INSERT INTO archive_objects (key, app, day, first_rowid, last_rowid, events, bytes, sha256, state, planned_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'planned', ?9)",
-                    args![&o.key, &o.app, o.day, o.first_seq, o.last_seq, o.events as i64, o.body.len() as i64, &o.sha256, now],
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        // The mark moves only from where this run read it: a run overlapping this one
-        // plans the same keys, and the primary key refuses the second plan whole.
-        plan.push(db.stmt(
-            "INSERT INTO archive_state (app, scanned_to) VALUES (?1, ?2) \
-             ON CONFLICT (app) DO UPDATE SET scanned_to = excluded.scanned_to WHERE scanned_to = ?3",
-            args![&app.id, mark, from],
-        )?);
+        let mut plan = vec![db.stmt(sql("plan_guard")?, args![&app.id, from])?];
+        for o in &objects {
+            plan.push(db.stmt(
+                sql("plan_object")?,
+                args![
+                    &o.key,
+                    &o.app,
+                    o.day,
+                    o.first_seq,
+                    o.last_seq,
+                    o.events as i64,
+                    o.content_bytes as i64,
+                    &o.content_sha256,
+                    now
+                ],
+            )?);
+        }
+        plan.push(db.stmt(sql("move_mark")?, args![&app.id, mark])?);
         db.batch("planning archive objects", plan).await?;
-        report.apps_scanned += 1;
         crash_point(env, "after_plan").await?;
         for object in objects {
-            let row = ObjectRow {
-                key: object.key.clone(),
-                app: object.app.clone(),
-                day: object.day,
-                first_rowid: object.first_seq,
-                last_rowid: object.last_seq,
-                events: object.events as i64,
-                bytes: object.body.len() as i64,
-                sha256: object.sha256.clone(),
-                state: "planned".into(),
-            };
-            finish(env, db, bucket, &row, Some(object), now).await?;
-            report.add(&row);
+            let row = ObjectRow::planned(&object);
+            let bytes = finish(env, db, bucket, &row, Some(object), now).await?;
+            report.add(row.events, bytes);
         }
     }
     Ok(())
 }
 
 /// Takes a planned or verified object to done: write (only if the key is free), read back
-/// and compare, then delete its rows in one transaction.
+/// and check, then delete its rows in one transaction. Returns the stored gzip's size.
 async fn finish(
     env: &Env,
     db: &Db,
@@ -288,16 +396,15 @@ async fn finish(
     object: &ObjectRow,
     built: Option<PlannedObject>,
     now: i64,
-) -> Result<(), ApiError> {
-    if object.state == "planned" {
+) -> Result<usize, ApiError> {
+    let (bytes, sha256) = if object.state == "planned" {
         let body = match built {
             Some(built) => built.body,
             None => rebuild(db, object).await?,
         };
-        // R2 checks the upload against the digest, so a body damaged on the way is refused.
-        let digest = hex_bytes(&object.sha256)?;
         // R2 refuses a second write to a key (None): then the object an earlier attempt
-        // wrote is the one read back below.
+        // wrote is the one read back below. R2 checks the upload against the digest.
+        let digest = Sha256Bytes::of(&body);
         r2(
             "writing an archive object",
             bucket
@@ -306,92 +413,92 @@ async fn finish(
                     etag_does_not_match: Some("*".into()),
                     ..Conditional::default()
                 })
-                .sha256(digest)
+                .sha256(digest.0.to_vec())
                 .execute()
                 .await,
         )?;
         crash_point(env, "after_write").await?;
-        verify(bucket, object).await?;
+        let (bytes, sha256) = verify(bucket, object).await?;
         db.run(
             "marking an archive object verified",
-            "UPDATE archive_objects SET state = 'verified', verified_at = ?2 WHERE key = ?1 AND state = 'planned'",
-            args![&object.key, now],
+            sql("verified")?,
+            args![&object.key, now, bytes as i64, &sha256],
         )
         .await?;
         crash_point(env, "after_verify").await?;
-    }
-    let day_end = object.day + MS_PER_DAY;
-    let horizon = archived_ids_horizon(now, Limits::default().max_past_ms);
-    let set = "app = ?1 AND rowid BETWEEN ?2 AND ?3 AND ts >= ?4 AND ts < ?5";
-    let set_args = args![
-        &object.app,
-        object.first_rowid,
-        object.last_rowid,
-        object.day,
-        day_end
-    ];
+        (bytes, sha256)
+    } else {
+        let bytes = object.bytes.unwrap_or(0) as usize;
+        (bytes, object.sha256.clone().unwrap_or_default())
+    };
+    let (oldest_kept, keep_until) = archived_ids_window(now, Limits::default().max_past_ms);
+    let rows = object.rows_args();
+    // The rows' arguments, then these numbers.
+    let with = |extra: &[i64]| -> Vec<Arg> {
+        rows.iter()
+            .copied()
+            .chain(extra.iter().map(|n| Arg::Int(*n)))
+            .collect()
+    };
     let mut delete = vec![
+        db.stmt(sql("delete_guard")?, &with(&[object.events]))?,
+        db.stmt(sql("remember_ids")?, &with(&[keep_until, oldest_kept]))?,
         db.stmt(
-            &format!("INSERT INTO archived_ids (app, id, ts) SELECT app, id, ts FROM events WHERE {set} AND ts >= ?6 ON CONFLICT DO NOTHING"),
-            args![&object.app, object.first_rowid, object.last_rowid, object.day, day_end, horizon],
+            sql("audit")?,
+            args![
+                &object.app,
+                now,
+                &object.key,
+                object.events,
+                bytes as i64,
+                &sha256,
+                object.first_rowid,
+                object.last_rowid
+            ],
         )?,
-        // The audited path: one line per object, written once (while it is still verified).
-        db.stmt(
-            "INSERT INTO audit (app, at, actor, action, target, before, after) \
-             SELECT ?1, ?2, 'archive', 'events.archive', ?3, NULL, \
-                    json_object('events', ?4, 'bytes', ?5, 'sha256', ?6, 'first_rowid', ?7, 'last_rowid', ?8) \
-             WHERE EXISTS (SELECT 1 FROM archive_objects WHERE key = ?3 AND state = 'verified')",
-            args![&object.app, now, &object.key, object.events, object.bytes, &object.sha256, object.first_rowid, object.last_rowid],
-        )?,
-        db.stmt(&format!("DELETE FROM events WHERE {set}"), set_args)?,
-        db.stmt(
-            "UPDATE archive_objects SET state = 'done', done_at = ?2 WHERE key = ?1 AND state = 'verified'",
-            args![&object.key, now],
-        )?,
+        db.stmt(sql("delete_rows")?, &rows)?,
+        db.stmt(sql("done")?, args![&object.key, now])?,
     ];
     if take_archive_fault(env, "in_delete").await {
         // Fails the transaction at its last statement: everything before it rolls back.
         delete.push(db.stmt("INSERT INTO archive_objects (key) VALUES (NULL)", &[])?);
     }
     db.batch("deleting archived events", delete).await?;
-    Ok(())
+    Ok(bytes)
 }
 
-/// A SHA-256 in hex as its 32 bytes.
-fn hex_bytes(hex: &str) -> Result<Vec<u8>, ApiError> {
-    let bad = || internal(format!("`{hex}` is not a SHA-256 in hex"));
-    if hex.len() != 64 {
-        return Err(bad());
+/// A SHA-256 as bytes, for R2's upload check.
+struct Sha256Bytes([u8; 32]);
+
+impl Sha256Bytes {
+    fn of(bytes: &[u8]) -> Sha256Bytes {
+        let hex = sha256_hex(bytes);
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+        Sha256Bytes(out)
     }
-    (0..32)
-        .map(|i| {
-            hex.get(2 * i..2 * i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(bad)
-        })
-        .collect()
 }
 
 /// The object's bytes rebuilt from its rows (a run that stopped after planning): the rows
-/// are still in D1 (nothing deletes them before the object is verified), and the same rows
-/// give the same bytes.
+/// are still in D1 (nothing deletes them before the object is verified), and they must give
+/// the planned content.
 async fn rebuild(db: &Db, object: &ObjectRow) -> Result<Vec<u8>, ApiError> {
     let rows: Vec<RawRow> = db
         .all(
             "reading events to archive",
-            &format!(
-                "SELECT {ROW_COLUMNS} FROM events WHERE app = ?1 AND rowid BETWEEN ?2 AND ?3 AND ts >= ?4 AND ts < ?5 ORDER BY rowid"
-            ),
-            args![&object.app, object.first_rowid, object.last_rowid, object.day, object.day + MS_PER_DAY],
+            sql("object_rows")?,
+            &object.rows_args(),
         )
         .await?;
     let built = build_object(&object.app, object.day, &rows).map_err(internal)?;
-    if built.sha256 != object.sha256 {
+    if built.content_sha256 != object.content_sha256 {
         return Err(ApiError::new(
             500,
             "archive_mismatch",
             format!(
-                "the rows of `{}` no longer give the planned object; nothing was deleted",
+                "the rows of `{}` no longer give the planned content; nothing was deleted",
                 object.key
             ),
         ));
@@ -399,8 +506,9 @@ async fn rebuild(db: &Db, object: &ObjectRow) -> Result<Vec<u8>, ApiError> {
     Ok(built.body)
 }
 
-/// Reads the object back: its size and SHA-256 must be the plan's.
-async fn verify(bucket: &Bucket, object: &ObjectRow) -> Result<(), ApiError> {
+/// Reads the object back whole: its content must be the plan's (length and SHA-256 of the
+/// NDJSON inside the gzip). Returns the stored size and SHA-256.
+async fn verify(bucket: &Bucket, object: &ObjectRow) -> Result<(usize, String), ApiError> {
     let stored = r2(
         "reading an archive object back",
         bucket.get(&object.key).execute().await,
@@ -415,18 +523,21 @@ async fn verify(bucket: &Bucket, object: &ObjectRow) -> Result<(), ApiError> {
         .body()
         .ok_or_else(|| internal("archive object without a body"))?;
     let bytes = r2("reading an archive object back", body.bytes().await)?;
-    if bytes.len() as i64 != object.bytes || sha256_hex(&bytes) != object.sha256 {
+    let content = gunzip(&bytes, object.content_bytes.max(0) as usize).ok();
+    let matches = content.as_ref().is_some_and(|c| {
+        c.len() as i64 == object.content_bytes && sha256_hex(c) == object.content_sha256
+    });
+    if !matches {
         return Err(ApiError::new(
             500,
             "archive_mismatch",
             format!(
-                "`{}` in R2 is not the planned object ({} bytes); its rows stay in D1",
-                object.key,
-                bytes.len()
+                "`{}` in R2 does not hold the planned content; its rows stay in D1",
+                object.key
             ),
         ));
     }
-    Ok(())
+    Ok((bytes.len(), sha256_hex(&bytes)))
 }
 
 /// Writes the app's config backup for today, once a day (`config/<date>/app=<id>.json`).
@@ -590,7 +701,20 @@ pub async fn list_objects(req: Request, env: &Env) -> ApiResult {
     if let Some(cursor) = query.get("cursor") {
         listing = listing.cursor(cursor);
     }
-    let page = r2("listing the archive", listing.execute().await)?;
+    let given_cursor = query.get("cursor").is_some();
+    let page = listing.execute().await.map_err(|e| {
+        if given_cursor {
+            // R2 refuses a cursor it did not give out; that is the caller's mistake.
+            ApiError::new(
+                400,
+                "invalid_value",
+                "cursor is not one this listing gave out",
+            )
+            .with_field("cursor")
+        } else {
+            ApiError::storage("listing the archive", e)
+        }
+    })?;
     let objects: Vec<serde_json::Value> = page
         .objects()
         .iter()

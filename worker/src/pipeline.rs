@@ -120,7 +120,7 @@ pub async fn spool(env: &Env, message: &EventBatchMessage) -> Result<(), ApiErro
 
 /// One section of `store_events.sql`: the text from its `-- name:` line to the next.
 fn sql(name: &str) -> Result<&'static str, ApiError> {
-    section(STORE_EVENTS_SQL, name)
+    crate::store::sql_section(STORE_EVENTS_SQL, name)
         .ok_or_else(|| internal(format!("store_events.sql has no statement `{name}`")))
 }
 
@@ -131,13 +131,6 @@ fn fold_sections(text: &str) -> Vec<&str> {
         .skip_while(|name| *name != "insert_events")
         .skip(1)
         .collect()
-}
-
-fn section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let marker = format!("-- name: {name}\n");
-    let start = text.find(&marker)? + marker.len();
-    let rest = &text[start..];
-    Some(rest.find("-- name: ").map_or(rest, |end| &rest[..end]))
 }
 
 /// One event as a JSON array in the column order of `insert_events` (props as an object,
@@ -562,7 +555,7 @@ mod tests {
             // Exactly one statement per section: D1 prepares one at a time.
             assert_eq!(text.matches(';').count(), 1, "{name}");
         }
-        assert!(section(STORE_EVENTS_SQL, "nope").is_none());
+        assert!(crate::store::sql_section(STORE_EVENTS_SQL, "nope").is_none());
     }
 
     #[test]

@@ -170,6 +170,15 @@ fn rows_written(result: &worker::D1Result) -> u64 {
         .map_or(0, |n| n as u64)
 }
 
+/// One statement of a `.sql` file split by `-- name:` lines (store_events.sql, archive.sql):
+/// the text from its `-- name:` line to the next.
+pub fn sql_section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let marker = format!("-- name: {name}\n");
+    let start = text.find(&marker)? + marker.len();
+    let rest = &text[start..];
+    Some(rest.find("-- name: ").map_or(rest, |end| &rest[..end]))
+}
+
 /// The KV namespace `KV`.
 pub fn kv(env: &Env) -> Result<KvStore, ApiError> {
     env.kv("KV").map_err(|e| ApiError::storage("opening KV", e))
