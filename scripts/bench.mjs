@@ -232,7 +232,15 @@ function sqliteBaseline(scheme) {
   }
 }
 
-const BENCH_RULESET = readFileSync(join(ROOT, 'tests/spec/flags/bench-ruleset.json'), 'utf8');
+const BENCH_RULESET_SOURCE = readFileSync(join(ROOT, 'tests/spec/flags/bench-ruleset.json'), 'utf8');
+/** The bench ruleset in the served form the engine module reads (compiled natively, as the
+ * collector compiles a published ruleset). */
+const BENCH_RULESET = (() => {
+  const run = spawnSync('cargo', ['run', '--release', '-q', '-p', 'telltale-core', '--example', 'compile_ruleset'],
+    { cwd: ROOT, input: BENCH_RULESET_SOURCE, encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`compiling the bench ruleset failed: ${run.stderr}`);
+  return run.stdout.trim();
+})();
 const benchRuleset = JSON.parse(BENCH_RULESET);
 const FLAG_KEYS = benchRuleset.flags.map((f) => f.key);
 const flagContexts = benchContexts();
@@ -355,13 +363,10 @@ async function contextCrossing() {
     await swb.default({ module_or_path: readFileSync(wasmFile) });
     const sdk = await import(join(PATHS.sdkPkg, 'engine.js'));
     await sdk.default({ module_or_path: readFileSync(join(PATHS.sdkPkg, 'telltale_engine_bg.wasm')) });
-    const raw = await import(join(PATHS.sdkPkg, 'telltale_engine.js'));
     const engine = new sdk.FlagEngine(BENCH_RULESET);
-    const jsonRoute = new raw.FlagEngine(BENCH_RULESET);
-    const crossing = new swb.Crossing(BENCH_RULESET);
+    const crossing = new swb.Crossing(BENCH_RULESET_SOURCE);
     const ways = {
       encoded: () => { for (const ctx of flagContexts) engine.setContext(ctx, undefined); },
-      json: () => { for (const ctx of flagContexts) jsonRoute.setContext(JSON.stringify(ctx), undefined); },
       serde_wasm_bindgen: () => { for (const ctx of flagContexts) crossing.viaSerdeWasmBindgen(ctx); },
     };
     const per = (f) => { const t0 = performance.now(); f(); return ((performance.now() - t0) * 1e6) / flagContexts.length; };
@@ -496,7 +501,7 @@ function printFlags(f) {
 
 function printCrossing(c) {
   console.log(`Context into the wasm engine, ns per setContext (1,000 bench contexts, median of 5): encoded attribute values ${c.encoded} ns (what setContext does); `
-    + `JSON text ${c.json} ns; serde-wasm-bindgen ${c.serde_wasm_bindgen} ns`);
+    + `serde-wasm-bindgen ${c.serde_wasm_bindgen} ns`);
 }
 
 if (only === 'flags') {

@@ -3,7 +3,7 @@
 //! The SDK (wasm, in Chromium) and the Worker (over HTTP) run the same files.
 
 use serde_json::Value;
-use telltale_core::flags::{compile, ProbeState, ProbeStates, Ruleset};
+use telltale_core::flags::{compile, Engine, ProbeState, ProbeStates, Ruleset};
 use telltale_core::time::parse_rfc3339;
 
 const CHECKED: [&str; 7] = [
@@ -42,6 +42,8 @@ fn flag_vectors() {
         serde_json::from_str(include_str!("../../tests/spec/flags/cases.json")).unwrap();
     let ruleset = Ruleset::from_value(&doc["ruleset"]).unwrap();
     let engine = compile(&ruleset);
+    // What the collector serves the browser's engine: the compiled engine as bytes.
+    let served = Engine::from_wire(&engine.to_wire()).unwrap();
     let mut warnings: Vec<&str> = engine.warnings().iter().map(|w| w.field.as_str()).collect();
     warnings.sort_unstable();
     let mut expected: Vec<&str> = doc["expected_warnings"]
@@ -63,6 +65,9 @@ fn flag_vectors() {
         let decision =
             engine.evaluate(case["flag"].as_str().unwrap(), &context, &probes(case), now);
         let got = serde_json::to_value(&decision).unwrap();
+        let from_wire =
+            served.evaluate(case["flag"].as_str().unwrap(), &context, &probes(case), now);
+        assert_eq!(from_wire, decision, "{name}: the wire form decides alike");
         for key in CHECKED {
             let want = case["expect"].get(key).unwrap_or(&Value::Null);
             let have = got.get(key).unwrap_or(&Value::Null);

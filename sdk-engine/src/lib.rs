@@ -11,14 +11,18 @@
 //! engine.evaluate('new-checkout', { user_id: 'u-1' }, undefined, Date.now());
 //! ```
 //!
+//! **It decides; it does not compile.** The collector compiles and validates a ruleset
+//! (it does so anyway, to publish it) and serves the compiled engine beside the JSON, as
+//! bytes in the `compiled` field ([`telltale_core::flags::Engine::to_wire`]). This module
+//! reads those bytes back, so no flag readers, validation or compile step are in it.
+//!
 //! `evaluate`, `evaluateAll` and `evaluateRuleset` are JavaScript (sdk/js/engine.js) over
 //! the packed decisions below: one path decides, and no decision is serialized here.
 //!
-//! **Small:** JSON is read by core's own small reader (`telltale_core::json`) and flag
-//! definitions by core's hand-written readers, so serde_json's reader and serde's derived
-//! deserializers are not in this module; nothing is serialized in Rust (variant values reach
-//! JavaScript from its own `JSON.parse` of the ruleset, by the position [`FlagEngine::source`]
-//! gives), so no float formatting is either.
+//! **Small:** the only JSON it reads is a context's object or array values and probe
+//! states, with core's own small reader (`telltale_core::json`); nothing is serialized in
+//! Rust (variant values reach JavaScript from its own `JSON.parse` of the ruleset, by the
+//! position [`FlagEngine::source`] gives), so no float formatting is in it either.
 //!
 //! It is a separate download so that the SDK's remote mode (the default) never pays for
 //! the engine and its JSON machinery.
@@ -54,26 +58,13 @@ fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use telltale_core::flags::engine::read_wire_value;
 use telltale_core::flags::engine::{DecisionError, Outcome, Reason, Resolved};
-use telltale_core::flags::{compile, Engine, ProbeState, ProbeStates, Ruleset};
-use telltale_core::json::{self, Number, Value};
+use telltale_core::flags::{Engine, ProbeState, ProbeStates};
+use telltale_core::json::{Number, Value};
 use wasm_bindgen::prelude::*;
-
-#[wasm_bindgen]
-extern "C" {
-    /// JavaScript's `parseFloat` (see [`read_json`]).
-    #[wasm_bindgen(js_name = parseFloat)]
-    fn js_parse_float(text: &str) -> f64;
-}
-
-/// Reads JSON with core's reader, its floats parsed by JavaScript: correctly rounded, as
-/// Rust's parser is, without that parser's code and tables in this module.
-fn read_json(text: &str) -> Result<Value, json::JsonError> {
-    json::parse_with(text, |number| Some(js_parse_float(number)))
-}
 
 /// A JavaScript number as JSON carries it to serde_json: a safe integer (`-0` too) is an
 /// integer (`u64`, or `i64` when negative), anything else finite an `f64`, and what is not
@@ -109,24 +100,33 @@ mod tag {
     pub const NUMBER: u8 = 3;
     /// 4 bytes: the UTF-8 length of a string among the texts.
     pub const STRING: u8 = 4;
-    /// 4 bytes: the length of JSON text (an object or an array) among the texts.
+    /// 4 bytes: the length of an object or array value, in core's wire form
+    /// (`telltale_core::flags::engine::read_wire_value`), among the values after the texts.
     pub const JSON: u8 = 5;
 }
 
 /// Reads the encoded attribute values into `context`, in place; `None` (and `context`
-/// partly written) when the bytes are not a whole encoding.
+/// partly written) when the bytes are not a whole encoding. After the headers come the
+/// strings' UTF-8 (one after another), then the object and array values in wire form.
 fn decode_context(bytes: &[u8], context: &mut Resolved<'static>, count: usize) -> Option<()> {
-    // Where the texts begin: after every header (tag and payload).
+    // Where the texts begin (after every header), and how long they are in all.
     let mut texts_at: usize = 0;
+    let mut texts_length: usize = 0;
     for _ in 0..count {
-        texts_at += match *bytes.get(texts_at)? {
+        let header = bytes.get(texts_at..)?;
+        texts_at += match *header.first()? {
             tag::ABSENT | tag::FALSE | tag::TRUE => 1,
             tag::NUMBER => 9,
-            tag::STRING | tag::JSON => 5,
+            tag::STRING => {
+                texts_length += u32::from_le_bytes(header.get(1..5)?.try_into().ok()?) as usize;
+                5
+            }
+            tag::JSON => 5,
             _ => return None,
         };
     }
-    let mut texts = bytes.get(texts_at..)?;
+    let mut texts = bytes.get(texts_at..texts_at.checked_add(texts_length)?)?;
+    let mut values = bytes.get(texts_at + texts_length..)?;
     let mut at: usize = 0;
     let mut take = |n: usize| {
         let taken = bytes.get(at..at + n);
@@ -141,30 +141,38 @@ fn decode_context(bytes: &[u8], context: &mut Resolved<'static>, count: usize) -
                 let number = f64::from_le_bytes(take(8)?.try_into().ok()?);
                 context.set(attribute, number_from_js(number));
             }
-            tag @ (tag::STRING | tag::JSON) => {
+            tag::STRING => {
                 let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-                let text = core::str::from_utf8(texts.get(..length)?).ok()?;
+                context.set_text(attribute, core::str::from_utf8(texts.get(..length)?).ok()?);
                 texts = texts.get(length..)?;
-                if tag == tag::STRING {
-                    context.set_text(attribute, text);
-                } else {
-                    context.set(attribute, read_json(text).ok());
-                }
+            }
+            tag::JSON => {
+                let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                // A value the reader refuses (nested too deep) is absent, as JSON it could
+                // not read was before.
+                context.set(attribute, read_wire_value(values.get(..length)?));
+                values = values.get(length..)?;
             }
             _ => context.set(attribute, None),
         }
     }
-    texts.is_empty().then_some(())
+    (texts.is_empty() && values.is_empty()).then_some(())
 }
 
-/// Probe states from a JSON object (`{name: "up" | "down" | "unknown" | {state}}`).
-fn probe_states(value: &Value) -> Option<ProbeStates> {
-    let map = value.as_object()?;
-    Some(
-        map.iter()
-            .map(|(name, state)| (name.clone(), ProbeState::from_served(state)))
-            .collect(),
-    )
+/// Probe states from `[name, state, name, state, ...]` (`state` as served: `up`, `down`,
+/// anything else unknown).
+fn probe_states(pairs: &[String]) -> ProbeStates {
+    pairs
+        .chunks_exact(2)
+        .map(|pair| {
+            let state = match pair[1].as_str() {
+                "up" => ProbeState::Up,
+                "down" => ProbeState::Down,
+                _ => ProbeState::Unknown,
+            };
+            (pair[0].clone(), state)
+        })
+        .collect()
 }
 
 /// A compiled ruleset (the JSON `/v1/flags/ruleset` serves), evaluated by the same engine
@@ -181,6 +189,15 @@ pub struct FlagEngine {
     probes: Option<ProbeStates>,
     /// Where JavaScript writes the next context's JSON ([`FlagEngine::context_buffer`]).
     input: Vec<u8>,
+}
+
+/// For Rust callers (the wasm test suite): `setContextEncoded` from bytes already encoded.
+impl FlagEngine {
+    pub fn set_context_bytes(&mut self, bytes: &[u8], probes: Option<Vec<String>>) {
+        self.input.clear();
+        self.input.extend_from_slice(bytes);
+        self.set_context_encoded(bytes.len(), probes);
+    }
 }
 
 /// The reasons in the order [`pack`] numbers them (and `reasons()` lists them).
@@ -230,20 +247,21 @@ const _: () = assert!(
 
 #[wasm_bindgen]
 impl FlagEngine {
-    /// Compiles a ruleset; throws only when it is not JSON of the right shape. A `probes`
-    /// field (`{name: "up" | "down" | "unknown"}`, as the collector serves it) gives the
-    /// probe states used when a call passes none.
+    /// Reads a compiled ruleset: the bytes of the served ruleset's `compiled` field
+    /// (`GET /v1/flags/ruleset`, or `POST /v1/flags/compile` for a ruleset of one's own),
+    /// and the probe states it was served with (`[name, state, ...]`), used when a call
+    /// passes none. Throws when the bytes are not a compiled
+    /// ruleset. Nothing is compiled or validated here: the collector did that.
     #[wasm_bindgen(constructor)]
-    pub fn new(ruleset_json: &str) -> Result<FlagEngine, JsError> {
-        let raw = read_json(ruleset_json)
-            .map_err(|e| JsError::new(&format!("the ruleset is not JSON: {e}")))?;
-        let (ruleset, served) =
-            Ruleset::from_served(&raw).map_err(|e| JsError::new(&e.to_string()))?;
-        let engine = compile(&ruleset);
+    pub fn new(compiled: &[u8], served_probes: Vec<String>) -> Result<FlagEngine, JsError> {
+        // The reason alone: formatting the offset would link number formatting.
+        let engine = Engine::from_wire(compiled)
+            .map_err(|e| JsError::new(&(String::from("not a compiled ruleset: ") + e.reason)))?;
+        let served_probes = probe_states(&served_probes);
         Ok(FlagEngine {
             context: engine.blank_context(),
             engine,
-            served_probes: served.and_then(probe_states).unwrap_or_default(),
+            served_probes,
             probes: None,
             input: Vec::new(),
         })
@@ -303,22 +321,6 @@ impl FlagEngine {
         REASONS.iter().map(|r| r.as_str().to_string()).collect()
     }
 
-    /// Parses `context` (JSON text of an object; anything else is an empty context) once
-    /// and keeps it for `decide` and `decideAll`, with `probes` (JSON text of `{name:
-    /// state}`; undefined or not an object: the states the ruleset was served with).
-    #[wasm_bindgen(js_name = setContext)]
-    pub fn set_context(&mut self, context: &str, probes: Option<String>) {
-        let read_float = |number: &str| Some(js_parse_float(number));
-        self.context = self.engine.resolve_json(context, read_float);
-        self.set_probes(probes);
-    }
-
-    fn set_probes(&mut self, probes: Option<String>) {
-        self.probes = probes
-            .and_then(|text| read_json(&text).ok())
-            .and_then(|value| probe_states(&value));
-    }
-
     /// Room for `bytes` bytes in wasm memory, where JavaScript encodes the next context's
     /// attribute values (strings by `TextEncoder.encodeInto`, native) before
     /// `setContextEncoded`. The pointer is valid until the next call into wasm.
@@ -341,14 +343,14 @@ impl FlagEngine {
     /// context, and nothing read that no rule reads. A malformed encoding is an empty
     /// context.
     #[wasm_bindgen(js_name = setContextEncoded)]
-    pub fn set_context_encoded(&mut self, length: usize, probes: Option<String>) {
+    pub fn set_context_encoded(&mut self, length: usize, probes: Option<Vec<String>>) {
         let count = self.engine.attribute_names().len();
         let bytes = self.input.get(..length).unwrap_or_default();
         if decode_context(bytes, &mut self.context, count).is_none() {
             self.context.clear();
         }
         self.engine.reread_versions(&mut self.context);
-        self.set_probes(probes);
+        self.probes = probes.map(|pairs| probe_states(&pairs));
     }
 
     /// Decides flag `index` (its position in `keys()`) for the context set last: one
@@ -398,6 +400,8 @@ impl FlagEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use telltale_core::flags::engine::write_wire_value;
+    use telltale_core::json;
 
     fn outcome() -> Outcome {
         Outcome {
@@ -455,17 +459,21 @@ mod tests {
             {"attribute": "a", "op": "eq", "value": 1}, {"attribute": "b", "op": "eq", "value": 1},
             {"attribute": "c", "op": "eq", "value": 1}, {"attribute": "d", "op": "eq", "value": 1}],
             "serve": {"variant": "on"}}]}]}"#;
-        let engine = compile(&Ruleset::from_value(&json::parse(ruleset).unwrap()).unwrap());
+        let engine = telltale_core::flags::compile(
+            &telltale_core::flags::Ruleset::from_value(&json::parse(ruleset).unwrap()).unwrap(),
+        );
         // user_id, anonymous_id, a, b, c, d
         assert_eq!(engine.attribute_names().len(), 6);
         let mut bytes = vec![tag::ABSENT, tag::TRUE, tag::FALSE, tag::NUMBER];
         bytes.extend(3.0f64.to_le_bytes());
         bytes.push(tag::STRING);
         bytes.extend(5u32.to_le_bytes());
+        let listed = write_wire_value(&json::parse(r#"[1,"a"]"#).unwrap());
         bytes.push(tag::JSON);
-        bytes.extend(7u32.to_le_bytes());
+        bytes.extend((listed.len() as u32).to_le_bytes());
+        // The strings' UTF-8, then the values in wire form.
         bytes.extend("héé".as_bytes());
-        bytes.extend(b"[1,\"a\"]");
+        bytes.extend(&listed);
         let mut context = engine.blank_context();
         decode_context(&bytes, &mut context, 6).unwrap();
         let mut expected = engine.blank_context();
@@ -484,6 +492,10 @@ mod tests {
         assert!(decode_context(&[9], &mut scratch, 1).is_none());
         assert!(decode_context(&[tag::STRING, 1, 0, 0, 0, 0xff], &mut scratch, 1).is_none());
         assert!(decode_context(&[tag::STRING, 0xff, 0xff, 0xff, 0xff], &mut scratch, 1).is_none());
+        // A value the wire reader refuses (an unknown tag) is absent, not the whole context.
+        let mut odd = engine.blank_context();
+        decode_context(&[tag::JSON, 1, 0, 0, 0, 9], &mut odd, 1).unwrap();
+        assert_eq!(format!("{odd:?}"), format!("{:?}", engine.blank_context()));
     }
 
     #[test]

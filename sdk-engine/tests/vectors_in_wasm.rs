@@ -1,6 +1,6 @@
 //! The shared flag vectors through the engine compiled to wasm, as JavaScript drives it:
-//! the ruleset read by core's reader with JavaScript's `parseFloat`, each context through
-//! `setContext`, each decision one packed number. No browser needed: `npm test` runs it
+//! the ruleset compiled by core (as the collector does) and read back from its wire form
+//! in wasm, each context through `setContext`, each decision one packed number. No browser needed: `npm test` runs it
 //! with `wasm-pack test --node --mode no-install sdk-engine`.
 #![cfg(target_arch = "wasm32")]
 
@@ -41,6 +41,40 @@ fn decoded(engine: &FlagEngine, index: Option<u32>, packed: f64) -> [String; 5] 
     ]
 }
 
+/// A context encoded as sdk/js/engine.js `encodeContext` writes it: per attribute a tag and
+/// its payload, then the strings' UTF-8, then object and array values in wire form.
+fn encoded(names: &[String], context: &Value) -> Vec<u8> {
+    let (mut head, mut texts, mut values): (Vec<u8>, Vec<u8>, Vec<u8>) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for name in names {
+        match context.get(name) {
+            None | Some(Value::Null) => head.push(0),
+            Some(Value::Bool(b)) => head.push(if *b { 2 } else { 1 }),
+            Some(Value::Number(n))
+                if n.as_f64()
+                    .is_some_and(|f| f.abs() < 9_007_199_254_740_992.0) =>
+            {
+                head.push(3);
+                head.extend(n.as_f64().unwrap().to_le_bytes());
+            }
+            Some(Value::String(s)) => {
+                head.push(4);
+                head.extend((s.len() as u32).to_le_bytes());
+                texts.extend(s.as_bytes());
+            }
+            Some(other) => {
+                let wire = telltale_core::flags::engine::write_wire_value(other);
+                head.push(5);
+                head.extend((wire.len() as u32).to_le_bytes());
+                values.extend(wire);
+            }
+        }
+    }
+    head.extend(texts);
+    head.extend(values);
+    head
+}
+
 /// What a case expects, in the same terms.
 fn expected(expect: &Value) -> [String; 5] {
     let text = |key: &str| {
@@ -62,8 +96,13 @@ fn expected(expect: &Value) -> [String; 5] {
 fn every_shared_vector_decides_in_wasm_as_in_core() {
     let doc: Value =
         serde_json::from_str(include_str!("../../tests/spec/flags/cases.json")).unwrap();
-    let Ok(mut engine) = FlagEngine::new(&doc["ruleset"].to_string()) else {
-        panic!("the vectors' ruleset compiles");
+    let ruleset = telltale_core::flags::Ruleset::from_value(
+        &telltale_core::json::parse(&doc["ruleset"].to_string()).unwrap(),
+    )
+    .unwrap();
+    let compiled = telltale_core::flags::compile(&ruleset).to_wire();
+    let Ok(mut engine) = FlagEngine::new(&compiled, Vec::new()) else {
+        panic!("the vectors' compiled ruleset reads back");
     };
     let keys = engine.keys();
     let cases = doc["cases"].as_array().unwrap();
@@ -72,10 +111,18 @@ fn every_shared_vector_decides_in_wasm_as_in_core() {
         let name = case["name"].as_str().unwrap();
         let now = case.get("now").unwrap_or(&doc["now"]).as_str().unwrap();
         let now = parse_rfc3339(now).unwrap() as f64;
-        let probes = case
+        let probes: Vec<String> = case
             .get("probes")
-            .map_or("{}".to_string(), Value::to_string);
-        engine.set_context(&case["context"].to_string(), Some(probes));
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .flat_map(|(name, state)| {
+                let state = state.as_str().or_else(|| state.get("state")?.as_str());
+                [name.clone(), state.unwrap_or("unknown").to_string()]
+            })
+            .collect();
+        let names = engine.attribute_names();
+        engine.set_context_bytes(&encoded(&names, &case["context"]), Some(probes));
         let flag = case["flag"].as_str().unwrap();
         let index = keys.iter().position(|k| k == flag).map(|i| i as u32);
         let packed = engine.decide(index.unwrap_or(u32::MAX), now);
@@ -100,15 +147,15 @@ fn every_shared_vector_decides_in_wasm_as_in_core() {
 }
 
 #[wasm_bindgen_test]
-fn a_ruleset_that_is_not_json_or_of_the_wrong_shape_is_refused() {
+fn bytes_that_are_not_a_compiled_ruleset_are_refused() {
+    let good = telltale_core::flags::compile(&telltale_core::flags::Ruleset::default()).to_wire();
+    assert!(FlagEngine::new(&good, Vec::new()).is_ok());
     for bad in [
-        "",
-        "{",
-        "[]",
-        r#"{"flags": {}}"#,
-        r#"{"flags": [], "extra": 1}"#,
-        "1e400",
+        &b""[..],
+        b"{\"flags\": []}",
+        b"TTE1",
+        &good[..good.len() - 1],
     ] {
-        assert!(FlagEngine::new(bad).is_err(), "{bad}");
+        assert!(FlagEngine::new(bad, Vec::new()).is_err(), "{bad:?}");
     }
 }

@@ -83,8 +83,8 @@ function parsed(text) {
  * come from this side's own `JSON.parse` of the ruleset (the flag's `source` position and
  * the variant's key find them), so nothing is serialized in wasm.
  */
-function tablesOf(wasm, rulesetJson) {
-  const sources = parsed(rulesetJson)?.flags;
+function tablesOf(wasm, ruleset) {
+  const sources = ruleset?.flags;
   const keys = wasm.keys();
   const tables = { version: wasm.version(), keys, variants: [], rules: [], probes: [], problems: [], reasons: WasmFlagEngine.reasons() };
   keys.forEach((key, i) => {
@@ -106,9 +106,10 @@ function pairs(flat) {
 }
 
 // The context encoding `setContextEncoded` reads (tags in sdk-engine/src/lib.rs, `tag`):
-// per attribute the rules read, a tag byte and its payload (an f64, or a u32 byte length
-// of text), little-endian; then the texts, one after another, encoded once.
-const ABSENT = 0, FALSE = 1, TRUE = 2, NUMBER = 3, STRING = 4, JSON_TEXT = 5;
+// per attribute the rules read, a tag byte and its payload (an f64, or a u32 byte length),
+// little-endian; then the strings' UTF-8, one after another, encoded once; then the object
+// and array values in core's wire form (`writeValue`).
+const ABSENT = 0, FALSE = 1, TRUE = 2, NUMBER = 3, STRING = 4, VALUE = 5;
 const isEnumerable = Object.prototype.propertyIsEnumerable;
 let wholeBuffer, bytes, view;
 
@@ -124,13 +125,75 @@ const wellFormed = (text) => (typeof text.isWellFormed === 'function'
   ? text.isWellFormed()
   : !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(text));
 
+const U64_MAX = 2n ** 64n - 1n, I64_MIN = -(2n ** 63n);
+
+/** Appends an unsigned LEB128 varint of a BigInt. */
+function varint(out, n) {
+  do {
+    const low = Number(n & 0x7fn);
+    n >>= 7n;
+    out.push(n ? low | 0x80 : low);
+  } while (n);
+}
+
+/** Appends a string's UTF-8, its length first. */
+function writeText(out, text) {
+  const utf8 = encoder.encode(text);
+  varint(out, BigInt(utf8.length));
+  for (const b of utf8) out.push(b);
+}
+
+/**
+ * Appends JSON data (what `JSON.parse` gives) in core's wire form
+ * (`telltale_core::flags::engine::read_wire_value`), numbers typed as serde_json reads the
+ * text `JSON.stringify` writes for them: an integer below 1e21 is written in digits, which
+ * are a u64 (an i64 when negative) while they fit, and anything else is an f64. Throws on a
+ * string with a lone surrogate, which JSON cannot hold.
+ */
+function writeValue(out, value) {
+  if (value === null) out.push(0);
+  else if (value === false || value === true) out.push(value ? 2 : 1);
+  else if (typeof value === 'number') {
+    const digits = Number.isInteger(value) && Math.abs(value) < 1e21 ? BigInt(String(value)) : undefined;
+    if (digits !== undefined && digits >= 0n && digits <= U64_MAX) {
+      out.push(3);
+      varint(out, digits);
+    } else if (digits !== undefined && digits < 0n && digits >= I64_MIN) {
+      out.push(4);
+      varint(out, BigInt.asUintN(64, (digits << 1n) ^ (digits >> 63n)));
+    } else {
+      out.push(5);
+      const f = new DataView(new ArrayBuffer(8));
+      f.setFloat64(0, value, true);
+      for (let i = 0; i < 8; i++) out.push(f.getUint8(i));
+    }
+  } else if (typeof value === 'string') {
+    if (!wellFormed(value)) throw new TypeError('lone surrogate');
+    out.push(6);
+    writeText(out, value);
+  } else if (Array.isArray(value)) {
+    out.push(7);
+    varint(out, BigInt(value.length));
+    for (const item of value) writeValue(out, item);
+  } else {
+    const keys = Object.keys(value);
+    out.push(8);
+    varint(out, BigInt(keys.length));
+    for (const key of keys) {
+      if (!wellFormed(key)) throw new TypeError('lone surrogate');
+      writeText(out, key);
+      writeValue(out, value[key]);
+    }
+  }
+}
+
 /**
  * The values of attributes `names` in `context`, as JSON would carry them: the context's
  * own `toJSON` applied, own enumerable properties only, objects and arrays (and what has
- * `toJSON`, such as a Date) as `{json}`, integers beyond 2^53 too (only `JSON.stringify`
- * knows their digits), and what JSON cannot hold (undefined, functions, symbols, BigInt,
- * NaN, infinities, strings with a lone surrogate) absent. A context that throws while it
- * is read (a getter, a Proxy) is an empty one.
+ * `toJSON`, such as a Date) and integers beyond 2^53 as `{wire}` bytes of what their JSON
+ * holds, and what JSON cannot hold (undefined, functions, symbols, BigInt, NaN,
+ * infinities, strings with a lone surrogate) absent. A context that throws while it is
+ * read (a getter, a Proxy) is an empty one.
  */
 function attributeValues(names, context) {
   try {
@@ -140,7 +203,14 @@ function attributeValues(names, context) {
       let value = plain && isEnumerable.call(context, name) ? context[name] : undefined;
       if ((typeof value === 'object' && value !== null) || (Number.isInteger(value) && !Number.isSafeInteger(value))) {
         const json = jsonText(value);
-        return json === undefined || json === 'null' ? undefined : { json };
+        if (json === undefined || json === 'null') return undefined;
+        try {
+          const wire = [];
+          writeValue(wire, JSON.parse(json));
+          return { wire };
+        } catch {
+          return undefined;
+        }
       }
       if (typeof value === 'number' && !Number.isFinite(value)) return undefined;
       if (typeof value === 'string' && !wellFormed(value)) return undefined;
@@ -154,13 +224,13 @@ function attributeValues(names, context) {
 /** Encodes attribute values into the engine's buffer; returns the length written. */
 function encodeContext(wasm, names, context) {
   const values = attributeValues(names, context);
-  let header = 0, texts = '';
+  let header = 0, texts = '', wireBytes = 0;
   for (const value of values) {
-    const text = typeof value === 'string' ? value : value?.json;
-    if (text !== undefined) texts += text;
-    header += 1 + (text !== undefined ? 4 : typeof value === 'number' ? 8 : 0);
+    if (typeof value === 'string') texts += value;
+    else if (value?.wire) wireBytes += value.wire.length;
+    header += 1 + (typeof value === 'string' || value?.wire ? 4 : typeof value === 'number' ? 8 : 0);
   }
-  const room = header + texts.length * 3;
+  const room = header + texts.length * 3 + wireBytes;
   const at = wasm.contextBuffer(room);
   if (memory.buffer !== wholeBuffer) {
     wholeBuffer = memory.buffer;
@@ -169,13 +239,18 @@ function encodeContext(wasm, names, context) {
   }
   const { written } = encoder.encodeInto(texts, bytes.subarray(at + header, at + room));
   const ascii = written === texts.length;
-  let o = at;
+  let o = at, w = at + header + written;
   for (const value of values) {
-    const text = typeof value === 'string' ? value : value?.json;
-    if (text !== undefined) {
-      bytes[o] = typeof value === 'string' ? STRING : JSON_TEXT;
-      view.setUint32(o + 1, ascii ? text.length : utf8Length(text), true);
+    if (typeof value === 'string') {
+      bytes[o] = STRING;
+      view.setUint32(o + 1, ascii ? value.length : utf8Length(value), true);
       o += 5;
+    } else if (value?.wire) {
+      bytes[o] = VALUE;
+      view.setUint32(o + 1, value.wire.length, true);
+      o += 5;
+      bytes.set(value.wire, w);
+      w += value.wire.length;
     } else if (typeof value === 'number') {
       bytes[o] = NUMBER;
       view.setFloat64(o + 1, value, true);
@@ -184,7 +259,12 @@ function encodeContext(wasm, names, context) {
       bytes[o++] = value === true ? TRUE : value === false ? FALSE : ABSENT;
     }
   }
-  return header + written;
+  return w - at;
+}
+
+/** Probe states `{name: state}` (or `{name: {state}}`, as served) as `[name, state, ...]`. */
+function probePairs(probes) {
+  return Object.entries(probes).flatMap(([name, state]) => [name, String((typeof state === 'object' ? state?.state : state) ?? 'unknown')]);
 }
 
 /** Text for the wasm engine: JSON of `value`, or undefined where JSON cannot hold it. */
@@ -231,19 +311,38 @@ export function decodeAll(tables, packed) {
   return decisions;
 }
 
+/** The bytes of base64 text (the served ruleset's `compiled` field). */
+function fromBase64(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
 /**
- * A compiled ruleset (the JSON `GET /v1/flags/ruleset` serves), decided by the collector's
- * own engine in wasm. `evaluate` and `evaluateAll` pass the context once and decode packed
- * decisions; for many decisions per context use `setContext` and `decide` directly.
+ * A ruleset as the collector serves it (`GET /v1/flags/ruleset`), decided by the
+ * collector's own engine in wasm. The collector compiled it: this module reads the compiled
+ * form (the `compiled` field) and decides. `evaluate` and `evaluateAll` pass the context
+ * once and decode packed decisions; for many decisions per context use `setContext` and
+ * `decide` directly.
  */
 export class FlagEngine {
   #wasm; #tables; #index; #attributes;
 
-  /** Compiles a ruleset (the JSON `GET /v1/flags/ruleset` serves); throws only when it is
-   * not JSON of the right shape. @param {string} rulesetJson */
+  /** Reads a served ruleset (the JSON of `GET /v1/flags/ruleset`, or of `POST
+   * /v1/flags/compile` for a ruleset of one's own); throws when it is not JSON or has no
+   * valid `compiled` field. @param {string} rulesetJson */
   constructor(rulesetJson) {
-    this.#wasm = new WasmFlagEngine(rulesetJson);
-    this.#tables = deepFreeze(tablesOf(this.#wasm, rulesetJson));
+    const ruleset = parsed(rulesetJson);
+    if (typeof ruleset?.compiled !== 'string') {
+      throw new TypeError('not a served ruleset: it has no `compiled` field (use GET /v1/flags/ruleset, or POST /v1/flags/compile for a ruleset of your own)');
+    }
+    let bytes;
+    try { bytes = fromBase64(ruleset.compiled); } catch { throw new TypeError('the ruleset\'s `compiled` field is not base64'); }
+    if (!memory) throw new Error('load the engine with init() or initSync() from telltale/engine first');
+    const served = ruleset.probes && typeof ruleset.probes === 'object' ? probePairs(ruleset.probes) : [];
+    this.#wasm = new WasmFlagEngine(bytes, served);
+    this.#tables = deepFreeze(tablesOf(this.#wasm, ruleset));
     this.#attributes = this.#wasm.attributeNames();
     this.#index = new Map(this.#tables.keys.map((key, i) => [key, i]));
   }
@@ -257,10 +356,8 @@ export class FlagEngine {
   /** Keeps `context` (parsed once) and `probes` (`{name: state}`; undefined: as served).
    * @param {Record<string, unknown>} context @param {ProbeStates} [probes] @returns {void} */
   setContext(context, probes) {
-    const probesText = probes === undefined ? undefined : jsonText(probes);
-    // Loaded through wasm-bindgen's own init, the memory is unknown: the context goes as JSON.
-    if (!memory) return this.#wasm.setContext(jsonText(context) ?? '{}', probesText);
-    this.#wasm.setContextEncoded(encodeContext(this.#wasm, this.#attributes, context), probesText);
+    const pairs = probes && typeof probes === 'object' ? probePairs(probes) : undefined;
+    this.#wasm.setContextEncoded(encodeContext(this.#wasm, this.#attributes, context), pairs);
   }
   /** Flag `index` for the context set last, packed (see `decodeDecision`); an index that
    * names no flag (-1, out of range, not an integer) decides "not found".
@@ -313,8 +410,8 @@ function owned(decision) {
   return decision;
 }
 
-/** Decides one flag of a ruleset in one call (compiles each time: keep a `FlagEngine` to
- * decide many).
+/** Decides one flag of a served ruleset in one call (reads it each time: keep a
+ * `FlagEngine` to decide many).
  * @param {string} rulesetJson @param {string} key @param {Record<string, unknown>} context @param {ProbeStates | undefined} probes @param {number} nowMs @returns {FlagDecision} */
 export function evaluateRuleset(rulesetJson, key, context, probes, nowMs) {
   const engine = new FlagEngine(rulesetJson);

@@ -40,11 +40,14 @@ async function sdkPage(context) {
 describe('shared vectors in the browser', () => {
   test('the wasm engine decides every case exactly as core does, through JSON and through packed decisions', async () => {
     const doc = JSON.parse(readFileSync(new URL('../spec/flags/cases.json', import.meta.url), 'utf8'));
+    // Compiled by the collector, as a published ruleset is: the module only decides.
+    const compiled = await collector.admin('POST', '/v1/flags/compile', doc.ruleset);
+    assert.equal(compiled.status, 200, compiled.text);
+    assert.deepEqual(compiled.json.warnings.map((w) => w.field).sort(), [...doc.expected_warnings].sort());
     const page = await sdkPage();
-    const results = await page.evaluate(async (doc) => {
+    const results = await page.evaluate(async ({ doc, ruleset }) => {
       // The engine is a second module, loaded on demand (as local mode does).
       const engine = await window.sdk.loadFlagEngine();
-      const ruleset = JSON.stringify(doc.ruleset);
       // The fast path: the context set once, a packed number per decision, decoded in JS.
       const fast = new engine.FlagEngine(ruleset);
       const tables = engine.readTables(fast);
@@ -70,7 +73,7 @@ describe('shared vectors in the browser', () => {
           all: engine.decodeAll(tables, fast.decideAll(now))[c.flag],
         };
       });
-    }, doc);
+    }, { doc, ruleset: compiled.text });
     assert.equal(results.length, doc.cases.length);
     doc.cases.forEach((c, i) => {
       const { json, packed, all } = results[i];
@@ -91,14 +94,10 @@ describe('shared vectors in the browser', () => {
 });
 
 describe('contexts cross into wasm as JSON would carry them', () => {
-  test('the encoded attributes decide as the context JSON does, for every kind of value, odd ones included', async () => {
-    const page = await sdkPage();
-    const result = await page.evaluate(async () => {
-      const engine = await window.sdk.loadFlagEngine();
-      const raw = await import('/sdk/telltale_engine.js');
-      const on = { key: 'on', value: true }, off = { key: 'off', value: false };
-      const flag = (key, conditions, serve = { variant: 'on' }) => ({ key, variants: [on, off], default_variant: 'off', rules: [{ conditions, serve }] });
-      const ruleset = JSON.stringify({ version: 'v', flags: [
+  test('the encoded attributes decide as the collector decides the context JSON, for every kind of value, odd ones included', async () => {
+    const on = { key: 'on', value: true }, off = { key: 'off', value: false };
+    const flag = (key, conditions, serve = { variant: 'on' }) => ({ key, variants: [on, off], default_variant: 'off', rules: [{ conditions, serve }] });
+    const flags = [
         flag('zero', [{ attribute: 'n', op: 'eq', value: 0 }]),
         flag('big', [{ attribute: 'n', op: 'eq', value: 18446744073709551616 }]),
         flag('huge', [{ attribute: 'n', op: 'gte', value: 1e21 }]),
@@ -113,9 +112,16 @@ describe('contexts cross into wasm as JSON would carry them', () => {
         flag('sticky', [], { variant: 'on', rollout_percent: 50, stickiness: 'n' }),
         flag('sticky-text', [], { variant: 'on', rollout_percent: 50, stickiness: 's' }),
         flag('inherited', [{ attribute: 'toString', op: 'neq', value: 'x' }]),
-      ] });
+    ];
+    // The reference: the same flags published, and each context sent to the collector as
+    // JSON (what `JSON.stringify` makes of it), decided there.
+    const contextApp = await collector.newApp('contexts', [collector.url]);
+    await collector.publishConfig(contextApp.id, flags.map((f) => ['flags', f.key, (({ key, ...rest }) => rest)(f)]), 'contexts');
+    const ruleset = (await collector.request('GET', '/v1/flags/ruleset', { headers: { Authorization: `Bearer ${contextApp.ingest_key}` } })).text;
+    const page = await sdkPage();
+    const result = await page.evaluate(async ({ ruleset, key }) => {
+      const engine = await window.sdk.loadFlagEngine();
       const ours = new engine.FlagEngine(ruleset);
-      const reference = new raw.FlagEngine(ruleset);
       const hidden = Object.defineProperty({ n: 0 }, 'b', { value: true, enumerable: false });
       const contexts = [
         { n: 0 }, { n: -0 }, { n: 2 ** 64 }, { n: 1e21 }, { n: 1e300 }, { n: 0.1 }, { n: 0.2 + 0.1 }, { n: -(2 ** 63) },
@@ -128,13 +134,25 @@ describe('contexts cross into wasm as JSON would carry them', () => {
         { toString: 'y' }, Object.create({ n: 0, b: true }), hidden,
         null, [], ['n'], 'n', 5, {},
       ];
+      const tables = ours.tables();
+      const fields = (d) => [d.value, d.variant, d.reason, d.rule, d.bucket].map((v) => JSON.stringify(v ?? null)).join(' ');
+      const decodedAll = (packed) => tables.keys.map((k, i) => fields(engine.decodeDecision(tables, i, packed[i])));
       const packedAll = (setter) => contexts.map((ctx) => { setter(ctx); return Array.from(ours.decideAll(0)); });
-      const encoded = packedAll((ctx) => ours.setContext(ctx, undefined));
-      const viaJson = contexts.map((ctx) => {
-        const text = JSON.stringify(ctx);
-        reference.setContext(text === undefined || typeof ctx !== 'object' || ctx === null || Array.isArray(ctx) ? '{}' : text, undefined);
-        return Array.from(reference.decideAll(0));
-      });
+      const encoded = packedAll((ctx) => ours.setContext(ctx, undefined)).map(decodedAll);
+      const viaJson = [];
+      // JSON text cannot hold a lone surrogate (the collector refuses the body): an
+      // attribute holding one is absent, as the engine module treats it.
+      const wellFormedDeep = (v) => (typeof v === 'string' ? v.isWellFormed()
+        : v && typeof v === 'object' ? Object.entries(v).every(([k, x]) => k.isWellFormed() && wellFormedDeep(x)) : true);
+      for (const ctx of contexts) {
+        const plainObject = typeof ctx === 'object' && ctx !== null && !Array.isArray(ctx);
+        const sent = plainObject ? JSON.parse(JSON.stringify(ctx)) : {};
+        for (const [k, v] of Object.entries(sent)) if (!wellFormedDeep(v)) delete sent[k];
+        const body = `{"now": 0, "context": ${JSON.stringify(sent)}}`;
+        const res = await fetch('/v1/flags/evaluate', { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body });
+        const answer = await res.json();
+        viaJson.push(tables.keys.map((k) => fields(answer.flags[k])));
+      }
       // Found in review: a surrogate pair split across two attributes, lone surrogates, a
       // context with its own toJSON, throwing getters and Proxies, and a getter that sets
       // another context on the same engine while this one is read.
@@ -158,10 +176,9 @@ describe('contexts cross into wasm as JSON would carry them', () => {
       const bigint = Array.from(ours.decideAll(0));
       ours.setContext({ b: true }, undefined);
       const withoutBigint = Array.from(ours.decideAll(0));
-      const tables = ours.tables();
-      const onKeys = (packed) => tables.keys.filter((key, i) => engine.decodeDecision(tables, i, packed[i]).value === true);
+      const onKeys = (decoded) => tables.keys.filter((key, i) => decoded[i].startsWith('true '));
       return { encoded, viaJson, bigint, withoutBigint, oddResults, onFor: encoded.map(onKeys), keys: tables.keys };
-    });
+    }, { ruleset, key: contextApp.ingest_key });
     result.encoded.forEach((packed, i) => assert.deepEqual(packed, result.viaJson[i], `context #${i}`));
     assert.deepEqual(result.bigint, result.withoutBigint);
     result.oddResults.forEach((r, i) => assert.deepEqual(r, { threw: false, same: true }, `odd context #${i}`));

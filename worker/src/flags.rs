@@ -1,5 +1,5 @@
 //! Serving flag decisions: `POST|GET /v1/flags/evaluate` and `GET /v1/flags/ruleset`,
-//! read from the published state. Answers carry an ETag that changes exactly when a
+//! read from the published state, and `POST /v1/flags/compile` for rulesets of one's own. Answers carry an ETag that changes exactly when a
 //! decision can change (config, context, probe states, a schedule boundary).
 
 use crate::apps::authenticate;
@@ -134,6 +134,30 @@ pub async fn ruleset(req: Request, env: &Env) -> ApiResult {
     let mut body = Value::clone(&published.ruleset);
     body["probes"] = json!(probes);
     with_etag(json(200, &body)?, &etag)
+}
+
+/// `POST /v1/flags/compile` (admin): a ruleset of one's own (`{version, flags, segments,
+/// probes?}`, as `GET /v1/flags/ruleset` serves one) in the served form, with `compiled` (what
+/// the browser's engine module reads: it decides, it does not compile) and the compile
+/// `warnings`. For tools, tests and server-side rendering without a published config.
+pub async fn compile_ruleset(mut req: Request, env: &Env) -> ApiResult {
+    crate::auth::require_admin(&req, env)?;
+    Query::parse(&req, &[])?;
+    let body: Value = read_json(&mut req).await?;
+    let (ruleset, probes) = telltale_core::flags::Ruleset::from_served(&body)
+        .map_err(|e| ApiError::from_field(422, e))?;
+    let engine = telltale_core::flags::compile(&ruleset);
+    let mut served = serde_json::to_value(&ruleset).map_err(crate::http::internal)?;
+    if let Some(probes) = probes {
+        served["probes"] = probes.clone();
+    }
+    served["compiled"] = Value::String(telltale_core::flags::engine::base64(&engine.to_wire()));
+    served["warnings"] = engine
+        .warnings()
+        .iter()
+        .map(|w| json!({"code": w.code, "field": w.field, "message": w.message}))
+        .collect();
+    json(200, &served)
 }
 
 #[cfg(test)]

@@ -110,6 +110,7 @@ async fn handle(endpoint: Endpoint, params: &[String], req: Request, env: &Env) 
         Endpoint::Catalog => stats::catalog(req, env).await,
         Endpoint::FlagsEvaluate => flags::evaluate(req, env).await,
         Endpoint::FlagsRuleset => flags::ruleset(req, env).await,
+        Endpoint::FlagsCompile => flags::compile_ruleset(req, env).await,
         Endpoint::OfrepEvaluateAll => ofrep::evaluate_all(req, env).await,
         Endpoint::OfrepEvaluateOne => ofrep::evaluate_one(req, env, param(0)).await,
         Endpoint::OfrepConfiguration => ofrep::configuration(req, env).await,

@@ -170,7 +170,10 @@ async fn warm(env: &Env, app: &str, manifest: Manifest) -> Result<(), ApiError> 
             w.message
         );
     }
-    let ruleset_value = serde_json::to_value(&ruleset).map_err(internal)?;
+    let mut ruleset_value = serde_json::to_value(&ruleset).map_err(internal)?;
+    // The compiled engine, for the browser's engine module: it decides, and compiles nothing.
+    ruleset_value["compiled"] =
+        Value::String(telltale_core::flags::engine::base64(&engine.to_wire()));
     let probes: Vec<ProbeDef> = manifest
         .snapshot
         .probes

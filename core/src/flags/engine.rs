@@ -19,6 +19,10 @@ pub type Context = Map<String, Value>;
 /// A probe's state, as the probe state machine reports it.
 pub use crate::probe_state::ProbeState;
 
+#[path = "wire.rs"]
+mod wire;
+pub use wire::{base64, read_wire_value, write_wire_value, WireError};
+
 /// Probe states by name: a short list kept sorted (an app has a handful of probes). Not a
 /// map type: each map type instantiates a B-tree's code, which the wasm engine downloads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -228,9 +228,13 @@ impl Ruleset {
     }
 
     /// Reads a ruleset as the collector serves it (`GET /v1/flags/ruleset`): also the
-    /// probe states it was published with, in `probes`, returned raw.
+    /// probe states it was published with, in `probes`, returned raw (and its `compiled`
+    /// form, which this reading ignores: it compiles from the definitions).
     pub fn from_served(value: &Value) -> Result<(Ruleset, Option<&Value>), FieldError> {
-        Ruleset::read(value, &["version", "flags", "segments", "probes"])
+        Ruleset::read(
+            value,
+            &["version", "flags", "segments", "probes", "compiled"],
+        )
     }
 
     fn read<'a>(

@@ -10,6 +10,17 @@ pub struct Version {
     pre: Vec<String>,
 }
 
+impl Version {
+    /// Its numbers and pre-release identifiers (the compiled engine's wire form).
+    pub(crate) fn parts(&self) -> (&[u64; 3], &[String]) {
+        (&self.core, &self.pre)
+    }
+
+    pub(crate) fn from_parts(core: [u64; 3], pre: Vec<String>) -> Version {
+        Version { core, pre }
+    }
+}
+
 /// Parses `1.2.3`, `v1.2.3`, `1.2.3-beta.1+build`; a missing minor or patch counts as 0.
 pub fn parse(text: &str) -> Option<Version> {
     let text = text.trim().strip_prefix('v').unwrap_or(text.trim());
