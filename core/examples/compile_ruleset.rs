@@ -5,8 +5,8 @@
 //! `warnings`. A ruleset that is not of that shape is an error naming the field.
 
 use std::io::Read;
-use telltale_core::flags::engine::base64;
-use telltale_core::flags::{compile, Ruleset};
+use telltale_core::flags::engine::compiled_form;
+use telltale_core::flags::Ruleset;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut text = String::new();
@@ -14,17 +14,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raw: serde_json::Value = serde_json::from_str(&text)?;
     let (ruleset, probes) =
         Ruleset::from_served(&raw).map_err(|e| format!("{}: {}", e.field, e.message))?;
-    let engine = compile(&ruleset);
-    let mut served = serde_json::to_value(&ruleset)?;
-    if let Some(probes) = probes {
-        served["probes"] = probes.clone();
-    }
-    served["compiled"] = serde_json::Value::String(base64(&engine.to_wire()));
-    served["warnings"] = engine
-        .warnings()
-        .iter()
-        .map(|w| serde_json::json!({"code": w.code, "field": w.field, "message": w.message}))
-        .collect();
-    println!("{served}");
+    println!("{}", compiled_form(&ruleset, probes));
     Ok(())
 }

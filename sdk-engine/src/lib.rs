@@ -19,15 +19,15 @@
 //! `evaluate`, `evaluateAll` and `evaluateRuleset` are JavaScript (sdk/js/engine.js) over
 //! the packed decisions below: one path decides, and no decision is serialized here.
 //!
-//! **Small:** the only JSON it reads is a context's object or array values and probe
-//! states, with core's own small reader (`telltale_core::json`); nothing is serialized in
-//! Rust (variant values reach JavaScript from its own `JSON.parse` of the ruleset, by the
-//! position [`FlagEngine::source`] gives), so no float formatting is in it either.
+//! **Small:** it reads no JSON at all: a context's object and array values arrive in
+//! core's wire form (written by sdk/js/engine.js), and probe states as name/state pairs.
+//! Nothing is serialized in Rust (variant values reach JavaScript from its own
+//! `JSON.parse` of the ruleset, by the position [`FlagEngine::source`] gives).
 //!
 //! It is a separate download so that the SDK's remote mode (the default) never pays for
-//! the engine and its JSON machinery.
+//! the engine.
 //!
-//! **The fast path** keeps JSON off the per-decision boundary: `setContext` parses a
+//! **The fast path** keeps JSON off the per-decision boundary: `setContext` reads a
 //! context once and keeps it in wasm; `decide(index, now)` and `decideAll(now)` return
 //! packed numbers ([`pack`]); the JavaScript `tables()` gives, once per ruleset, what the
 //! numbers index (keys, each flag's variant values, rule ids, required probes), built from
@@ -68,8 +68,8 @@ use wasm_bindgen::prelude::*;
 
 /// A JavaScript number as JSON carries it to serde_json: a safe integer (`-0` too) is an
 /// integer (`u64`, or `i64` when negative), anything else finite an `f64`, and what is not
-/// finite null (absent). JavaScript sends integers beyond 2^53 as JSON text instead: only
-/// `JSON.stringify` knows the digits it writes for them.
+/// finite null (absent). JavaScript sends integers beyond 2^53 in the wire form instead,
+/// typed from the digits `JSON.stringify` writes for them.
 fn number_from_js(n: f64) -> Option<Value> {
     const SAFE: f64 = 9_007_199_254_740_991.0;
     if !n.is_finite() {
@@ -175,7 +175,7 @@ fn probe_states(pairs: &[String]) -> ProbeStates {
         .collect()
 }
 
-/// A compiled ruleset (the JSON `/v1/flags/ruleset` serves), evaluated by the same engine
+/// A compiled ruleset (what `GET /v1/flags/compiled` serves), evaluated by the same engine
 /// the collector runs.
 #[wasm_bindgen]
 pub struct FlagEngine {
@@ -187,7 +187,7 @@ pub struct FlagEngine {
     /// every `setContext`).
     context: Resolved<'static>,
     probes: Option<ProbeStates>,
-    /// Where JavaScript writes the next context's JSON ([`FlagEngine::context_buffer`]).
+    /// Where JavaScript writes the next context's encoded values ([`FlagEngine::context_buffer`]).
     input: Vec<u8>,
 }
 
@@ -248,7 +248,7 @@ const _: () = assert!(
 #[wasm_bindgen]
 impl FlagEngine {
     /// Reads a compiled ruleset: the bytes of the served ruleset's `compiled` field
-    /// (`GET /v1/flags/ruleset`, or `POST /v1/flags/compile` for a ruleset of one's own),
+    /// (`GET /v1/flags/compiled`, or `POST /v1/flags/compile` for a ruleset of one's own),
     /// and the probe states it was served with (`[name, state, ...]`), used when a call
     /// passes none. Throws when the bytes are not a compiled
     /// ruleset. Nothing is compiled or validated here: the collector did that.

@@ -262,9 +262,15 @@ function encodeContext(wasm, names, context) {
   return w - at;
 }
 
-/** Probe states `{name: state}` (or `{name: {state}}`, as served) as `[name, state, ...]`. */
+/** Probe states `{name: state}` (or `{name: {state}}`, as served) as `[name, state, ...]`,
+ * read as their JSON: what JSON cannot hold, or an object that throws while it is read, is
+ * no states (undefined: the served ones decide). A state that is not a string is unknown. */
 function probePairs(probes) {
-  return Object.entries(probes).flatMap(([name, state]) => [name, String((typeof state === 'object' ? state?.state : state) ?? 'unknown')]);
+  let plain;
+  try { plain = JSON.parse(jsonText(probes) ?? 'null'); } catch { return undefined; }
+  if (!plain || typeof plain !== 'object' || Array.isArray(plain)) return undefined;
+  const word = (s) => (typeof s === 'string' ? s : 'unknown');
+  return Object.entries(plain).flatMap(([name, state]) => [name, word(state && typeof state === 'object' ? state.state : state)]);
 }
 
 /** Text for the wasm engine: JSON of `value`, or undefined where JSON cannot hold it. */
@@ -320,7 +326,7 @@ function fromBase64(text) {
 }
 
 /**
- * A ruleset as the collector serves it (`GET /v1/flags/ruleset`), decided by the
+ * A ruleset as the collector serves it (`GET /v1/flags/compiled`), decided by the
  * collector's own engine in wasm. The collector compiled it: this module reads the compiled
  * form (the `compiled` field) and decides. `evaluate` and `evaluateAll` pass the context
  * once and decode packed decisions; for many decisions per context use `setContext` and
@@ -329,18 +335,18 @@ function fromBase64(text) {
 export class FlagEngine {
   #wasm; #tables; #index; #attributes;
 
-  /** Reads a served ruleset (the JSON of `GET /v1/flags/ruleset`, or of `POST
+  /** Reads a served ruleset (the JSON of `GET /v1/flags/compiled`, or of `POST
    * /v1/flags/compile` for a ruleset of one's own); throws when it is not JSON or has no
    * valid `compiled` field. @param {string} rulesetJson */
   constructor(rulesetJson) {
     const ruleset = parsed(rulesetJson);
     if (typeof ruleset?.compiled !== 'string') {
-      throw new TypeError('not a served ruleset: it has no `compiled` field (use GET /v1/flags/ruleset, or POST /v1/flags/compile for a ruleset of your own)');
+      throw new TypeError('not a compiled ruleset: it has no `compiled` field (use GET /v1/flags/compiled, or POST /v1/flags/compile for a ruleset of your own)');
     }
     let bytes;
     try { bytes = fromBase64(ruleset.compiled); } catch { throw new TypeError('the ruleset\'s `compiled` field is not base64'); }
     if (!memory) throw new Error('load the engine with init() or initSync() from telltale/engine first');
-    const served = ruleset.probes && typeof ruleset.probes === 'object' ? probePairs(ruleset.probes) : [];
+    const served = probePairs(ruleset.probes) ?? [];
     this.#wasm = new WasmFlagEngine(bytes, served);
     this.#tables = deepFreeze(tablesOf(this.#wasm, ruleset));
     this.#attributes = this.#wasm.attributeNames();
@@ -356,7 +362,7 @@ export class FlagEngine {
   /** Keeps `context` (parsed once) and `probes` (`{name: state}`; undefined: as served).
    * @param {Record<string, unknown>} context @param {ProbeStates} [probes] @returns {void} */
   setContext(context, probes) {
-    const pairs = probes && typeof probes === 'object' ? probePairs(probes) : undefined;
+    const pairs = probes === undefined ? undefined : probePairs(probes);
     this.#wasm.setContextEncoded(encodeContext(this.#wasm, this.#attributes, context), pairs);
   }
   /** Flag `index` for the context set last, packed (see `decodeDecision`); an index that

@@ -608,11 +608,10 @@ export class Telltale {
       const local = o.flagMode === 'local';
       const answer = local
         // Without the engine loaded a 304 could not be evaluated: ask for the ruleset.
-        ? await request(o.endpoint + '/v1/flags/ruleset', o.key, undefined, this.#engine && this.#etag)
+        ? await request(o.endpoint + '/v1/flags/compiled', o.key, undefined, this.#engine && this.#etag)
         : await request(o.endpoint + '/v1/flags/evaluate', o.key, JSON.stringify({ context }), this.#etag);
       if (context !== this.#context) return false; // setContext() started a newer refresh
       if (answer.status === 200) {
-        this.#etag = answer.etag;
         if (local) {
           const engine = new (await loadEngine()).FlagEngine(answer.text); // parsed once, in the engine
           this.#engine?.free();
@@ -624,6 +623,8 @@ export class Telltale {
           this.#replaceProbes(body.probes || {});
           this.#replace(body.flags || {});
         }
+        // Only once the answer is in use: a ruleset the engine refused keeps no ETag.
+        this.#etag = answer.etag;
       } else if (answer.status === 304) {
         if (local) this.#evaluateLocally();
       } else {

@@ -93,6 +93,42 @@ describe('versioned config', () => {
     assert.equal(cached.status, 304);
     const getForm = await collector.request('GET', '/v1/flags/evaluate?role=teacher', { headers: keyHeader });
     assert.equal(getForm.json.flags.checkout.value, true);
+    // The compiled form has its own route and validator: SDKs from before it refuse unknown
+    // fields, so the plain ruleset carries none, and a cached plain answer is never
+    // revalidated as the compiled one.
+    assert.equal(ruleset.json.compiled, undefined);
+    const compiled = await collector.request('GET', '/v1/flags/compiled', { headers: keyHeader });
+    assert.equal(compiled.status, 200);
+    assert.match(compiled.json.compiled, /^[A-Za-z0-9+/]+=*$/);
+    assert.deepEqual({ ...compiled.json, compiled: undefined }, { ...ruleset.json, compiled: undefined });
+    assert.notEqual(compiled.headers.get('etag'), ruleset.headers.get('etag'));
+    const crossed = await collector.request('GET', '/v1/flags/compiled', { headers: { ...keyHeader, 'If-None-Match': ruleset.headers.get('etag') } });
+    assert.equal(crossed.status, 200);
+  });
+
+  test('compiling a ruleset of one\'s own: admin only, shape errors name the field, its own answer goes back in', async () => {
+    const ruleset = { version: 'mine', flags: [{ key: 'f', variants: BOOL, default_variant: 'on' }], segments: [] };
+    const { app } = await freshApp();
+    assert.equal((await collector.request('POST', '/v1/flags/compile', { body: ruleset })).status, 401);
+    assert.equal((await collector.request('POST', '/v1/flags/compile', { body: ruleset, headers: { Authorization: `Bearer ${app.ingest_key}` } })).status, 401);
+    const ok = await collector.admin('POST', '/v1/flags/compile', ruleset);
+    assert.equal(ok.status, 200, ok.text);
+    assert.deepEqual(ok.json.warnings, []);
+    const again = await collector.admin('POST', '/v1/flags/compile', ok.json);
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.json.compiled, ok.json.compiled, 'the same ruleset compiles to the same bytes');
+    for (const [body, field] of [[{ ...ruleset, flagz: [] }, 'flagz'], [{ ...ruleset, flags: {} }, 'flags'], [[1], 'body']]) {
+      const bad = await collector.admin('POST', '/v1/flags/compile', body);
+      assert.ok(bad.status === 422 || bad.status === 400, `${JSON.stringify(body)}: ${bad.text}`);
+      assert.equal(bad.json.error.field, field, bad.text);
+    }
+    const broken = await collector.admin('POST', '/v1/flags/compile', { ...ruleset, flags: [{ key: 'g', variants: BOOL, default_variant: 'nope' }] });
+    assert.equal(broken.status, 200, 'a broken flag compiles to one that serves an error, with a warning');
+    assert.equal(broken.json.warnings.length, 1);
+    const many = { ...ruleset, flags: Array.from({ length: 2_001 }, (_, i) => ({ key: `f${i}`, variants: BOOL, default_variant: 'on' })) };
+    const tooMany = await collector.admin('POST', '/v1/flags/compile', many);
+    assert.equal(tooMany.status, 413, tooMany.text);
+    assert.equal(tooMany.json.error.field, 'flags');
   });
 
   test('a validator changes when a schedule starts, so a cached decision is never served stale', async () => {

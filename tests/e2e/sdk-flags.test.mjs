@@ -117,7 +117,7 @@ describe('contexts cross into wasm as JSON would carry them', () => {
     // JSON (what `JSON.stringify` makes of it), decided there.
     const contextApp = await collector.newApp('contexts', [collector.url]);
     await collector.publishConfig(contextApp.id, flags.map((f) => ['flags', f.key, (({ key, ...rest }) => rest)(f)]), 'contexts');
-    const ruleset = (await collector.request('GET', '/v1/flags/ruleset', { headers: { Authorization: `Bearer ${contextApp.ingest_key}` } })).text;
+    const ruleset = (await collector.request('GET', '/v1/flags/compiled', { headers: { Authorization: `Bearer ${contextApp.ingest_key}` } })).text;
     const page = await sdkPage();
     const result = await page.evaluate(async ({ ruleset, key }) => {
       const engine = await window.sdk.loadFlagEngine();

@@ -118,23 +118,40 @@ pub async fn evaluate(mut req: Request, env: &Env) -> ApiResult {
 }
 
 /// `GET /v1/flags/ruleset`: the published ruleset plus current probe states, for
-/// evaluation in the SDK. The ETag changes with either.
+/// evaluation in the SDK. The ETag changes with either. It carries no compiled form:
+/// SDKs from before the engine module read compiled rulesets refuse unknown fields.
 pub async fn ruleset(req: Request, env: &Env) -> ApiResult {
+    served_ruleset(req, env, false).await
+}
+
+/// `GET /v1/flags/compiled`: the same, with `compiled` (the compiled engine as base64,
+/// which the engine module reads; it does not compile).
+pub async fn compiled_ruleset(req: Request, env: &Env) -> ApiResult {
+    served_ruleset(req, env, true).await
+}
+
+async fn served_ruleset(req: Request, env: &Env, compiled: bool) -> ApiResult {
     let (app, _) = authenticate(&req, env).await?;
     Query::parse(&req, &["key"])?;
     let published = published::current(env, &app.id).await?;
     let probes = published::probe_states(env, &app.id).await?;
     let etag = crate::http::etag_for(
         published.engine.version(),
-        &json!({"ruleset": true, "probes": probes}),
+        &json!({"ruleset": true, "compiled": compiled, "probes": probes}),
     );
     if not_modified(&req, &etag)? {
         return empty_304(&etag);
     }
     let mut body = Value::clone(&published.ruleset);
     body["probes"] = json!(probes);
+    if compiled {
+        body["compiled"] = Value::String(String::clone(&published.compiled));
+    }
     with_etag(json(200, &body)?, &etag)
 }
+
+/// Most flags one compile request takes (compiling checks prerequisites for cycles).
+const MAX_COMPILE_FLAGS: usize = 2_000;
 
 /// `POST /v1/flags/compile` (admin): a ruleset of one's own (`{version, flags, segments,
 /// probes?}`, as `GET /v1/flags/ruleset` serves one) in the served form, with `compiled` (what
@@ -144,19 +161,22 @@ pub async fn compile_ruleset(mut req: Request, env: &Env) -> ApiResult {
     crate::auth::require_admin(&req, env)?;
     Query::parse(&req, &[])?;
     let body: Value = read_json(&mut req).await?;
-    let (ruleset, probes) = telltale_core::flags::Ruleset::from_served(&body)
-        .map_err(|e| ApiError::from_field(422, e))?;
-    let engine = telltale_core::flags::compile(&ruleset);
-    let mut served = serde_json::to_value(&ruleset).map_err(crate::http::internal)?;
-    if let Some(probes) = probes {
-        served["probes"] = probes.clone();
+    let (ruleset, probes) = telltale_core::flags::Ruleset::from_served(&body).map_err(|e| {
+        let e = ApiError::from_field(422, e);
+        match e.field.as_deref() {
+            Some(field) if !field.is_empty() => e,
+            _ => e.with_field("body"),
+        }
+    })?;
+    if ruleset.flags.len() > MAX_COMPILE_FLAGS {
+        return Err(ApiError::new(
+            413,
+            "too_many_flags",
+            format!("at most {MAX_COMPILE_FLAGS} flags are compiled in one request"),
+        )
+        .with_field("flags"));
     }
-    served["compiled"] = Value::String(telltale_core::flags::engine::base64(&engine.to_wire()));
-    served["warnings"] = engine
-        .warnings()
-        .iter()
-        .map(|w| json!({"code": w.code, "field": w.field, "message": w.message}))
-        .collect();
+    let served = telltale_core::flags::engine::compiled_form(&ruleset, probes);
     json(200, &served)
 }
 

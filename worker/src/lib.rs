@@ -111,6 +111,7 @@ async fn handle(endpoint: Endpoint, params: &[String], req: Request, env: &Env) 
         Endpoint::FlagsEvaluate => flags::evaluate(req, env).await,
         Endpoint::FlagsRuleset => flags::ruleset(req, env).await,
         Endpoint::FlagsCompile => flags::compile_ruleset(req, env).await,
+        Endpoint::FlagsCompiled => flags::compiled_ruleset(req, env).await,
         Endpoint::OfrepEvaluateAll => ofrep::evaluate_all(req, env).await,
         Endpoint::OfrepEvaluateOne => ofrep::evaluate_one(req, env, param(0)).await,
         Endpoint::OfrepConfiguration => ofrep::configuration(req, env).await,

@@ -54,6 +54,8 @@ pub struct Published {
     pub commit: String,
     pub engine: Rc<Engine>,
     pub probes: Rc<Vec<ProbeDef>>,
+    /// The compiled engine as base64 (`Engine::to_wire`), served to the engine module.
+    pub compiled: Rc<String>,
     /// The wire ruleset served to SDKs for local evaluation (kept as a value: each
     /// answer adds the current probe states to a copy).
     pub ruleset: Rc<Value>,
@@ -170,10 +172,9 @@ async fn warm(env: &Env, app: &str, manifest: Manifest) -> Result<(), ApiError> 
             w.message
         );
     }
-    let mut ruleset_value = serde_json::to_value(&ruleset).map_err(internal)?;
+    let ruleset_value = serde_json::to_value(&ruleset).map_err(internal)?;
     // The compiled engine, for the browser's engine module: it decides, and compiles nothing.
-    ruleset_value["compiled"] =
-        Value::String(telltale_core::flags::engine::base64(&engine.to_wire()));
+    let compiled = telltale_core::flags::engine::base64(&engine.to_wire());
     let probes: Vec<ProbeDef> = manifest
         .snapshot
         .probes
@@ -192,6 +193,7 @@ async fn warm(env: &Env, app: &str, manifest: Manifest) -> Result<(), ApiError> 
         engine: Rc::new(engine),
         probes: Rc::new(probes),
         ruleset: Rc::new(ruleset_value),
+        compiled: Rc::new(compiled),
     };
     PUBLISHED.with(|p| {
         p.borrow_mut().insert(
@@ -377,6 +379,7 @@ mod tests {
             engine: Rc::new(compile(&ruleset)),
             probes: Rc::new(vec![]),
             ruleset: Rc::new(Value::Null),
+            compiled: Rc::new(String::new()),
         };
         let tag =
             |now: i64| decision_etag(&published, now, json!({"context": {}}), &BTreeMap::new());

@@ -21,7 +21,7 @@ pub use crate::probe_state::ProbeState;
 
 #[path = "wire.rs"]
 mod wire;
-pub use wire::{base64, read_wire_value, write_wire_value, WireError};
+pub use wire::{base64, compiled_form, read_wire_value, write_wire_value, WireError};
 
 /// Probe states by name: a short list kept sorted (an app has a handful of probes). Not a
 /// map type: each map type instantiates a B-tree's code, which the wasm engine downloads.
@@ -379,6 +379,10 @@ enum FlagEntry {
 
 /// Most variants one flag may have.
 pub const MAX_VARIANTS: usize = 1_000;
+/// Deepest chain of prerequisites a decision follows, and most prerequisite checks one
+/// decision makes: beyond either, the flag serves its off variant (`PREREQUISITE_FAILED`).
+pub const MAX_PREREQUISITE_DEPTH: usize = 32;
+pub const MAX_PREREQUISITE_CHECKS: u32 = 1_000;
 /// Most rules one flag may have.
 pub const MAX_RULES: usize = 1_000;
 
@@ -1207,7 +1211,8 @@ impl Engine {
         probes: &ProbeStates,
         now_ms: i64,
     ) -> Outcome {
-        self.decide_at_depth(index, ctx, probes, now_ms, 0)
+        let mut checks = 0;
+        self.decide_at_depth(index, ctx, probes, now_ms, 0, &mut checks)
     }
 
     /// The full decision for an outcome of flag `index`.
@@ -1284,6 +1289,7 @@ impl Engine {
         probes: &ProbeStates,
         now_ms: i64,
         depth: usize,
+        checks: &mut u32,
     ) -> Outcome {
         let error = |variant: Option<usize>, error| Outcome {
             variant,
@@ -1314,13 +1320,19 @@ impl Engine {
                 };
             }
         }
-        // Cycles are refused at compile time; the depth guard is belt and braces.
-        if depth > self.flags.len() {
+        // Cycles are refused at compile time. Chains are bounded anyway: in depth (the stack)
+        // and in prerequisite checks per decision (a flag that requires the next one twice,
+        // 40 deep, would otherwise take 2^40 checks).
+        if depth > MAX_PREREQUISITE_DEPTH.min(self.flags.len()) {
             return Outcome::served(flag.off, Reason::PrerequisiteFailed);
         }
         for p in &flag.prerequisites {
+            *checks += 1;
+            if *checks > MAX_PREREQUISITE_CHECKS {
+                return Outcome::served(flag.off, Reason::PrerequisiteFailed);
+            }
             let ok = self.index_of(&p.flag).is_some_and(|pi| {
-                let served = self.decide_at_depth(pi, ctx, probes, now_ms, depth + 1);
+                let served = self.decide_at_depth(pi, ctx, probes, now_ms, depth + 1, checks);
                 served.error.is_none()
                     && served
                         .variant
@@ -1692,6 +1704,40 @@ mod tests {
         assert_eq!(engine.index_of("b-gated"), Some(1));
         assert_eq!(engine.index_of("zzz"), None);
         assert_eq!(engine.rule_id(0, 1), Some("r1"));
+    }
+
+    #[test]
+    fn prerequisite_chains_are_bounded_in_depth_and_in_checks() {
+        let on_off = json!([{"key": "on", "value": true}, {"key": "off", "value": false}]);
+        // f0 requires f1 twice, f1 requires f2 twice, ...: 2^n checks if nothing bounded them.
+        let chain = |n: usize, last_on: bool| -> Engine {
+            let flags = (0..n)
+                .map(|i| {
+                    let mut f = json!({"key": format!("f{i:02}"), "variants": on_off, "default_variant": "on", "off_variant": "off"});
+                    if i + 1 < n {
+                        let p = json!({"flag": format!("f{:02}", i + 1), "variants": ["on"]});
+                        f["prerequisites"] = json!([p.clone(), p]);
+                    } else if !last_on {
+                        f["enabled"] = json!(false);
+                    }
+                    f
+                })
+                .collect();
+            compile(&Ruleset {
+                version: "v".into(),
+                flags,
+                segments: vec![],
+            })
+        };
+        let decide = |engine: &Engine| engine.decide(0, &Context::new(), &ProbeStates::new(), 0);
+        // Short chains decide as written, either way.
+        assert_eq!(decide(&chain(5, true)).reason, Reason::Static);
+        assert_eq!(decide(&chain(5, false)).reason, Reason::PrerequisiteFailed);
+        // 2^9 checks fit the budget; 2^20 do not, and the decision still ends at once.
+        assert_eq!(decide(&chain(9, true)).reason, Reason::Static);
+        assert_eq!(decide(&chain(20, true)).reason, Reason::PrerequisiteFailed);
+        // Past the depth bound a chain fails, however few checks it needs.
+        assert_eq!(decide(&chain(40, true)).reason, Reason::PrerequisiteFailed);
     }
 
     #[test]

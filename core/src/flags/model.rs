@@ -229,11 +229,14 @@ impl Ruleset {
 
     /// Reads a ruleset as the collector serves it (`GET /v1/flags/ruleset`): also the
     /// probe states it was published with, in `probes`, returned raw (and its `compiled`
-    /// form, which this reading ignores: it compiles from the definitions).
+    /// form and compile `warnings`, which this reading ignores: it compiles from the
+    /// definitions).
     pub fn from_served(value: &Value) -> Result<(Ruleset, Option<&Value>), FieldError> {
         Ruleset::read(
             value,
-            &["version", "flags", "segments", "probes", "compiled"],
+            &[
+                "version", "flags", "segments", "probes", "compiled", "warnings",
+            ],
         )
     }
 

@@ -14,8 +14,9 @@ use super::*;
 use serde_json::Number;
 
 const MAGIC: &[u8; 4] = b"TTE1";
-/// Values nest at most this deep (as the JSON reader allows).
-const MAX_DEPTH: usize = 128;
+/// Containers nest at most this deep: exactly what core's JSON reader (and serde_json)
+/// accept, so an attribute too deep for JSON is too deep here too.
+const MAX_CONTAINER_DEPTH: usize = 127;
 
 /// Why bytes are not a compiled engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,18 +338,22 @@ impl<'a> Reader<'a> {
     fn list<T>(&mut self, mut read: impl FnMut(&mut Self) -> Read<T>) -> Read<Vec<T>> {
         let n = self.count()?;
         // A plain loop: an iterator chain here is instantiated once per item type, and that
-        // code is most of what decoding would add to the engine module.
-        let mut items = Vec::with_capacity(n);
+        // code is most of what decoding would add to the engine module. Nothing is reserved
+        // up front: nested lists each reserving their count would let a few bytes claim
+        // gigabytes; growing as items arrive keeps memory in proportion to the bytes.
+        let mut items = Vec::new();
         for _ in 0..n {
             items.push(read(self)?);
         }
         Ok(items)
     }
+    /// A value inside `depth` containers.
     fn value(&mut self, depth: usize) -> Read<Value> {
-        if depth > MAX_DEPTH {
+        let tag = self.byte()?;
+        if matches!(tag, 7 | 8) && depth >= MAX_CONTAINER_DEPTH {
             return self.fail("values nested too deep");
         }
-        Ok(match self.byte()? {
+        Ok(match tag {
             0 => Value::Null,
             1 => Value::Bool(false),
             2 => Value::Bool(true),
@@ -412,6 +417,9 @@ impl<'a> Reader<'a> {
             0 => {
                 let variants = self.list(|r| Ok((r.text()?, r.value(0)?)))?;
                 let n = variants.len();
+                if n > MAX_VARIANTS {
+                    return self.fail("more variants than a flag may have");
+                }
                 let enabled = self.flag()?;
                 let default = self.index(n, "a variant number beyond the flag's")?;
                 let off = self.index(n, "a variant number beyond the flag's")?;
@@ -446,6 +454,9 @@ impl<'a> Reader<'a> {
                         stickiness,
                     })
                 })?;
+                if rules.len() > MAX_RULES {
+                    return self.fail("more rules than a flag may have");
+                }
                 let prerequisites = self.list(|r| {
                     Ok(Prerequisite {
                         flag: r.text()?,
@@ -511,6 +522,30 @@ pub fn write_wire_value(value: &Value) -> Vec<u8> {
     let mut w = Writer(Vec::new());
     w.value(value);
     w.0
+}
+
+/// A ruleset in the served form the engine module reads: its definitions, the probe states
+/// given (if any), `compiled` (the compiled engine, base64) and the compile `warnings`
+/// (`[{code, field, message}]`). What `POST /v1/flags/compile` answers.
+pub fn compiled_form(ruleset: &Ruleset, probes: Option<&Value>) -> Value {
+    let engine = compile(ruleset);
+    let mut served = serde_json::to_value(ruleset).unwrap_or(Value::Null);
+    if let Some(probes) = probes {
+        served["probes"] = probes.clone();
+    }
+    served["compiled"] = Value::String(base64(&engine.to_wire()));
+    served["warnings"] = engine
+        .warnings()
+        .iter()
+        .map(|w| {
+            let mut warning = Map::new();
+            warning.insert("code".into(), Value::from(w.code));
+            warning.insert("field".into(), Value::from(w.field.as_str()));
+            warning.insert("message".into(), Value::from(w.message.as_str()));
+            Value::Object(warning)
+        })
+        .collect();
+    served
 }
 
 impl Engine {
@@ -669,6 +704,25 @@ mod tests {
             at: 0,
         };
         assert_eq!(r.value(0).unwrap_err().reason, "values nested too deep");
+        // Exactly as deep as core's JSON reader (and serde_json) go, with and without a
+        // value in the innermost container.
+        for levels in 120..135 {
+            for inner in ["", "1"] {
+                let text = format!("{}{inner}{}", "[".repeat(levels), "]".repeat(levels));
+                let json_ok = crate::json::parse(&text).is_ok();
+                assert_eq!(
+                    json_ok,
+                    serde_json::from_str::<Value>(&text).is_ok(),
+                    "{levels}{inner}"
+                );
+                let wire = nested(levels, !inner.is_empty());
+                assert_eq!(
+                    read_wire_value(&wire).is_some(),
+                    json_ok,
+                    "{levels} levels, inner {inner:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -686,6 +740,32 @@ mod tests {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }
         assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    }
+
+    /// `levels` nested arrays in wire form, the innermost holding the number 1 or nothing.
+    fn nested(levels: usize, with_value: bool) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        for i in 0..levels {
+            w.0.push(7);
+            w.len(usize::from(i + 1 < levels || with_value));
+        }
+        if with_value {
+            w.value(&Value::from(1u64));
+        }
+        w.0
+    }
+
+    #[test]
+    fn counts_beyond_the_bytes_are_refused() {
+        // Counts that promise more items than bytes follow are refused before anything is
+        // allocated for them, however deeply they nest (and nothing is reserved up front
+        // for the counts that do fit: see `list`).
+        let mut w = Writer(Vec::new());
+        for _ in 0..100 {
+            w.0.push(7);
+            w.uint(1_000_000);
+        }
+        assert!(read_wire_value(&w.0).is_none());
     }
 
     #[test]
