@@ -44,6 +44,8 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "engine")]
 pub mod error;
+#[cfg(feature = "full")]
+pub mod experiments;
 #[cfg(feature = "engine")]
 pub mod flags;
 #[cfg(feature = "full")]
