@@ -239,12 +239,14 @@ pub fn plan_objects(app: &str, rows: &[RawRow]) -> Result<Vec<PlannedObject>, Ar
         .collect()
 }
 
+/// SHA-256 of bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 /// SHA-256 of bytes, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Which archived ids to keep, and until when: those of events whose time ingest could

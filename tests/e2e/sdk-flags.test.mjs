@@ -48,6 +48,15 @@ describe('shared vectors in the browser', () => {
     const results = await page.evaluate(async ({ doc, ruleset }) => {
       // The engine is a second module, loaded on demand (as local mode does).
       const engine = await window.sdk.loadFlagEngine();
+      // What is not a compiled ruleset is refused with a reason (a ruleset without `compiled`,
+      // text that is not base64, bytes that are not an engine, cut bytes, not JSON).
+      const served = JSON.parse(ruleset);
+      const refusals = ['{"flags": []}', '{"compiled": "!!"}', '{"compiled": "AAAA"}', '{"compiled": 5}',
+        JSON.stringify({ ...served, compiled: served.compiled.slice(0, -8) }), 'not json'].map((text) => {
+        try { new engine.FlagEngine(text); return 'accepted'; } catch (e) { return e.message; }
+      });
+      if (refusals.some((m) => m === 'accepted' || !m)) throw new Error(`accepted: ${JSON.stringify(refusals)}`);
+      if (!/POST \/v1\/flags\/compile/.test(refusals[0])) throw new Error(`no advice: ${refusals[0]}`);
       // The fast path: the context set once, a packed number per decision, decoded in JS.
       const fast = new engine.FlagEngine(ruleset);
       const tables = engine.readTables(fast);

@@ -17,7 +17,7 @@ use crate::http::{internal, json, now_ms, ApiError, ApiResult, Query};
 use crate::store::{kv, list_keys, sql_section, Arg, Db};
 use serde::{Deserialize, Serialize};
 use telltale_core::archive::{
-    archived_ids_window, build_object, cutoff_ms, date_text, eligible_prefix, plan_objects,
+    archived_ids_window, build_object, cutoff_ms, date_text, eligible_prefix, plan_objects, sha256,
     sha256_hex, PlannedObject, RawRow,
 };
 use telltale_core::gzip::gunzip;
@@ -54,6 +54,14 @@ fn sql(name: &str) -> Result<&'static str, ApiError> {
 fn bucket(env: &Env) -> Result<Bucket, ApiError> {
     env.bucket("ARCHIVE")
         .map_err(|e| ApiError::storage("opening the ARCHIVE bucket", e))
+}
+
+/// R2's condition for a put that only creates: a second write to a key is refused.
+fn if_absent() -> Conditional {
+    Conditional {
+        etag_does_not_match: Some("*".into()),
+        ..Conditional::default()
+    }
 }
 
 fn r2<T>(context: &str, result: worker::Result<T>) -> Result<T, ApiError> {
@@ -206,21 +214,17 @@ async fn run_holding(env: &Env, db: &Db, bucket: &Bucket, now: i64) -> Result<Ru
     struct Turn {
         app: String,
         last_run_at: Option<i64>,
+        last_config_day: Option<i64>,
     }
     let turns: Vec<Turn> = db
         .all(
             "reading archive turns",
-            "SELECT app, last_run_at FROM archive_state",
+            "SELECT app, last_run_at, last_config_day FROM archive_state",
             &[],
         )
         .await?;
-    let last_turn = |id: &str| {
-        turns
-            .iter()
-            .find(|t| t.app == id)
-            .and_then(|t| t.last_run_at)
-    };
-    apps.sort_by_key(|app| (last_turn(&app.id), app.id.clone()));
+    let turn = |id: &str| turns.iter().find(|t| t.app == id);
+    apps.sort_by_key(|app| (turn(&app.id).and_then(|t| t.last_run_at), app.id.clone()));
     let mut spans = 0;
     for app in &apps {
         if spans >= MAX_SPANS_PER_RUN || report.events >= MAX_EVENTS_PER_RUN {
@@ -243,7 +247,8 @@ async fn run_holding(env: &Env, db: &Db, bucket: &Bucket, now: i64) -> Result<Ru
         .await?;
     }
     for app in apps.iter().filter(|a| a.is_live()) {
-        match backup_config(db, bucket, &app.id, now).await {
+        let last_backup = turn(&app.id).and_then(|t| t.last_config_day);
+        match backup_config(db, bucket, &app.id, last_backup, now).await {
             Ok(true) => report.config_backups += 1,
             Ok(false) => {}
             Err(e) => report
@@ -404,16 +409,13 @@ async fn finish(
         };
         // R2 refuses a second write to a key (None): then the object an earlier attempt
         // wrote is the one read back below. R2 checks the upload against the digest.
-        let digest = Sha256Bytes::of(&body);
+        let digest = sha256(&body);
         r2(
             "writing an archive object",
             bucket
                 .put(&object.key, body)
-                .only_if(Conditional {
-                    etag_does_not_match: Some("*".into()),
-                    ..Conditional::default()
-                })
-                .sha256(digest.0.to_vec())
+                .only_if(if_absent())
+                .sha256(digest.to_vec())
                 .execute()
                 .await,
         )?;
@@ -465,20 +467,6 @@ async fn finish(
     }
     db.batch("deleting archived events", delete).await?;
     Ok(bytes)
-}
-
-/// A SHA-256 as bytes, for R2's upload check.
-struct Sha256Bytes([u8; 32]);
-
-impl Sha256Bytes {
-    fn of(bytes: &[u8]) -> Sha256Bytes {
-        let hex = sha256_hex(bytes);
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
-        }
-        Sha256Bytes(out)
-    }
 }
 
 /// The object's bytes rebuilt from its rows (a run that stopped after planning): the rows
@@ -540,21 +528,17 @@ async fn verify(bucket: &Bucket, object: &ObjectRow) -> Result<(usize, String), 
     Ok((bytes.len(), sha256_hex(&bytes)))
 }
 
-/// Writes the app's config backup for today, once a day (`config/<date>/app=<id>.json`).
-async fn backup_config(db: &Db, bucket: &Bucket, app: &str, now: i64) -> Result<bool, ApiError> {
+/// Writes the app's config backup for today, once a day (`config/<date>/app=<id>.json`);
+/// `last_backup` is the day of its newest one, as the run read it.
+async fn backup_config(
+    db: &Db,
+    bucket: &Bucket,
+    app: &str,
+    last_backup: Option<i64>,
+    now: i64,
+) -> Result<bool, ApiError> {
     let today = now - now.rem_euclid(MS_PER_DAY);
-    #[derive(Deserialize)]
-    struct Last {
-        last_config_day: Option<i64>,
-    }
-    let last: Option<Last> = db
-        .first(
-            "reading the config backup mark",
-            "SELECT last_config_day FROM archive_state WHERE app = ?1",
-            args![app],
-        )
-        .await?;
-    if last.and_then(|l| l.last_config_day) >= Some(today) {
+    if last_backup >= Some(today) {
         return Ok(false);
     }
     let Some(bundle) = head_bundle(db, app).await? else {
@@ -565,14 +549,7 @@ async fn backup_config(db: &Db, bucket: &Bucket, app: &str, now: i64) -> Result<
     // A backup of this day already there (a run that stopped before its mark) stays.
     r2(
         "writing a config backup",
-        bucket
-            .put(&key, text)
-            .only_if(Conditional {
-                etag_does_not_match: Some("*".into()),
-                ..Conditional::default()
-            })
-            .execute()
-            .await,
+        bucket.put(&key, text).only_if(if_absent()).execute().await,
     )?;
     db.run(
         "recording the config backup",
