@@ -157,7 +157,7 @@ async function archiveThroughput(collector) {
  * (the aggregates, mostly `agg_users`, one row per user per hour and per day). */
 function storageBytesPerEvent(users) {
   const db = new DatabaseSync(':memory:');
-  for (const file of ['0001_events.sql', '0006_fold_per_batch.sql', '0007_archive.sql']) db.exec(readFileSync(join(ROOT, 'worker/migrations', file), 'utf8'));
+  for (const file of ['0001_events.sql', '0006_fold_per_batch.sql', '0007_archive.sql', '0009_exposures.sql']) db.exec(readFileSync(join(ROOT, 'worker/migrations', file), 'utf8'));
   const prepared = Object.fromEntries(Object.entries(storeEventsSql()).map(([name, text]) => [name, db.prepare(text)]));
   const week = 7 * 86_400_000;
   const start = Date.now() - week;
@@ -195,7 +195,7 @@ function sqliteBaseline(scheme) {
       db.exec('CREATE TABLE events (app TEXT, id TEXT, type TEXT, name TEXT, ts INTEGER, client_ts INTEGER, received_at INTEGER, anonymous_id TEXT, user_id TEXT, user_key TEXT, props TEXT, url TEXT, batch_id TEXT, PRIMARY KEY (app, id))');
     } else {
       migration('0001_events.sql');
-      if (scheme === 'store_events') { migration('0006_fold_per_batch.sql'); migration('0007_archive.sql'); }
+      if (scheme === 'store_events') { migration('0006_fold_per_batch.sql'); migration('0007_archive.sql'); migration('0009_exposures.sql'); }
     }
     // Parameters are made before the clock starts: the ceiling times SQLite, not JS.
     const rowsOf = (batch) => batch.events.map((e) => ['demo', e.id, e.type, e.name, e.ts, e.ts, e.ts, e.anonymous_id, null, e.anonymous_id, JSON.stringify(e.props), null, batch.batch_id]);

@@ -8,6 +8,7 @@
 //!   SHA-256 of the canonical JSON of all of that.
 
 use crate::error::FieldError;
+use crate::experiment::{check_experiment, experiment_uses_flag, read_experiment};
 use crate::flags::engine::{compile, validate_flag, validate_segment};
 use crate::probes::validate_probe;
 use serde::{Deserialize, Serialize};
@@ -22,10 +23,11 @@ pub enum Kind {
     Flags,
     Segments,
     Probes,
+    Experiments,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Flags, Kind::Segments, Kind::Probes];
+    pub const ALL: [Kind; 4] = [Kind::Flags, Kind::Segments, Kind::Probes, Kind::Experiments];
 
     /// The plural name used in paths and snapshots (`flags`).
     pub const fn as_str(self) -> &'static str {
@@ -33,6 +35,7 @@ impl Kind {
             Kind::Flags => "flags",
             Kind::Segments => "segments",
             Kind::Probes => "probes",
+            Kind::Experiments => "experiments",
         }
     }
 
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Flags => "flag",
             Kind::Segments => "segment",
             Kind::Probes => "probe",
+            Kind::Experiments => "experiment",
         }
     }
 
@@ -55,6 +59,7 @@ impl Kind {
             Kind::Flags => "unknown_flag",
             Kind::Segments => "unknown_segment",
             Kind::Probes => "unknown_probe",
+            Kind::Experiments => "unknown_experiment",
         }
     }
 
@@ -64,15 +69,17 @@ impl Kind {
             Kind::Flags => "flag_in_use",
             Kind::Segments => "segment_in_use",
             Kind::Probes => "probe_in_use",
+            Kind::Experiments => "experiment_in_use",
         }
     }
 }
 
 /// The kinds' names, in order.
-pub const KINDS: [&str; 3] = [
+pub const KINDS: [&str; 4] = [
     Kind::Flags.as_str(),
     Kind::Segments.as_str(),
     Kind::Probes.as_str(),
+    Kind::Experiments.as_str(),
 ];
 
 /// Whether a flag body refers to `key` of `kind`: a segment in a rule, a required probe,
@@ -95,6 +102,8 @@ pub fn flag_refers_to(flag: &Value, kind: Kind, key: &str) -> bool {
             .any(|rule| listed(&rule["segments"], None)),
         Kind::Probes => flag["requires_probe"].as_str() == Some(key),
         Kind::Flags => listed(&flag["prerequisites"], Some("flag")),
+        // Flags never name experiments; experiments name their flag.
+        Kind::Experiments => false,
     }
 }
 
@@ -124,6 +133,10 @@ pub struct Snapshot {
     pub segments: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub probes: BTreeMap<String, String>,
+    // Absent when empty, like probes: snapshots (and so commit ids) from before
+    // experiments existed read and hash as they did.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub experiments: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -140,6 +153,7 @@ impl Snapshot {
             Kind::Flags => &self.flags,
             Kind::Segments => &self.segments,
             Kind::Probes => &self.probes,
+            Kind::Experiments => &self.experiments,
         }
     }
 
@@ -148,6 +162,7 @@ impl Snapshot {
             Kind::Flags => &mut self.flags,
             Kind::Segments => &mut self.segments,
             Kind::Probes => &mut self.probes,
+            Kind::Experiments => &mut self.experiments,
         }
     }
 
@@ -157,6 +172,7 @@ impl Snapshot {
             .values()
             .chain(self.segments.values())
             .chain(self.probes.values())
+            .chain(self.experiments.values())
             .map(String::as_str)
             .collect()
     }
@@ -189,6 +205,7 @@ pub fn check_entry(
     key: &str,
     body: &Value,
     snapshot: &Snapshot,
+    bodies: &HashMap<String, Value>,
 ) -> Result<(), FieldError> {
     if body.get("key").and_then(Value::as_str) != Some(key) {
         return Err(FieldError::new(
@@ -218,8 +235,28 @@ pub fn check_entry(
         Kind::Probes => {
             validate_probe(body)?;
         }
+        Kind::Experiments => {
+            let def = read_experiment(body)?;
+            let flag = snapshot.flags.get(&def.flag).and_then(|rev| bodies.get(rev));
+            check_experiment(&def, flag)?;
+        }
     }
     Ok(())
+}
+
+/// The experiments (other than `except`) that run on `flag`, sorted: a flag with
+/// experiments cannot be deleted, and a change to it must leave them runnable.
+pub fn experiments_on_flag(
+    flag: &str,
+    snapshot: &Snapshot,
+    bodies: &HashMap<String, Value>,
+) -> Vec<String> {
+    snapshot
+        .experiments
+        .iter()
+        .filter(|(_, rev)| bodies.get(*rev).is_some_and(|b| experiment_uses_flag(b, flag)))
+        .map(|(key, _)| key.clone())
+        .collect()
 }
 
 /// Prerequisite cycles only show across flags: compiles the whole config and reports
@@ -252,9 +289,20 @@ pub fn validate_entry(
     snapshot: &Snapshot,
     bodies: &HashMap<String, Value>,
 ) -> Result<(), FieldError> {
-    check_entry(kind, key, body, snapshot)?;
+    check_entry(kind, key, body, snapshot, bodies)?;
     if kind == Kind::Flags {
         check_cycles(snapshot, bodies)?;
+        // A flag's experiments must still run on it (a split kept, the control kept).
+        for experiment in experiments_on_flag(key, snapshot, bodies) {
+            let rev = &snapshot.experiments[&experiment];
+            if let Some(Err(e)) = bodies.get(rev).map(|b| check_entry(Kind::Experiments, &experiment, b, snapshot, bodies)) {
+                return Err(FieldError::new(
+                    "experiment_conflict",
+                    "rules",
+                    format!("experiment `{experiment}` runs on this flag and would break: {}", e.message),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -285,7 +333,7 @@ pub fn validate_snapshot(snapshot: &Snapshot, bodies: &HashMap<String, Value>) -
                     format!("revision {rev} is missing"),
                 ))),
                 Some(body) => {
-                    if let Err(e) = check_entry(kind, key, body, snapshot) {
+                    if let Err(e) = check_entry(kind, key, body, snapshot, bodies) {
                         problems.push(located(e));
                     }
                 }
@@ -782,7 +830,7 @@ mod tests {
                 serde_json::json!(kind.as_str())
             );
         }
-        assert_eq!(KINDS, ["flags", "segments", "probes"]);
+        assert_eq!(KINDS, ["flags", "segments", "probes", "experiments"]);
         assert_eq!(Kind::parse("flag"), None);
         assert_eq!(Kind::Segments.in_use_code(), "segment_in_use");
     }

@@ -45,6 +45,8 @@ pub mod config;
 #[cfg(feature = "engine")]
 pub mod error;
 #[cfg(feature = "full")]
+pub mod experiment;
+#[cfg(feature = "full")]
 pub mod experiments;
 #[cfg(feature = "engine")]
 pub mod flags;

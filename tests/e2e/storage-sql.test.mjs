@@ -17,6 +17,7 @@ function folded() {
   db.exec(migration('0001_events.sql'));
   db.exec(migration('0006_fold_per_batch.sql'));
   db.exec(migration('0007_archive.sql'));
+  db.exec(migration('0009_exposures.sql'));
   const sql = storeEventsSql();
   const st = Object.fromEntries(Object.entries(sql).map(([k, v]) => [k, db.prepare(v)]));
   return {

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod dev;
+pub mod experiments;
 pub mod flags;
 pub mod http;
 pub mod ingest;
@@ -148,6 +149,7 @@ async fn handle(endpoint: Endpoint, params: &[String], req: Request, env: &Env) 
         Endpoint::Overview => stats::overview(req, env).await,
         Endpoint::RecentEvents => stats::recent(req, env).await,
         Endpoint::ConfigEntries => config::inspect::entries(req, env, param(0)).await,
+        Endpoint::ExperimentResults => experiments::results(req, env, param(0), param(1)).await,
         Endpoint::ConfigEvaluate => config::inspect::evaluate(req, env, param(0)).await,
         Endpoint::AppUpdate => apps::update(req, env, param(0)).await,
         Endpoint::AppRotateKey => apps::rotate_key(req, env, param(0)).await,

@@ -547,6 +547,7 @@ mod tests {
                 "fold_props",
                 "fold_names",
                 "fold_props_catalogue",
+                "fold_exposures",
                 "end"
             ]
         );

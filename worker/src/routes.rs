@@ -58,6 +58,7 @@ pub enum Endpoint {
     ArchiveRun,
     ArchiveObjects,
     ArchiveObject,
+    ExperimentResults,
 }
 
 /// A path pattern (`{name}` matches one segment) and what each method does there.
@@ -114,6 +115,7 @@ pub const ROUTES: &[Route] = &[
     route!("/v1/apps/{app}/config/import", Post => Import),
     route!("/v1/apps/{app}/config/entries", Get => ConfigEntries),
     route!("/v1/apps/{app}/config/evaluate", Post => ConfigEvaluate),
+    route!("/v1/apps/{app}/experiments/{key}/results", Get => ExperimentResults),
     route!("/v1/apps/{app}/probes", Get => ProbesList),
     route!("/v1/apps/{app}/probes/{name}/results", Post => ProbePush),
     route!("/v1/apps/{app}/probes/{name}/override", Put => ProbeOverride),

@@ -143,6 +143,25 @@ impl Db {
         storage(context, result.results::<T>())
     }
 
+    /// Every row, and how many rows D1 read to answer (its billing unit): for endpoints
+    /// that report their own cost.
+    pub async fn all_counting<T: DeserializeOwned>(
+        &self,
+        context: &str,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<(Vec<T>, u64), ApiError> {
+        let stmt = self.stmt(sql, args)?;
+        let result = storage(context, stmt.0.all().await)?;
+        let read = result
+            .meta()
+            .ok()
+            .flatten()
+            .and_then(|m| m.rows_read)
+            .map_or(0, |n| n as u64);
+        Ok((storage(context, result.results::<T>())?, read))
+    }
+
     /// Runs one statement; returns the rows it wrote.
     pub async fn run(&self, context: &str, sql: &str, args: &[Arg<'_>]) -> Result<u64, ApiError> {
         let stmt = self.stmt(sql, args)?;

@@ -14,7 +14,7 @@ use telltale_core::flags::compile;
 use worker::{Env, Request};
 
 /// Which config: the stage (head plus staged edits), head, or what is published.
-async fn config_at(
+pub(crate) async fn config_at(
     db: &Db,
     app: &str,
     at: &str,

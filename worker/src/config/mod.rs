@@ -44,13 +44,13 @@ pub(crate) async fn admin_for_app(
     crate::apps::require_app(env, app).await.map(|_| ())
 }
 
-/// Parses a kind named in a path (`flags`, `segments`, `probes`).
+/// Parses a kind named in a path (`flags`, `segments`, `probes`, `experiments`).
 pub(crate) fn parse_kind(kind: &str) -> Result<Kind, ApiError> {
     Kind::parse(kind).ok_or_else(|| {
         ApiError::not_found(
             "unknown_kind",
             "kind",
-            format!("no config kind `{kind}`; use flags, segments or probes"),
+            format!("no config kind `{kind}`; use flags, segments, probes or experiments"),
         )
     })
 }

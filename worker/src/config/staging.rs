@@ -13,7 +13,7 @@ use crate::dev::check_probe_url;
 use crate::http::{json, now, read_json_limited, ApiError, ApiResult, Query};
 use crate::store::Db;
 use serde_json::{json, Value};
-use telltale_core::config::{referrers, revision_id, Kind};
+use telltale_core::config::{experiments_on_flag, referrers, revision_id, Kind};
 use telltale_core::FieldError;
 use worker::{Env, Request};
 
@@ -50,8 +50,8 @@ fn bind_key(body: &mut Value, kind: Kind, key: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `PUT /v1/apps/{app}/config/stage/{kind}/{key}`: validate and stage a flag, segment
-/// or probe.
+/// `PUT /v1/apps/{app}/config/stage/{kind}/{key}`: validate and stage a flag, segment,
+/// probe or experiment.
 pub async fn stage_put(mut req: Request, env: &Env, app: &str, kind: &str, key: &str) -> ApiResult {
     admin_for_app(&req, env, app).await?;
     Query::parse(&req, &[])?;
@@ -138,6 +138,24 @@ pub async fn stage_delete(req: Request, env: &Env, app: &str, kind: &str, key: &
         .iter()
         .filter_map(|(k, r)| bodies.get(r).map(|b| (k.as_str(), b)));
     let users = referrers(kind, key, flags);
+    let experiments = if kind == Kind::Flags {
+        experiments_on_flag(key, &snapshot, &bodies)
+    } else {
+        Vec::new()
+    };
+    if !experiments.is_empty() {
+        let mut e = ApiError::new(
+            409,
+            kind.in_use_code(),
+            format!(
+                "flag `{key}` runs experiments: {}; delete those first",
+                experiments.join(", ")
+            ),
+        )
+        .with_field("key");
+        e.details = Some(json!({ "flags": users, "experiments": experiments }));
+        return Err(e);
+    }
     if !users.is_empty() {
         let mut e = ApiError::new(
             409,
