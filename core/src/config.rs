@@ -237,7 +237,10 @@ pub fn check_entry(
         }
         Kind::Experiments => {
             let def = read_experiment(body)?;
-            let flag = snapshot.flags.get(&def.flag).and_then(|rev| bodies.get(rev));
+            let flag = snapshot
+                .flags
+                .get(&def.flag)
+                .and_then(|rev| bodies.get(rev));
             check_experiment(&def, flag)?;
         }
     }
@@ -254,7 +257,11 @@ pub fn experiments_on_flag(
     snapshot
         .experiments
         .iter()
-        .filter(|(_, rev)| bodies.get(*rev).is_some_and(|b| experiment_uses_flag(b, flag)))
+        .filter(|(_, rev)| {
+            bodies
+                .get(*rev)
+                .is_some_and(|b| experiment_uses_flag(b, flag))
+        })
         .map(|(key, _)| key.clone())
         .collect()
 }
@@ -295,11 +302,17 @@ pub fn validate_entry(
         // A flag's experiments must still run on it (a split kept, the control kept).
         for experiment in experiments_on_flag(key, snapshot, bodies) {
             let rev = &snapshot.experiments[&experiment];
-            if let Some(Err(e)) = bodies.get(rev).map(|b| check_entry(Kind::Experiments, &experiment, b, snapshot, bodies)) {
+            if let Some(Err(e)) = bodies
+                .get(rev)
+                .map(|b| check_entry(Kind::Experiments, &experiment, b, snapshot, bodies))
+            {
                 return Err(FieldError::new(
                     "experiment_conflict",
                     "rules",
-                    format!("experiment `{experiment}` runs on this flag and would break: {}", e.message),
+                    format!(
+                        "experiment `{experiment}` runs on this flag and would break: {}",
+                        e.message
+                    ),
                 ));
             }
         }

@@ -189,7 +189,10 @@ fn read_metric(value: &Value, path: &str) -> Result<Metric, FieldError> {
             return Err(FieldError::new(
                 "required",
                 join(path, "prop"),
-                format!("a {} metric names the numeric property it adds up", kind.as_str()),
+                format!(
+                    "a {} metric names the numeric property it adds up",
+                    kind.as_str()
+                ),
             ))
         }
         (MetricKind::Conversion | MetricKind::Count, Some(_)) => {
@@ -315,7 +318,10 @@ pub fn arms_of(flag: &Value) -> Result<Vec<Arm>, String> {
                 weight: s.weight,
             })
             .collect()),
-        [] => Err("the flag serves no split; an experiment needs a rule that serves a weighted split".into()),
+        [] => Err(
+            "the flag serves no split; an experiment needs a rule that serves a weighted split"
+                .into(),
+        ),
         many => Err(format!(
             "the flag has {} rules that serve a split; an experiment needs exactly one",
             many.len()
@@ -414,7 +420,13 @@ fn comparison_json(result: Result<Comparison, CompareError>) -> Value {
 /// The results report: per variant exposed users, per metric totals, mean, lift against
 /// control with its 95% interval, p-value and probability to beat control; the sample
 /// ratio mismatch check; the window. `data` holds every arm (in `arms` order).
-pub fn report(def: &ExperimentDef, arms: &[Arm], data: &[VariantData], mixed_users: u64, now_ms: i64) -> Value {
+pub fn report(
+    def: &ExperimentDef,
+    arms: &[Arm],
+    data: &[VariantData],
+    mixed_users: u64,
+    now_ms: i64,
+) -> Value {
     let observed: Vec<u64> = data.iter().map(|d| d.exposed).collect();
     let weights: Vec<f64> = arms.iter().map(|a| a.weight).collect();
     let srm = match sample_ratio_mismatch(&observed, &weights) {
@@ -441,7 +453,13 @@ pub fn report(def: &ExperimentDef, arms: &[Arm], data: &[VariantData], mixed_use
         .map(|(m, metric)| {
             let totals: Vec<Totals> = data
                 .iter()
-                .map(|d| metric_totals(metric.kind, d.exposed, &d.metrics.get(m).copied().unwrap_or_default()))
+                .map(|d| {
+                    metric_totals(
+                        metric.kind,
+                        d.exposed,
+                        &d.metrics.get(m).copied().unwrap_or_default(),
+                    )
+                })
                 .collect();
             let variants: Vec<Value> = data
                 .iter()
@@ -524,7 +542,10 @@ mod tests {
         assert_eq!(def.primary_metric.label(), "conversion(purchase, 7d)");
         assert_eq!(def.secondary_metrics[0].label(), "sum(purchase.amount)");
         let arms = check_experiment(&def, Some(&flag())).unwrap();
-        assert_eq!(arms.iter().map(|a| a.variant.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            arms.iter().map(|a| a.variant.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -532,15 +553,42 @@ mod tests {
         let cases = [
             (json!({"flag": 3}), "flag"),
             (json!({"extra": 1}), "extra"),
-            (json!({"primary_metric": {"kind": "conversion", "event": "purchase"}}), "primary_metric.window_days"),
-            (json!({"primary_metric": {"kind": "ratio", "event": "x"}}), "primary_metric.kind"),
-            (json!({"primary_metric": {"kind": "sum", "event": "x"}}), "primary_metric.prop"),
-            (json!({"primary_metric": {"kind": "count", "event": "x", "prop": "p"}}), "primary_metric.prop"),
-            (json!({"primary_metric": {"kind": "count", "event": "", }}), "primary_metric.event"),
-            (json!({"primary_metric": {"kind": "conversion", "event": "x", "window_days": 0}}), "primary_metric.window_days"),
-            (json!({"primary_metric": {"kind": "conversion", "event": "x", "window_days": 1.5}}), "primary_metric.window_days"),
-            (json!({"secondary_metrics": [{"kind": "count"}]}), "secondary_metrics[0].event"),
-            (json!({"secondary_metrics": vec![json!({"kind": "count", "event": "x"}); 11]}), "secondary_metrics"),
+            (
+                json!({"primary_metric": {"kind": "conversion", "event": "purchase"}}),
+                "primary_metric.window_days",
+            ),
+            (
+                json!({"primary_metric": {"kind": "ratio", "event": "x"}}),
+                "primary_metric.kind",
+            ),
+            (
+                json!({"primary_metric": {"kind": "sum", "event": "x"}}),
+                "primary_metric.prop",
+            ),
+            (
+                json!({"primary_metric": {"kind": "count", "event": "x", "prop": "p"}}),
+                "primary_metric.prop",
+            ),
+            (
+                json!({"primary_metric": {"kind": "count", "event": "", }}),
+                "primary_metric.event",
+            ),
+            (
+                json!({"primary_metric": {"kind": "conversion", "event": "x", "window_days": 0}}),
+                "primary_metric.window_days",
+            ),
+            (
+                json!({"primary_metric": {"kind": "conversion", "event": "x", "window_days": 1.5}}),
+                "primary_metric.window_days",
+            ),
+            (
+                json!({"secondary_metrics": [{"kind": "count"}]}),
+                "secondary_metrics[0].event",
+            ),
+            (
+                json!({"secondary_metrics": vec![json!({"kind": "count", "event": "x"}); 11]}),
+                "secondary_metrics",
+            ),
             (json!({"start": "yesterday"}), "start"),
             (json!({"end": "2026-11-30"}), "end"),
             (json!({"start": null}), "start"),
@@ -558,7 +606,10 @@ mod tests {
     #[test]
     fn refuses_flags_it_cannot_run_on() {
         let def = read_experiment(&body()).unwrap();
-        assert_eq!(check_experiment(&def, None).unwrap_err().code, "unknown_flag");
+        assert_eq!(
+            check_experiment(&def, None).unwrap_err().code,
+            "unknown_flag"
+        );
         let mut no_split = flag();
         no_split["rules"] = json!([]);
         let e = check_experiment(&def, Some(&no_split)).unwrap_err();
@@ -566,9 +617,16 @@ mod tests {
         let mut two = flag();
         let split = two["rules"][1].clone();
         two["rules"].as_array_mut().unwrap().push(split);
-        assert!(check_experiment(&def, Some(&two)).unwrap_err().message.contains("2 rules"));
-        let one_variant = json!({"key": "f", "variants": [{"key": "a", "value": 1}], "default_variant": "a"});
-        assert_eq!(check_experiment(&def, Some(&one_variant)).unwrap_err().code, "flag_without_split");
+        assert!(check_experiment(&def, Some(&two))
+            .unwrap_err()
+            .message
+            .contains("2 rules"));
+        let one_variant =
+            json!({"key": "f", "variants": [{"key": "a", "value": 1}], "default_variant": "a"});
+        assert_eq!(
+            check_experiment(&def, Some(&one_variant)).unwrap_err().code,
+            "flag_without_split"
+        );
         let mut other_control = def.clone();
         other_control.control = "off".into(); // a variant of the flag, not of its split
         let e = check_experiment(&other_control, Some(&flag())).unwrap_err();
@@ -583,12 +641,26 @@ mod tests {
             variant: name.into(),
             exposed,
             metrics: vec![
-                Totals { users: converted, sum: converted as f64, sum_of_squares: converted as f64 },
-                Totals { users: converted, sum: 10.0 * converted as f64, sum_of_squares: 100.0 * converted as f64 },
+                Totals {
+                    users: converted,
+                    sum: converted as f64,
+                    sum_of_squares: converted as f64,
+                },
+                Totals {
+                    users: converted,
+                    sum: 10.0 * converted as f64,
+                    sum_of_squares: 100.0 * converted as f64,
+                },
                 Totals::default(),
             ],
         };
-        let r = report(&def, &arms, &[variant("a", 1000, 100), variant("b", 1000, 150)], 3, 0);
+        let r = report(
+            &def,
+            &arms,
+            &[variant("a", 1000, 100), variant("b", 1000, 150)],
+            3,
+            0,
+        );
         assert_eq!(r["srm"]["mismatch"], false);
         let b = &r["metrics"][0]["variants"][1];
         assert_eq!(b["users"], 1000);
@@ -598,11 +670,26 @@ mod tests {
         assert!(b["comparison"]["lift_low"].as_f64().unwrap() < lift);
         assert!(b["comparison"]["p_value"].as_f64().unwrap() < 0.01);
         assert!(b["comparison"]["probability_to_beat"].as_f64().unwrap() > 0.99);
-        assert!(r["metrics"][0]["variants"][0].get("comparison").is_none(), "control is not compared with itself");
-        assert_eq!(r["metrics"][2]["variants"][1]["comparison"]["not_comparable"], "no_variance");
+        assert!(
+            r["metrics"][0]["variants"][0].get("comparison").is_none(),
+            "control is not compared with itself"
+        );
+        assert_eq!(
+            r["metrics"][2]["variants"][1]["comparison"]["not_comparable"],
+            "no_variance"
+        );
         assert_eq!(r["excluded"]["mixed_variant_users"], 3);
-        let skewed = report(&def, &arms, &[variant("a", 1000, 100), variant("b", 1200, 120)], 0, 0);
+        let skewed = report(
+            &def,
+            &arms,
+            &[variant("a", 1000, 100), variant("b", 1200, 120)],
+            0,
+            0,
+        );
         assert_eq!(skewed["srm"]["mismatch"], true);
-        assert!(skewed["srm"]["message"].as_str().unwrap().starts_with("Sample ratio mismatch"));
+        assert!(skewed["srm"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sample ratio mismatch"));
     }
 }

@@ -288,7 +288,10 @@ pub fn compare_conversion(
                 (t.sum as u64 + 1, 1.0 + nt - t.sum),
             )
         } else {
-            beta_beats_normal((1.0 + c.sum, 1.0 + nc - c.sum), (1.0 + t.sum, 1.0 + nt - t.sum))
+            beta_beats_normal(
+                (1.0 + c.sum, 1.0 + nc - c.sum),
+                (1.0 + t.sum, 1.0 + nt - t.sum),
+            )
         },
         statistic: z,
         degrees_of_freedom: None,
@@ -478,7 +481,10 @@ mod tests {
     #[test]
     fn probability_to_beat_switches_to_the_normal_form_smoothly() {
         // Just under the exact sum's limit both forms agree to far below what is shown.
-        for (c, t) in [((200_000, 19_000), (200_000, 19_400)), ((100_000, 19_990), (100_000, 19_800))] {
+        for (c, t) in [
+            ((200_000, 19_000), (200_000, 19_400)),
+            ((100_000, 19_990), (100_000, 19_800)),
+        ] {
             let exact = beta_beats(
                 (1.0 + c.1 as f64, 1.0 + (c.0 - c.1) as f64),
                 (t.1 + 1, 1.0 + (t.0 - t.1) as f64),
@@ -490,7 +496,11 @@ mod tests {
             assert!((exact - normal).abs() < 2e-3, "{exact} vs {normal}");
         }
         let big = compare_conversion((2_000_000, 100_000), (2_000_000, 101_000)).unwrap();
-        assert!((0.985..0.993).contains(&big.probability_to_beat), "{}", big.probability_to_beat);
+        assert!(
+            (0.985..0.993).contains(&big.probability_to_beat),
+            "{}",
+            big.probability_to_beat
+        );
     }
 
     #[test]

@@ -2,21 +2,22 @@
 //!
 //! The definition comes from the app's config (`at`: the stage by default, or head or
 //! published); the exposed users from `exposures` (the consumer's first-exposure facts);
-//! each metric from one bounded query over its event's rows in the window
-//! (`events_by_name_time`), each row joined to its user's exposure by primary key. The
-//! statistics and the report are core's (`telltale_core::experiment`).
+//! each metric from one bounded query: the flag's exposures in the window, and each exposed
+//! user's copies of the metric event after the exposure (`experiment_events`, kept by the
+//! consumer for the events experiments measure), both by primary key. The statistics and
+//! the report are core's (`telltale_core::experiment`).
 
 use crate::args;
 use crate::config::admin_reading_app;
 use crate::config::inspect::config_at;
 use crate::http::{internal, json, now_ms, ApiError, ApiResult, Query};
-use crate::store::Db;
+use crate::store::{Db, Stmt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use telltale_core::config::Kind;
 use telltale_core::experiment::{
-    check_experiment, read_experiment, report, Metric, MetricKind, VariantData,
+    check_experiment, read_experiment, report, ExperimentDef, Metric, MetricKind, VariantData,
 };
 use telltale_core::experiments::Totals;
 use telltale_core::time::{format_rfc3339, MS_PER_DAY};
@@ -24,14 +25,16 @@ use worker::{Env, Request};
 
 /// Exposures per variant, mixed or not, per UTC day of first exposure: one pass over the
 /// flag's primary-key range of `exposures`, clipped to the window.
-const EXPOSURES_SQL: &str = "SELECT variant, mixed, first_ts - first_ts % 86400000 AS day, count(*) AS users \
+const EXPOSURES_SQL: &str =
+    "SELECT variant, mixed, first_ts - first_ts % 86400000 AS day, count(*) AS users \
      FROM exposures WHERE app = ?1 AND flag = ?2 AND first_ts >= ?3 AND first_ts < ?4 \
      GROUP BY variant, mixed, day";
 
-/// One metric's per-variant totals: the metric event's rows in the window (the
-/// `events_by_name_time` range), each joined to its user's exposure by primary key, folded
-/// per user (`{value}`), then per variant. Only the value expression and the property
-/// filter differ by kind, and both are fixed text: names and numbers are bound.
+/// One metric's per-variant totals: the flag's exposures in the window (primary-key
+/// range), each user's copies of the metric event after their exposure (primary-key range
+/// (app, name, user, time) of `experiment_events`), folded per user (`{value}`), then per
+/// variant. Only the value expression and the property filter differ by kind, and both
+/// are fixed text: names and numbers are bound.
 fn metric_sql(kind: MetricKind) -> String {
     let (value, filter) = match kind {
         MetricKind::Conversion => ("1", ""),
@@ -48,14 +51,71 @@ fn metric_sql(kind: MetricKind) -> String {
     format!(
         "SELECT variant, count(*) AS users, total(v) AS total, total(v * v) AS total_sq FROM (\
            SELECT x.variant AS variant, {value} AS v \
-           FROM events AS e INDEXED BY events_by_name_time \
-           JOIN exposures AS x ON x.app = e.app AND x.flag = ?2 AND x.user_key = e.user_key \
-           WHERE e.app = ?1 AND e.name = ?5 AND e.ts >= ?3 AND e.ts < ?6 \
-             AND x.mixed = 0 AND x.first_ts >= ?3 AND x.first_ts < ?4 \
-             AND e.ts >= x.first_ts AND e.ts < x.first_ts + ?7{filter} \
+           FROM exposures AS x \
+           JOIN experiment_events AS e ON e.app = x.app AND e.name = ?5 AND e.user_key = x.user_key \
+             AND e.ts >= x.first_ts AND e.ts < x.first_ts + ?7 AND e.ts < ?6 \
+           WHERE x.app = ?1 AND x.flag = ?2 AND x.mixed = 0 AND x.first_ts >= ?3 AND x.first_ts < ?4{filter} \
            GROUP BY x.user_key) \
          GROUP BY variant"
     )
+}
+
+/// Statements that make the consumer keep copies of an experiment's metric events from now
+/// on and copy those already stored, in one transaction with nothing in between: the
+/// registration and, only when it is new (its time is this call's), the one-time copy
+/// (the app's raw events by primary key).
+pub fn register_metric_events(
+    db: &Db,
+    app: &str,
+    def: &ExperimentDef,
+) -> Result<Vec<Stmt>, ApiError> {
+    let at = now_ms();
+    let mut names: Vec<&str> = def.metrics().map(|m| m.event.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut statements = Vec::new();
+    for name in names {
+        statements.push(db.stmt(
+            "INSERT INTO experiment_event_names (app, name, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            args![app, name, at],
+        )?);
+        statements.push(db.stmt(
+            "INSERT INTO experiment_events (app, name, user_key, ts, id, props) \
+             SELECT app, name, user_key, ts, id, props FROM events \
+             WHERE app = ?1 AND name = ?2 \
+               AND (SELECT registered_at FROM experiment_event_names WHERE app = ?1 AND name = ?2) = ?3 \
+             ON CONFLICT DO NOTHING",
+            args![app, name, at],
+        )?);
+    }
+    Ok(statements)
+}
+
+/// Registers the metric events not registered yet (an experiment that arrived by import,
+/// or staged before this release): one read, and a write only when one is missing.
+async fn ensure_registered(db: &Db, app: &str, def: &ExperimentDef) -> Result<u64, ApiError> {
+    #[derive(Deserialize)]
+    struct Name {
+        name: String,
+    }
+    let (known, read) = db
+        .all_counting::<Name>(
+            "reading measured events",
+            "SELECT name FROM experiment_event_names WHERE app = ?1",
+            args![app],
+        )
+        .await?;
+    if def
+        .metrics()
+        .any(|m| !known.iter().any(|k| k.name == m.event))
+    {
+        db.batch(
+            "registering measured events",
+            register_metric_events(db, app, def)?,
+        )
+        .await?;
+    }
+    Ok(read)
 }
 
 #[derive(Deserialize)]
@@ -84,7 +144,10 @@ const NO_WINDOW_MS: i64 = 100 * 366 * MS_PER_DAY;
 /// window (the end of the experiment, or now, without one).
 fn metric_bounds(metric: &Metric, exposures_until: i64, events_until: i64) -> (i64, i64) {
     match metric.window_ms() {
-        Some(window) => (exposures_until.saturating_add(window).min(events_until), window),
+        Some(window) => (
+            exposures_until.saturating_add(window).min(events_until),
+            window,
+        ),
         // No window: any event before the end counts (a bound no timestamp reaches, and
         // exact as the JS number D1 binds).
         None => (events_until, NO_WINDOW_MS),
@@ -112,13 +175,16 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
     // A config that passed staging holds valid entries; a failure here is a stored config
     // that no longer checks, reported as what it is.
     let def = read_experiment(body).map_err(|e| ApiError::from_field(409, e))?;
-    let flag = snapshot.flags.get(&def.flag).and_then(|rev| bodies.get(rev));
+    let flag = snapshot
+        .flags
+        .get(&def.flag)
+        .and_then(|rev| bodies.get(rev));
     let arms = check_experiment(&def, flag).map_err(|e| ApiError::from_field(409, e))?;
 
     let now = now_ms();
     // Exposures count until the end (or now); events until the end plus a metric's window.
     let exposures_until = def.end_ms.map_or(now + 1, |end| end.min(now + 1));
-    let mut rows_read = 0u64;
+    let mut rows_read = ensure_registered(&db, app, &def).await?;
     let (exposure_rows, read) = db
         .all_counting::<ExposureRow>(
             "reading exposures",
@@ -157,7 +223,7 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
     for (m, metric) in def.metrics().enumerate() {
         let (events_until, window) = metric_bounds(metric, exposures_until, now + 1);
         let prop = metric.prop.as_deref();
-        let params = args![
+        let all = args![
             app,
             &def.flag,
             def.start_ms,
@@ -167,6 +233,8 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
             window,
             prop
         ];
+        // D1 refuses a binding its statement does not use: ?8 only where a property is read.
+        let params = if prop.is_some() { &all[..] } else { &all[..7] };
         let (rows, read) = db
             .all_counting::<MetricRow>("reading a metric", &metric_sql(metric.kind), params)
             .await?;

@@ -548,6 +548,7 @@ mod tests {
                 "fold_names",
                 "fold_props_catalogue",
                 "fold_exposures",
+                "fold_experiment_events",
                 "end"
             ]
         );

@@ -104,6 +104,15 @@ ON CONFLICT (app, flag, user_key) DO UPDATE SET
   version = CASE WHEN excluded.first_ts < first_ts THEN excluded.version ELSE version END,
   first_ts = min(first_ts, excluded.first_ts);
 
+-- name: fold_experiment_events
+-- Copies of the new events experiments measure (migration 0009): only names a staged
+-- experiment's metric registered, each looked up by primary key.
+INSERT INTO experiment_events (app, name, user_key, ts, id, props)
+SELECT e.app, e.name, e.user_key, e.ts, e.id, e.props FROM events AS e NOT INDEXED
+WHERE e.rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
+  AND EXISTS (SELECT 1 FROM experiment_event_names AS n WHERE n.app = e.app AND n.name = e.name)
+ON CONFLICT DO NOTHING;
+
 -- name: end
 -- Both subqueries see the row as it was: the count is of rows above the old mark.
 UPDATE pipeline_totals

@@ -86,6 +86,11 @@ pub async fn stage_put(mut req: Request, env: &Env, app: &str, kind: &str, key: 
         .cloned()
         .unwrap_or(Value::Null);
     let mut statements = vec![insert_revision(&db, &rev, kind, key, &body)?];
+    if kind == Kind::Experiments {
+        // Validated above; its metric events are kept from now on.
+        let def = telltale_core::experiment::read_experiment(&body).map_err(to_422)?;
+        statements.extend(crate::experiments::register_metric_events(&db, app, &def)?);
+    }
     if head_rev.as_deref() == Some(rev.as_str()) {
         // Back to what head has: nothing left to stage for this key.
         statements.push(db.stmt(
