@@ -10,8 +10,9 @@
 use crate::args;
 use crate::config::admin_reading_app;
 use crate::config::inspect::config_at;
+use crate::config::staging::register_metric_events;
 use crate::http::{internal, json, now_ms, ApiError, ApiResult, Query};
-use crate::store::{Db, Stmt};
+use crate::store::Db;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -58,37 +59,6 @@ fn metric_sql(kind: MetricKind) -> String {
            GROUP BY x.user_key) \
          GROUP BY variant"
     )
-}
-
-/// Statements that make the consumer keep copies of an experiment's metric events from now
-/// on and copy those already stored, in one transaction with nothing in between: the
-/// registration and, only when it is new (its time is this call's), the one-time copy
-/// (the app's raw events by primary key).
-pub fn register_metric_events(
-    db: &Db,
-    app: &str,
-    def: &ExperimentDef,
-) -> Result<Vec<Stmt>, ApiError> {
-    let at = now_ms();
-    let mut names: Vec<&str> = def.metrics().map(|m| m.event.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut statements = Vec::new();
-    for name in names {
-        statements.push(db.stmt(
-            "INSERT INTO experiment_event_names (app, name, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            args![app, name, at],
-        )?);
-        statements.push(db.stmt(
-            "INSERT INTO experiment_events (app, name, user_key, ts, id, props) \
-             SELECT app, name, user_key, ts, id, props FROM events \
-             WHERE app = ?1 AND name = ?2 \
-               AND (SELECT registered_at FROM experiment_event_names WHERE app = ?1 AND name = ?2) = ?3 \
-             ON CONFLICT DO NOTHING",
-            args![app, name, at],
-        )?);
-    }
-    Ok(statements)
 }
 
 /// Registers the metric events not registered yet (an experiment that arrived by import,

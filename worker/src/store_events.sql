@@ -88,7 +88,7 @@ ON CONFLICT DO NOTHING;
 -- Each user's first exposure per app and flag (migration 0009), from the `$exposure`
 -- events above the mark that a split decided (reason SPLIT: experiments run on a split).
 -- The variant and version are those of the earliest event (SQLite takes bare columns from
--- the row of the one min()); a user seen in another variant, in this transaction or
+-- the row of the one min()). A user seen in another variant, in this transaction or
 -- before, is mixed. SET expressions all read the row as it was.
 INSERT INTO exposures (app, flag, user_key, variant, first_ts, version, mixed)
 SELECT app, props ->> 'flag', user_key, props ->> 'variant', min(ts), props ->> 'version',

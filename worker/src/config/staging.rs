@@ -10,10 +10,11 @@ use crate::args;
 use crate::audit::audit;
 use crate::auth::actor;
 use crate::dev::check_probe_url;
-use crate::http::{json, now, read_json_limited, ApiError, ApiResult, Query};
-use crate::store::Db;
+use crate::http::{json, now, now_ms, read_json_limited, ApiError, ApiResult, Query};
+use crate::store::{Db, Stmt};
 use serde_json::{json, Value};
 use telltale_core::config::{experiments_on_flag, referrers, revision_id, Kind};
+use telltale_core::experiment::ExperimentDef;
 use telltale_core::FieldError;
 use worker::{Env, Request};
 
@@ -89,7 +90,7 @@ pub async fn stage_put(mut req: Request, env: &Env, app: &str, kind: &str, key: 
     if kind == Kind::Experiments {
         // Validated above; its metric events are kept from now on.
         let def = telltale_core::experiment::read_experiment(&body).map_err(to_422)?;
-        statements.extend(crate::experiments::register_metric_events(&db, app, &def)?);
+        statements.extend(register_metric_events(&db, app, &def)?);
     }
     if head_rev.as_deref() == Some(rev.as_str()) {
         // Back to what head has: nothing left to stage for this key.
@@ -118,6 +119,37 @@ pub async fn stage_put(mut req: Request, env: &Env, app: &str, kind: &str, key: 
         200,
         &json!({"kind": kind, "key": key, "revision": rev, "body": body}),
     )
+}
+
+/// Statements that make the consumer keep copies of an experiment's metric events from now
+/// on and copy those already stored, in one transaction with nothing in between: the
+/// registration and, only when it is new (its time is this call's), the one-time copy
+/// (the app's raw events by primary key).
+pub(crate) fn register_metric_events(
+    db: &Db,
+    app: &str,
+    def: &ExperimentDef,
+) -> Result<Vec<Stmt>, ApiError> {
+    let at = now_ms();
+    let mut names: Vec<&str> = def.metrics().map(|m| m.event.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut statements = Vec::new();
+    for name in names {
+        statements.push(db.stmt(
+            "INSERT INTO experiment_event_names (app, name, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            args![app, name, at],
+        )?);
+        statements.push(db.stmt(
+            "INSERT INTO experiment_events (app, name, user_key, ts, id, props) \
+             SELECT app, name, user_key, ts, id, props FROM events \
+             WHERE app = ?1 AND name = ?2 \
+               AND (SELECT registered_at FROM experiment_event_names WHERE app = ?1 AND name = ?2) = ?3 \
+             ON CONFLICT DO NOTHING",
+            args![app, name, at],
+        )?);
+    }
+    Ok(statements)
 }
 
 /// `DELETE /v1/apps/{app}/config/stage/{kind}/{key}`: stage a deletion. Refused (409)
