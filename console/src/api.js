@@ -17,8 +17,9 @@ export class ApiError extends Error {
  * the flags a 409 says still use the entry. */
 export function describe(err) {
   const field = err.field ? ` (${err.field})` : '';
-  const flags = err.details?.flags ? ` (used by: ${err.details.flags.join(', ')})` : '';
-  return `${err.message}${field}${flags}`;
+  const flags = err.details?.flags?.length ? ` (used by: ${err.details.flags.join(', ')})` : '';
+  const experiments = err.details?.experiments?.length ? ` (experiments: ${err.details.experiments.join(', ')})` : '';
+  return `${err.message}${field}${flags}${experiments}`;
 }
 
 let onSignOut = () => {};

@@ -1,7 +1,8 @@
 // The Telltale console: sign-in with the admin key (kept in sessionStorage, never in a
 // URL the server sees), an app picker, and the views. Routes live in the fragment:
 // #/overview, #/events, #/flags, #/flags/edit/{key}, #/segments/edit/{key}, #/release,
-// #/history, #/try, #/probes, #/probes/{name}, #/apps.
+// #/history, #/try, #/probes, #/probes/{name}, #/experiments, #/experiments/new/{flag},
+// #/experiments/{key}, #/apps.
 import { api, session, whenSignedOut } from './api.js';
 import { h, mount, say } from './dom.js';
 import { overviewView } from './views/overview.js';
@@ -9,6 +10,7 @@ import { eventsView } from './views/events.js';
 import { flagsView, flagEditorView, segmentEditorView, releaseView, historyView, tryView } from './views/flags.js';
 import { probesView, probeDetailView } from './views/probes.js';
 import { appsView } from './views/apps.js';
+import { experimentsView, experimentEditorView, experimentResultsView } from './views/experiments.js';
 
 const root = document.getElementById('root');
 const state = { apps: [], app: sessionStorage.getItem('telltale:app') || '', range: '24h', notice: '', noticeKind: 'muted', returnTo: '' };
@@ -32,7 +34,7 @@ whenSignedOut((message) => {
 
 const NAV = [
   ['overview', 'Overview'], ['events', 'Events'], ['flags', 'Flags & segments'], ['release', 'Release'],
-  ['history', 'History & audit'], ['try', 'Try a context'], ['probes', 'Probes'], ['apps', 'Apps'],
+  ['history', 'History & audit'], ['try', 'Try a context'], ['probes', 'Probes'], ['experiments', 'Experiments'], ['apps', 'Apps'],
 ];
 
 function signIn() {
@@ -111,6 +113,8 @@ async function render() {
     history: () => historyView(body, ctx),
     try: () => tryView(body, ctx),
     probes: () => (rest[0] ? probeDetailView(body, ctx, rest[0]) : probesView(body, ctx)),
+    experiments: () => (rest[0] === 'new' ? experimentEditorView(body, ctx, rest[1])
+      : rest[0] ? experimentResultsView(body, ctx, rest[0]) : experimentsView(body, ctx)),
     apps: () => appsView(body, ctx),
   };
   try {

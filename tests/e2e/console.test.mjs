@@ -235,8 +235,47 @@ describe('the console', () => {
     await shot('try');
   });
 
+  test('experiments: from a flag in two clicks to results, with the sample ratio mismatch banner', async () => {
+    const app = await collector.createApp('console-exp', [collector.url]);
+    await collector.publishConfig(app.id, [['flags', 'layout', { variants: [{ key: 'grid', value: 'grid' }, { key: 'list', value: 'list' }], default_variant: 'grid',
+      rules: [{ id: 'ab', serve: { split: [{ variant: 'grid', weight: 50 }, { variant: 'list', weight: 50 }] } }] }]], 'a split');
+    // Exposures today, logged 2:1 (a broken client); `list` buyers twice as often (24% vs 12%).
+    const events = [];
+    const midnight = Date.now() - (Date.now() % 86_400_000);
+    for (let i = 0; i < 600; i++) {
+      const variant = i % 3 ? 'list' : 'grid';
+      const user = { user_id: `u${i}`, anonymous_id: `a${i}` };
+      const ts = midnight + Math.floor(((Date.now() - midnight) * i) / 601);
+      events.push(makeEvent({ name: '$exposure', ts, ...user, props: { flag: 'layout', variant, version: 'v', reason: 'SPLIT' } }));
+      if (i % 25 < (variant === 'list' ? 6 : 3)) events.push(makeEvent({ name: 'purchase', ts: ts + 1, ...user, props: { amount: 10 } }));
+    }
+    for (let i = 0; i < events.length; i += 200) {
+      const res = await collector.ingest({ sent_at: Date.now(), events: events.slice(i, i + 200) }, { key: app.ingest_key });
+      assert.equal(res.status, 202, res.text);
+    }
+    await collector.waitForCount(app.id, '$exposure', 600);
+    await page.reload(); // the picker lists the apps known at sign-in
+    await page.waitForSelector('#view > h2');
+    await page.selectOption('#app-picker', app.id);
+    await view('#/flags');
+    await page.click('.experiment-link[data-flag="layout"]'); // click 1
+    await page.waitForSelector('#experiment-editor');
+    assert.equal(await page.inputValue('#metric-event'), 'purchase', 'the first custom event is the metric');
+    await page.click('#experiment-stage'); // click 2
+    await page.waitForFunction(() => document.querySelector('#view > h2')?.textContent === 'Experiment layout-test');
+    await page.waitForSelector('#srm-banner');
+    assert.match(await page.textContent('#srm-banner'), /Sample ratio mismatch/);
+    assert.match(await page.textContent('#experiment-verdict'), /Not trustworthy/);
+    assert.equal(await page.locator('.lift-chart').count(), 1);
+    await page.waitForSelector('#exposure-chart canvas');
+    await shot('experiment');
+    await view('#/experiments');
+    assert.match(await page.textContent('#view'), /layout-test/);
+    await page.selectOption('#app-picker', 'demo');
+  });
+
   test('no console errors on any view', async () => {
-    for (const hash of ['#/overview', '#/events', '#/flags', '#/release', '#/history', '#/try', '#/probes', '#/apps']) await view(hash);
+    for (const hash of ['#/overview', '#/events', '#/flags', '#/release', '#/history', '#/try', '#/probes', '#/experiments', '#/apps']) await view(hash);
     assert.deepEqual(problems, []);
   });
 });

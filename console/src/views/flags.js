@@ -2,6 +2,7 @@
 // publish), history with rollback, the audit log, and "try a context".
 import { api, describe, qs } from '../api.js';
 import { confirmAction, fmt, h, listOr, mount, say, table, utc } from '../dom.js';
+import { splitOf } from './experiments.js';
 
 const cfgPath = (app, rest) => `/v1/apps/${encodeURIComponent(app)}/config${rest}`;
 
@@ -64,7 +65,9 @@ export async function flagsView(el, ctx) {
         rolloutOf(f),
         f.requires_probe ? h('span', {}, f.requires_probe, ' ', h('span', { class: `badge ${probeState(f.requires_probe)}` }, probeState(f.requires_probe))) : '—',
         (() => { const c = lastChange(`flags/${f.key}`); return c ? `${c.actor}, ${utc(c.at)}` : '—'; })(),
-        h('button.link', { type: 'button', on: { click: () => remove('flags', f.key) } }, 'Delete'),
+        h('span.nowrap', {},
+          splitOf(f) ? [h('a.experiment-link', { href: `#/experiments/new/${encodeURIComponent(f.key)}`, dataset: { flag: f.key } }, 'Experiment'), ' · '] : null,
+          h('button.link', { type: 'button', on: { click: () => remove('flags', f.key) } }, 'Delete')),
       ])) : h('p.empty', {}, 'No flags yet. Create one with "New flag", then commit and publish it under Release.')),
     h('section.card', {}, h('h3', {}, 'Segments'),
       segments.length ? table(['Segment', 'Conditions', ''], segments.map((s) => [
