@@ -10,8 +10,8 @@
 
 use crate::error::FieldError;
 use crate::experiments::{
-    compare_conversion, compare_means, sample_ratio_mismatch, CompareError, Comparison, Totals,
-    SRM_P_VALUE,
+    compare_conversion, compare_means, sample_ratio_mismatch, sequential, CompareError, Comparison,
+    Totals, SRM_P_VALUE,
 };
 use crate::flags::engine::validate_key;
 use crate::flags::model::FlagDef;
@@ -480,6 +480,15 @@ pub fn report(
                                 compare_means(c, t)
                             };
                             row["comparison"] = comparison_json(result);
+                            if let Ok(seq) = sequential(c, t, 0.05) {
+                                row["comparison"]["always_valid"] = json!({
+                                    "p_value": finite(seq.p_value),
+                                    "difference": finite(seq.difference),
+                                    "difference_low": finite(seq.difference_low),
+                                    "difference_high": finite(seq.difference_high),
+                                    "tau": finite(seq.tau),
+                                });
+                            }
                         }
                     }
                     row
@@ -670,6 +679,15 @@ mod tests {
         assert!(b["comparison"]["lift_low"].as_f64().unwrap() < lift);
         assert!(b["comparison"]["p_value"].as_f64().unwrap() < 0.01);
         assert!(b["comparison"]["probability_to_beat"].as_f64().unwrap() > 0.99);
+        // The always-valid p-value is larger (it pays for looking at any time) and its
+        // interval on the difference (0.05 here) wider than the fixed one's.
+        let always = &b["comparison"]["always_valid"];
+        assert!(always["p_value"].as_f64().unwrap() > b["comparison"]["p_value"].as_f64().unwrap());
+        assert!((always["difference"].as_f64().unwrap() - 0.05).abs() < 1e-12);
+        assert!(
+            always["difference_low"].as_f64().unwrap() < 0.05
+                && always["difference_high"].as_f64().unwrap() > 0.05
+        );
         assert!(
             r["metrics"][0]["variants"][0].get("comparison").is_none(),
             "control is not compared with itself"

@@ -351,6 +351,64 @@ pub fn compare_means(control: &Totals, treatment: &Totals) -> Result<Comparison,
     })
 }
 
+/// The mixture's scale for sequential tests, relative to control's mean: the normal
+/// mixture N(0, τ²) over the true difference puts its weight on effects around 10% of
+/// control (τ = 0.1 × |control mean|), the size product experiments look for. A smaller τ
+/// tests small effects sooner and large ones later; any τ keeps the guarantee.
+pub const MSPRT_RELATIVE_TAU: f64 = 0.1;
+
+/// An always-valid test of "no difference" (mixture sequential probability ratio test,
+/// normal mixture: Robbins 1970, as used by Johari, Pekelis and Walsh 2017): the p-value
+/// and the confidence sequence stay valid however often and whenever the results are
+/// looked at, so watching them daily does not inflate false positives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sequential {
+    /// Always-valid p-value (1/Λ, capped at 1), from the data as they stand.
+    pub p_value: f64,
+    /// The difference of means (treatment − control) and its always-valid 95% interval.
+    pub difference: f64,
+    pub difference_low: f64,
+    pub difference_high: f64,
+    /// The mixture's standard deviation used.
+    pub tau: f64,
+}
+
+/// The mSPRT of treatment against control at level `alpha` (0.05 for 95%), from the
+/// per-arm totals (conversions as 0/1 values): with θ̂ the difference of means and V its
+/// variance (Welch), Λ = √(V/(V+τ²)) · exp(θ̂²τ² / (2V(V+τ²))), p = min(1, 1/Λ), and the
+/// interval θ̂ ± √(V(V+τ²)/τ² · (2 ln(1/α) + ln((V+τ²)/V))).
+pub fn sequential(
+    control: &Totals,
+    treatment: &Totals,
+    alpha: f64,
+) -> Result<Sequential, CompareError> {
+    if control.users < 2 || treatment.users < 2 {
+        return Err(CompareError::TooFewUsers);
+    }
+    let mean_c = control.mean();
+    if mean_c == 0.0 {
+        return Err(CompareError::ZeroControlMean);
+    }
+    let v =
+        control.variance() / control.users as f64 + treatment.variance() / treatment.users as f64;
+    if v == 0.0 {
+        return Err(CompareError::NoVariance);
+    }
+    let tau = MSPRT_RELATIVE_TAU * mean_c.abs();
+    let t2 = tau * tau;
+    let difference = treatment.mean() - mean_c;
+    // In logs: Λ overflows long before the p-value stops being meaningful.
+    let ln_lambda = 0.5 * (v / (v + t2)).ln() + difference * difference * t2 / (2.0 * v * (v + t2));
+    let half = (v * (v + t2) / t2 * (2.0 * (1.0 / alpha).ln() + ((v + t2) / v).ln())).sqrt();
+    Ok(Sequential {
+        p_value: (-ln_lambda.max(0.0)).exp(),
+        difference,
+        difference_low: difference - half,
+        difference_high: difference + half,
+        tau,
+    })
+}
+
 /// The sample ratio mismatch test: chi-square of exposed users per variant against the
 /// split's weights. Returns (statistic, p-value); a p-value under [`SRM_P_VALUE`] says the
 /// assignment or the exposure logging is broken and the results should not be trusted.
@@ -476,6 +534,82 @@ mod tests {
             close(r.statistic, f(&c["z"]), 1e-12, "z");
             close(r.p_value, f(&c["p_value"]), 1e-10, "z-test p");
         }
+    }
+
+    #[test]
+    fn sequential_matches_the_formula_by_hand() {
+        // Control mean 10 (τ = 1), both variances chosen so that V = 1: θ̂ = 2 gives
+        // ln Λ = ½ ln ½ + 4/4 and the interval 2 ± √(2 · (2 ln 20 + ln 2)).
+        // 101 users with sample variance 50.5 per arm: V = 50.5/101 · 2 = 1.
+        let arm = |mean: f64| Totals {
+            users: 101,
+            sum: mean * 101.0,
+            sum_of_squares: mean * mean * 101.0 + 50.5 * 100.0,
+        };
+        let (c, t) = (arm(10.0), arm(12.0));
+        let v = c.variance() / 101.0 + t.variance() / 101.0;
+        assert!((v - 1.0).abs() < 1e-12, "V = {v}");
+        let s = sequential(&c, &t, 0.05).unwrap();
+        let ln_lambda = 0.5 * 0.5f64.ln() + 1.0;
+        assert!((s.p_value - (-ln_lambda).exp()).abs() < 1e-12);
+        let half = (2.0 * (2.0 * 20f64.ln() + 2f64.ln())).sqrt();
+        assert!((s.difference_high - (2.0 + half)).abs() < 1e-12);
+        assert!((s.difference_low - (2.0 - half)).abs() < 1e-12);
+        assert_eq!(s.tau, 1.0);
+    }
+
+    /// Simulated A/A tests looked at daily for 20 days: the fixed-horizon z-test, peeked
+    /// at, declares a difference far more often than its 5%; the always-valid p-value
+    /// stays under 5%. An A/B test with a real 20% lift is still found by most runs.
+    #[test]
+    fn sequential_p_values_survive_daily_peeking() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (runs, days, per_day) = (400, 20, 500u64);
+        let mut run = |rate_t: f64| {
+            let (mut fixed, mut always) = (0, 0);
+            for _ in 0..runs {
+                let (mut c, mut t) = ((0u64, 0u64), (0u64, 0u64));
+                let (mut fixed_hit, mut always_hit) = (false, false);
+                for _ in 0..days {
+                    c.0 += per_day;
+                    t.0 += per_day;
+                    c.1 += (0..per_day).filter(|_| uniform() < 0.1).count() as u64;
+                    t.1 += (0..per_day).filter(|_| uniform() < rate_t).count() as u64;
+                    // The z-test of compare_conversion (its Beta sum is not needed here).
+                    let (nc, nt) = (c.0 as f64, t.0 as f64);
+                    let pooled = (c.1 + t.1) as f64 / (nc + nt);
+                    let z = (t.1 as f64 / nt - c.1 as f64 / nc)
+                        / (pooled * (1.0 - pooled) * (1.0 / nc + 1.0 / nt)).sqrt();
+                    fixed_hit |= 2.0 * normal_cdf(-z.abs()) < 0.05;
+                    let s = sequential(
+                        &Totals::conversions(c.0, c.1),
+                        &Totals::conversions(t.0, t.1),
+                        0.05,
+                    )
+                    .unwrap();
+                    always_hit |= s.p_value < 0.05;
+                }
+                fixed += usize::from(fixed_hit);
+                always += usize::from(always_hit);
+            }
+            (fixed as f64 / runs as f64, always as f64 / runs as f64)
+        };
+        let (fixed, always) = run(0.1);
+        eprintln!("A/A, 20 daily looks: fixed-horizon z-test {fixed}, always-valid {always}");
+        assert!(fixed > 0.12, "peeking inflates the fixed test: {fixed}");
+        assert!(
+            always <= 0.05,
+            "the always-valid p-value keeps its level: {always}"
+        );
+        let (_, power) = run(0.12);
+        eprintln!("A/B with a 20% lift: always-valid finds it in {power} of runs");
+        assert!(power > 0.5, "a 20% lift is found: {power}");
     }
 
     #[test]

@@ -251,6 +251,9 @@ describe('results', () => {
     assert.ok(t.probability_to_beat > 0.95, `P(beat) = ${t.probability_to_beat}`);
     assert.ok(t.lift_low <= 0.5 && 0.5 <= t.lift_high, `the interval [${t.lift_low}, ${t.lift_high}] holds the true lift 0.5`);
     assert.ok(t.lift_low > 0, 'B is better: the interval is above 0');
+    // The always-valid (mSPRT) p-value pays for looking at any time: larger than the fixed one.
+    assert.ok(t.always_valid.p_value > t.p_value && t.always_valid.p_value <= 1, JSON.stringify(t.always_valid));
+    assert.ok(t.always_valid.difference_low < 0.05 && 0.05 < t.always_valid.difference_high, 'its interval holds the true difference');
     // Sum of amounts: conversions × 20, plus the late user's purchase 8 days after exposure
     // (the sum metric has no window; the one before exposure never counts).
     assert.equal(byVariant(sum).control.total, c.control.total * 20 + 1000);

@@ -144,7 +144,7 @@ function metricCard(metric, control) {
   const rate = metric.kind === 'conversion';
   return h('section.card.metric', { dataset: { metric: metric.label } },
     h('h3', {}, `${metric.primary ? 'Primary' : 'Secondary'}: ${metric.label}`),
-    table(['Variant', metric.kind === 'mean' ? 'Users with the event' : 'Exposed users', rate ? 'Converted' : 'Total', rate ? 'Rate' : 'Per user', 'Lift (95% interval)', 'p-value', 'P(beats control)'],
+    table(['Variant', metric.kind === 'mean' ? 'Users with the event' : 'Exposed users', rate ? 'Converted' : 'Total', rate ? 'Rate' : 'Per user', 'Lift (95% interval)', 'p-value', 'Always-valid p', 'P(beats control)'],
       metric.variants.map((v) => {
         const c = v.comparison;
         const note = c && c.not_comparable ? c.not_comparable.replaceAll('_', ' ') : null;
@@ -153,9 +153,11 @@ function metricCard(metric, control) {
           fmt.format(v.users), num(v.total), rate ? pct(v.mean, 2) : num(v.mean),
           v.variant === control ? '—' : note || (c ? `${signedPct(c.lift)} [${signedPct(c.lift_low)}, ${signedPct(c.lift_high)}]` : '—'),
           v.variant === control || !c || note ? '—' : pValue(c.p_value),
+          v.variant === control || !c || note || !c.always_valid ? '—' : pValue(c.always_valid.p_value),
           v.variant === control || !c || note ? '—' : pct(c.probability_to_beat),
         ];
-      }), { numeric: [1, 2, 3, 5, 6] }),
+      }), { numeric: [1, 2, 3, 5, 6, 7] }),
+    h('p.muted.small', {}, 'The p-value is for one look at a planned end; the always-valid p-value (mSPRT) stays valid however often you look.'),
     liftChart(metric, control));
 }
 
