@@ -227,3 +227,56 @@ describe('the archive move', () => {
     assert.equal(db.prepare('SELECT events_stored FROM pipeline_totals').get().events_stored, 1);
   });
 });
+
+describe('experiments', () => {
+  const exposure = (id, user, variant, ts, reason = 'SPLIT') =>
+    ['a', id, 'track', '$exposure', ts, 0, 0, user, null, user, JSON.stringify({ flag: 'f', variant, version: `v${ts}`, reason }), null, 'b'];
+  const event = (id, user, name, ts, props = {}) => ['a', id, 'track', name, ts, 0, 0, user, null, user, JSON.stringify(props), null, 'b'];
+  const experimentsSql = sqlSections('worker/src/experiments.sql');
+  const exposures = (db) => Object.fromEntries(db.prepare('SELECT user_key, variant, first_ts, version, mixed FROM exposures ORDER BY user_key').all()
+    .map((r) => [r.user_key, [r.variant, r.first_ts, r.version, r.mixed]]));
+
+  test('first exposures are folded from new rows only: the earliest wins, two variants make a user mixed, only splits count', () => {
+    const { db, transaction } = folded();
+    transaction([[exposure('e1', 'u1', 'control', 10), exposure('e2', 'u2', 'control', 10), exposure('e3', 'u3', 'control', 10, 'DISABLED'),
+      exposure('e4', 'u4', 'control', 10), exposure('e5', 'u4', 'treatment', 11)]]);
+    assert.deepEqual(exposures(db), { u1: ['control', 10, 'v10', 0], u2: ['control', 10, 'v10', 0], u4: ['control', 10, 'v10', 1] });
+    // A redelivery (same ids) folds nothing; an earlier exposure moves the first one back;
+    // another variant later makes the user mixed, and stays so.
+    transaction([[exposure('e1', 'u1', 'treatment', 1), exposure('e6', 'u1', 'control', 5), exposure('e7', 'u2', 'treatment', 20)]]);
+    assert.deepEqual(exposures(db), { u1: ['control', 5, 'v5', 0], u2: ['control', 10, 'v10', 1], u4: ['control', 10, 'v10', 1] });
+    transaction([[exposure('e8', 'u2', 'control', 30)]]);
+    assert.equal(exposures(db).u2[3], 1, 'mixed is for good');
+  });
+
+  test('measured events are copied once registered, with what was stored before, exactly once', () => {
+    const { db, transaction } = folded();
+    transaction([[event('p1', 'u1', 'purchase', 1, { amount: 3 }), event('c1', 'u1', 'click', 1)]]);
+    const copies = () => db.prepare('SELECT id FROM experiment_events ORDER BY id').all().map((r) => r.id);
+    assert.deepEqual(copies(), [], 'nothing is measured yet');
+    db.exec('BEGIN');
+    db.prepare(experimentsSql.register_name).run('a', 'purchase', 100);
+    db.prepare(experimentsSql.copy_stored).run('a', 'purchase', 100);
+    db.exec('COMMIT');
+    assert.deepEqual(copies(), ['p1'], 'what was stored is copied');
+    transaction([[event('p2', 'u1', 'purchase', 2), event('c2', 'u1', 'click', 2), event('p1', 'u1', 'purchase', 1)]]);
+    assert.deepEqual(copies(), ['p1', 'p2'], 'new measured events follow; a redelivery adds nothing');
+    db.prepare(experimentsSql.register_name).run('a', 'purchase', 200);
+    const again = db.prepare(experimentsSql.copy_stored).run('a', 'purchase', 200);
+    assert.equal(again.changes, 0, 'a registration that is not new copies nothing');
+  });
+
+  test('results read exposures and measured events by primary key only', () => {
+    const { db } = folded();
+    for (const [name, text] of Object.entries(experimentsSql)) {
+      if (!/^\s*SELECT/m.test(text.replace(/^--.*$/gm, ''))) continue;
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${text}`).all().map((r) => r.detail);
+      for (const step of plan.filter((d) => /^(SCAN|SEARCH) (x|e|exposures|experiment_events|experiment_event_names)\b/.test(d))) {
+        assert.match(step, /^SEARCH \w+ USING PRIMARY KEY \(app=\?/, `${name}: ${plan.join(' | ')}`);
+      }
+      assert.ok(!plan.some((d) => /^SCAN (x|e|exposures|experiment_events|events)\b/.test(d)), `${name}: ${plan.join(' | ')}`);
+    }
+    const metric = db.prepare(`EXPLAIN QUERY PLAN ${experimentsSql.metric_sum}`).all().map((r) => r.detail);
+    assert.ok(metric.includes('SEARCH e USING PRIMARY KEY (app=? AND name=? AND user_key=? AND ts>? AND ts<?)'), metric.join(' | '));
+  });
+});

@@ -12,7 +12,7 @@ use crate::config::admin_reading_app;
 use crate::config::inspect::config_at;
 use crate::config::staging::register_metric_events;
 use crate::http::{internal, json, now_ms, ApiError, ApiResult, Query};
-use crate::store::Db;
+use crate::store::{experiments_sql as sql, Db};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -24,41 +24,15 @@ use telltale_core::experiments::Totals;
 use telltale_core::time::{format_rfc3339, MS_PER_DAY};
 use worker::{Env, Request};
 
-/// Exposures per variant, mixed or not, per UTC day of first exposure: one pass over the
-/// flag's primary-key range of `exposures`, clipped to the window.
-const EXPOSURES_SQL: &str =
-    "SELECT variant, mixed, first_ts - first_ts % 86400000 AS day, count(*) AS users \
-     FROM exposures WHERE app = ?1 AND flag = ?2 AND first_ts >= ?3 AND first_ts < ?4 \
-     GROUP BY variant, mixed, day";
-
-/// One metric's per-variant totals: the flag's exposures in the window (primary-key
-/// range), each user's copies of the metric event after their exposure (primary-key range
-/// (app, name, user, time) of `experiment_events`), folded per user (`{value}`), then per
-/// variant. Only the value expression and the property filter differ by kind, and both
-/// are fixed text: names and numbers are bound.
-fn metric_sql(kind: MetricKind) -> String {
-    let (value, filter) = match kind {
-        MetricKind::Conversion => ("1", ""),
-        MetricKind::Count => ("count(*)", ""),
-        MetricKind::Sum => (
-            "sum(e.props ->> ?8)",
-            " AND typeof(e.props ->> ?8) IN ('integer', 'real')",
-        ),
-        MetricKind::Mean => (
-            "avg(e.props ->> ?8)",
-            " AND typeof(e.props ->> ?8) IN ('integer', 'real')",
-        ),
-    };
-    format!(
-        "SELECT variant, count(*) AS users, total(v) AS total, total(v * v) AS total_sq FROM (\
-           SELECT x.variant AS variant, {value} AS v \
-           FROM exposures AS x \
-           JOIN experiment_events AS e ON e.app = x.app AND e.name = ?5 AND e.user_key = x.user_key \
-             AND e.ts >= x.first_ts AND e.ts < x.first_ts + ?7 AND e.ts < ?6 \
-           WHERE x.app = ?1 AND x.flag = ?2 AND x.mixed = 0 AND x.first_ts >= ?3 AND x.first_ts < ?4{filter} \
-           GROUP BY x.user_key) \
-         GROUP BY variant"
-    )
+/// The statement of a metric kind: only the per-user value and the property filter
+/// differ; names and numbers are bound.
+fn metric_sql(kind: MetricKind) -> Result<&'static str, ApiError> {
+    sql(match kind {
+        MetricKind::Conversion => "metric_conversion",
+        MetricKind::Count => "metric_count",
+        MetricKind::Sum => "metric_sum",
+        MetricKind::Mean => "metric_mean",
+    })
 }
 
 /// Registers the metric events not registered yet (an experiment that arrived by import,
@@ -71,7 +45,7 @@ async fn ensure_registered(db: &Db, app: &str, def: &ExperimentDef) -> Result<u6
     let (known, read) = db
         .all_counting::<Name>(
             "reading measured events",
-            "SELECT name FROM experiment_event_names WHERE app = ?1",
+            sql("registered_names")?,
             args![app],
         )
         .await?;
@@ -158,7 +132,7 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
     let (exposure_rows, read) = db
         .all_counting::<ExposureRow>(
             "reading exposures",
-            EXPOSURES_SQL,
+            sql("exposures")?,
             args![app, &def.flag, def.start_ms, exposures_until],
         )
         .await?;
@@ -206,7 +180,7 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
         // D1 refuses a binding its statement does not use: ?8 only where a property is read.
         let params = if prop.is_some() { &all[..] } else { &all[..7] };
         let (rows, read) = db
-            .all_counting::<MetricRow>("reading a metric", &metric_sql(metric.kind), params)
+            .all_counting::<MetricRow>("reading a metric", metric_sql(metric.kind)?, params)
             .await?;
         rows_read += read;
         for d in &mut data {
@@ -247,4 +221,30 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
         "note": "D1 rows read by this request: the flag's exposures in the window plus each metric event's rows in its window",
     });
     json(200, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_statement_is_in_the_sql_file_once() {
+        for kind in [
+            MetricKind::Conversion,
+            MetricKind::Count,
+            MetricKind::Sum,
+            MetricKind::Mean,
+        ] {
+            let text = metric_sql(kind).unwrap();
+            assert_eq!(text.matches(';').count(), 1, "{kind:?}");
+            // ?8 (the property) only where a property is read: D1 refuses unused bindings.
+            let reads_prop = matches!(kind, MetricKind::Sum | MetricKind::Mean);
+            assert_eq!(text.contains("?8"), reads_prop, "{kind:?}");
+        }
+        for name in ["exposures", "registered_names", "register_name", "copy_stored"] {
+            assert_eq!(sql(name).unwrap().matches(';').count(), 1, "{name}");
+        }
+        assert!(sql("nope").is_err());
+    }
 }

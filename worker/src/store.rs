@@ -198,6 +198,15 @@ pub fn sql_section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     Some(rest.find("-- name: ").map_or(rest, |end| &rest[..end]))
 }
 
+const EXPERIMENTS_SQL: &str = include_str!("experiments.sql");
+
+/// One statement of `experiments.sql`: experiment results (experiments.rs) and the
+/// registration of measured events when an experiment is staged (config/staging.rs).
+pub fn experiments_sql(name: &str) -> Result<&'static str, ApiError> {
+    sql_section(EXPERIMENTS_SQL, name)
+        .ok_or_else(|| crate::http::internal(format!("experiments.sql has no statement `{name}`")))
+}
+
 /// The KV namespace `KV`.
 pub fn kv(env: &Env) -> Result<KvStore, ApiError> {
     env.kv("KV").map_err(|e| ApiError::storage("opening KV", e))

@@ -137,15 +137,11 @@ pub(crate) fn register_metric_events(
     let mut statements = Vec::new();
     for name in names {
         statements.push(db.stmt(
-            "INSERT INTO experiment_event_names (app, name, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            crate::store::experiments_sql("register_name")?,
             args![app, name, at],
         )?);
         statements.push(db.stmt(
-            "INSERT INTO experiment_events (app, name, user_key, ts, id, props) \
-             SELECT app, name, user_key, ts, id, props FROM events \
-             WHERE app = ?1 AND name = ?2 \
-               AND (SELECT registered_at FROM experiment_event_names WHERE app = ?1 AND name = ?2) = ?3 \
-             ON CONFLICT DO NOTHING",
+            crate::store::experiments_sql("copy_stored")?,
             args![app, name, at],
         )?);
     }
