@@ -134,7 +134,7 @@ describe('results', () => {
     app = await appWith([['flags', 'checkout', SPLIT_FLAG()], ['experiments', 'checkout-test', EXPERIMENT]]);
   });
 
-  test('browsers running the SDK and servers deciding at the edge: B wins, the interval holds the true lift, each event counts once', async () => {
+  test('browsers running the SDK and servers deciding at the edge: B wins, the interval holds the true lift, each event counts once', async (testContext) => {
     let browserPurchases = 0;
     // 1. Browsers: each user a fresh client with its own id, deciding through the SDK, which
     //    sends the `$exposure` itself; converters buy through the SDK too.
@@ -268,6 +268,7 @@ describe('results', () => {
     const last = r.exposures_by_day.at(-1).cumulative;
     assert.equal(last.control + last.treatment, expected.control + expected.treatment);
     assert.ok(r.cost.rows_read > 0 && r.cost.queries === 5, JSON.stringify(r.cost));
+    testContext.diagnostic(`exposed ${JSON.stringify(expected)}; conversion lift ${c.treatment.comparison.lift.toFixed(3)} [${c.treatment.comparison.lift_low.toFixed(3)}, ${c.treatment.comparison.lift_high.toFixed(3)}], p ${c.treatment.comparison.p_value.toExponential(2)}, always-valid p ${c.treatment.comparison.always_valid.p_value.toFixed(4)}; cost ${JSON.stringify(r.cost)}`);
     assert.equal(r.window.start, `${START}T00:00:00Z`);
 
     // 3. Exactly once: events sent again (same ids) and exposures repeated later (new
