@@ -1,5 +1,6 @@
 // Seeds the demo app's flag config on a collector where it has none published: a probe on
-// the demo partner endpoint, a flag that requires it, and a flag for teachers.
+// the demo partner endpoint, a flag that requires it, a flag for teachers, and an A/B test
+// of the Enroll button's label (a 50/50 split) with its experiment.
 export async function seedDemoConfig(baseUrl, adminKey, { disableWindowMs, enableWindowMs, minSamples, intervalS } = {}) {
   const headers = { Authorization: `Bearer ${adminKey}`, 'Content-Type': 'application/json', 'X-Telltale-Actor': 'npm start' };
   const call = async (method, path, body) => {
@@ -27,6 +28,18 @@ export async function seedDemoConfig(baseUrl, adminKey, { disableWindowMs, enabl
       variants: [{ key: 'on', value: true }, { key: 'off', value: false }], default_variant: 'off',
       rules: [{ id: 'teachers', conditions: [{ attribute: 'role', op: 'eq', value: 'teacher' }], serve: { variant: 'on' } },
         { id: 'canary', serve: { variant: 'on', rollout_percent: 30 } }],
+    }],
+    ['PUT', '/v1/apps/demo/config/stage/flags/enroll-cta', {
+      description: "the Enroll button's label, tested 50/50",
+      variants: [{ key: 'plain', value: 'Enroll' }, { key: 'free-lesson', value: 'Enroll: first lesson free' }], default_variant: 'plain',
+      rules: [{ id: 'ab', serve: { split: [{ variant: 'plain', weight: 50 }, { variant: 'free-lesson', weight: 50 }] } }],
+    }],
+    ['PUT', '/v1/apps/demo/config/stage/experiments/enroll-cta-test', {
+      description: 'does offering a free first lesson make more visitors enroll?',
+      flag: 'enroll-cta', control: 'plain',
+      primary_metric: { kind: 'conversion', event: 'enroll', window_days: 7 },
+      secondary_metrics: [{ kind: 'count', event: 'enroll' }, { kind: 'count', event: 'course_click' }],
+      start: new Date().toISOString().slice(0, 10),
     }],
     ['POST', '/v1/apps/demo/config/commits', { message: 'demo config' }],
     ['POST', '/v1/apps/demo/config/publish', {}],

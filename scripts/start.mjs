@@ -28,7 +28,7 @@ for (let i = 0; i < 240; i++) {
   } catch { /* not up yet */ }
   await new Promise((r) => setTimeout(r, 500));
 }
-if (await seedDemoConfig(base, vars.ADMIN_KEY)) log('seeded the demo flag config (probe partner-api, flags partner-deals and course-badges)');
+if (await seedDemoConfig(base, vars.ADMIN_KEY)) log('seeded the demo flag config (probe partner-api, flags partner-deals, course-badges and enroll-cta, experiment enroll-cta-test)');
 // Cron triggers do not fire by themselves under `wrangler dev`: tick them like production does.
 const cron = setInterval(() => { fetch(`${base}/__scheduled?cron=*+*+*+*+*`).catch(() => {}); }, 60_000);
 child.on('exit', () => clearInterval(cron));

@@ -42,6 +42,8 @@ function renderCourses(filter) {
       badge.textContent = 'new';
       card.querySelector('h3').append(badge);
     }
+    // The experiment enroll-cta-test: reading the flag records this visitor's exposure.
+    card.querySelector('button').textContent = tt.value('enroll-cta', 'Enroll');
     card.querySelector('button').addEventListener('click', () => {
       tt.track('enroll', { course: c.id });
       note(`track enroll {course: ${c.id}}`);
@@ -68,6 +70,9 @@ const tt = new Telltale({
   flagRefreshMs: 5000,
   onError: (err) => note(err.message, true),
 });
+// Splits bucket by user_id, else anonymous_id: this visitor is anonymous, so decisions
+// (and the enroll-cta experiment) follow the id its events carry.
+tt.setContext({ role: new URLSearchParams(location.search).get('role') || 'student', anonymous_id: tt.anonymousId });
 
 // Flags and probe state: the deals box needs the partner API; a banner explains its absence.
 function renderFlags() {

@@ -5,6 +5,7 @@
 // servers deciding at the edge (`POST /v1/flags/evaluate`) and sending `/v1/events`.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { seedDemoConfig } from '../../scripts/demo-config.mjs';
 import { Collector, launchChromium, loadSdk, uuidv7, waitFor } from './harness.mjs';
 
 const DAY = 86_400_000;
@@ -296,5 +297,44 @@ describe('results', () => {
     assert.equal(res.json.srm.mismatch, true);
     assert.ok(res.json.srm.p_value < 0.001);
     assert.match(res.json.srm.message, /^Sample ratio mismatch/);
+  });
+
+  test("the demo product's own experiment: visitors of the demo page see a label by the split and enroll; results count each exactly", async () => {
+    // What `npm start` seeds: the enroll-cta flag (50/50) and the experiment enroll-cta-test.
+    assert.equal(await seedDemoConfig(collector.url, collector.adminKey), true);
+    const browser = await launchChromium();
+    const seen = { plain: 0, 'free-lesson': 0 };
+    const enrolled = { plain: 0, 'free-lesson': 0 };
+    try {
+      for (let i = 0; i < 30; i++) {
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        await page.goto(`${collector.url}/`);
+        await page.waitForFunction(() => window.telltale && window.telltale.variant('enroll-cta'));
+        const { variant, label } = await page.evaluate(() => ({ variant: window.telltale.variant('enroll-cta'), label: document.querySelector('#courses button').textContent }));
+        assert.equal(label, variant === 'plain' ? 'Enroll' : 'Enroll: first lesson free');
+        seen[variant]++;
+        // The free lesson converts two visitors in three, the plain label one in three.
+        if (enrolled[variant] < Math.round(seen[variant] * (variant === 'plain' ? 1 / 3 : 2 / 3))) {
+          enrolled[variant]++;
+          await page.click('#courses button');
+        }
+        await page.evaluate(() => window.telltale.flush());
+        await context.close();
+      }
+    } finally {
+      await browser.close();
+    }
+    const demo = { id: 'demo' };
+    await stored(demo, { enroll: enrolled.plain + enrolled['free-lesson'] });
+    await waitFor(async () => {
+      const r = (await results(demo, 'enroll-cta-test', '?at=published')).json;
+      return r.variants.reduce((n, v) => n + v.exposed_users, 0) === 30;
+    }, { what: '30 exposed visitors' });
+    const r = (await results(demo, 'enroll-cta-test', '?at=published')).json;
+    assert.deepEqual(Object.fromEntries(r.variants.map((v) => [v.variant, v.exposed_users])), seen);
+    const conversion = Object.fromEntries(r.metrics[0].variants.map((v) => [v.variant, v.total]));
+    assert.deepEqual(conversion, enrolled);
+    assert.equal(r.excluded.mixed_variant_users, 0);
   });
 });
