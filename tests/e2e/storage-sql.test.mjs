@@ -276,7 +276,7 @@ describe('experiments', () => {
       }
       assert.ok(!plan.some((d) => /^SCAN (x|e|exposures|experiment_events|events)\b/.test(d)), `${name}: ${plan.join(' | ')}`);
     }
-    const metric = db.prepare(`EXPLAIN QUERY PLAN ${experimentsSql.metric_sum}`).all().map((r) => r.detail);
+    const metric = db.prepare(`EXPLAIN QUERY PLAN ${experimentsSql.metric}`).all().map((r) => r.detail);
     assert.ok(metric.includes('SEARCH e USING PRIMARY KEY (app=? AND name=? AND user_key=? AND ts>? AND ts<?)'), metric.join(' | '));
   });
 });

@@ -5,7 +5,7 @@
 --
 -- Metric parameters: ?1 app, ?2 flag, ?3 start (ms), ?4 end of exposures (ms), ?5 metric
 -- event, ?6 end of counted events (ms), ?7 the window after each user's first exposure
--- (ms), ?8 the numeric property (sum and mean only).
+-- (ms), ?8 the numeric property (sum and mean; NULL otherwise), ?9 the metric kind.
 
 -- name: exposures
 -- Exposed users per variant, mixed or not, per UTC day of first exposure.
@@ -13,49 +13,20 @@ SELECT variant, mixed, first_ts - first_ts % 86400000 AS day, count(*) AS users
 FROM exposures WHERE app = ?1 AND flag = ?2 AND first_ts >= ?3 AND first_ts < ?4
 GROUP BY variant, mixed, day;
 
--- name: metric_conversion
--- Users with the event in their window, per variant (a value of 1 each).
+-- name: metric
+-- Per variant: the users with a value, and the total and sum of squares of their values.
+-- A user's value (?9 the metric kind): 1 for a conversion, the number of events for a
+-- count, the sum or the mean of the numeric property ?8 (NULL otherwise: events without a
+-- number in it do not count).
 SELECT variant, count(*) AS users, total(v) AS total, total(v * v) AS total_sq FROM (
-  SELECT x.variant AS variant, 1 AS v
+  SELECT x.variant AS variant,
+         CASE ?9 WHEN 'conversion' THEN 1 WHEN 'count' THEN count(*)
+                 WHEN 'sum' THEN sum(e.props ->> ?8) ELSE avg(e.props ->> ?8) END AS v
   FROM exposures AS x
   JOIN experiment_events AS e ON e.app = x.app AND e.name = ?5 AND e.user_key = x.user_key
     AND e.ts >= x.first_ts AND e.ts < x.first_ts + ?7 AND e.ts < ?6
   WHERE x.app = ?1 AND x.flag = ?2 AND x.mixed = 0 AND x.first_ts >= ?3 AND x.first_ts < ?4
-  GROUP BY x.user_key)
-GROUP BY variant;
-
--- name: metric_count
--- Each user's number of events, per variant: count, sum and sum of squares.
-SELECT variant, count(*) AS users, total(v) AS total, total(v * v) AS total_sq FROM (
-  SELECT x.variant AS variant, count(*) AS v
-  FROM exposures AS x
-  JOIN experiment_events AS e ON e.app = x.app AND e.name = ?5 AND e.user_key = x.user_key
-    AND e.ts >= x.first_ts AND e.ts < x.first_ts + ?7 AND e.ts < ?6
-  WHERE x.app = ?1 AND x.flag = ?2 AND x.mixed = 0 AND x.first_ts >= ?3 AND x.first_ts < ?4
-  GROUP BY x.user_key)
-GROUP BY variant;
-
--- name: metric_sum
--- Each user's sum of the numeric property (events without a number in it do not count).
-SELECT variant, count(*) AS users, total(v) AS total, total(v * v) AS total_sq FROM (
-  SELECT x.variant AS variant, sum(e.props ->> ?8) AS v
-  FROM exposures AS x
-  JOIN experiment_events AS e ON e.app = x.app AND e.name = ?5 AND e.user_key = x.user_key
-    AND e.ts >= x.first_ts AND e.ts < x.first_ts + ?7 AND e.ts < ?6
-  WHERE x.app = ?1 AND x.flag = ?2 AND x.mixed = 0 AND x.first_ts >= ?3 AND x.first_ts < ?4
-    AND typeof(e.props ->> ?8) IN ('integer', 'real')
-  GROUP BY x.user_key)
-GROUP BY variant;
-
--- name: metric_mean
--- Each user's mean of the numeric property, over the users with one.
-SELECT variant, count(*) AS users, total(v) AS total, total(v * v) AS total_sq FROM (
-  SELECT x.variant AS variant, avg(e.props ->> ?8) AS v
-  FROM exposures AS x
-  JOIN experiment_events AS e ON e.app = x.app AND e.name = ?5 AND e.user_key = x.user_key
-    AND e.ts >= x.first_ts AND e.ts < x.first_ts + ?7 AND e.ts < ?6
-  WHERE x.app = ?1 AND x.flag = ?2 AND x.mixed = 0 AND x.first_ts >= ?3 AND x.first_ts < ?4
-    AND typeof(e.props ->> ?8) IN ('integer', 'real')
+    AND (?8 IS NULL OR typeof(e.props ->> ?8) IN ('integer', 'real'))
   GROUP BY x.user_key)
 GROUP BY variant;
 
