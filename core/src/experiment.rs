@@ -184,6 +184,16 @@ fn read_metric(value: &Value, path: &str) -> Result<Metric, FieldError> {
     })?;
     let event = required(text(map, path, "event", MAX_NAME_CHARS)?, path, "event")?;
     let prop = text(map, path, "prop", MAX_NAME_CHARS)?;
+    // The property is read by SQLite's `->>` as an object label: a leading `$` or `[`
+    // would make it a JSON path, and a `"` cannot be matched.
+    if let Some(p) = &prop {
+        if p.starts_with('$') || p.starts_with('[') || p.contains('"') {
+            return Err(invalid(
+                join(path, "prop"),
+                "a property name may not start with `$` or `[` or contain `\"`",
+            ));
+        }
+    }
     match (kind, &prop) {
         (MetricKind::Sum | MetricKind::Mean, None) => {
             return Err(FieldError::new(
@@ -311,13 +321,25 @@ pub fn arms_of(flag: &Value) -> Result<Vec<Arm>, String> {
         .filter_map(|r| r.serve.split.as_ref())
         .collect();
     match splits.as_slice() {
-        [split] => Ok(split
-            .iter()
-            .map(|s| Arm {
-                variant: s.variant.clone(),
-                weight: s.weight,
-            })
-            .collect()),
+        [split] => {
+            // A variant listed twice in the split is one arm with both weights.
+            let mut arms: Vec<Arm> = Vec::with_capacity(split.len());
+            for s in split.iter() {
+                match arms.iter_mut().find(|a| a.variant == s.variant) {
+                    Some(arm) => arm.weight += s.weight,
+                    None => arms.push(Arm {
+                        variant: s.variant.clone(),
+                        weight: s.weight,
+                    }),
+                }
+            }
+            if arms.len() < 2 {
+                return Err(
+                    "the flag's split serves one variant; an experiment needs at least two".into(),
+                );
+            }
+            Ok(arms)
+        }
         [] => Err(
             "the flag serves no split; an experiment needs a rule that serves a weighted split"
                 .into(),
@@ -601,6 +623,18 @@ mod tests {
             (json!({"start": "yesterday"}), "start"),
             (json!({"end": "2026-11-30"}), "end"),
             (json!({"start": null}), "start"),
+            (
+                json!({"primary_metric": {"kind": "sum", "event": "x", "prop": "$.a"}}),
+                "primary_metric.prop",
+            ),
+            (
+                json!({"primary_metric": {"kind": "sum", "event": "x", "prop": "[0]"}}),
+                "primary_metric.prop",
+            ),
+            (
+                json!({"primary_metric": {"kind": "mean", "event": "x", "prop": "a\"b"}}),
+                "primary_metric.prop",
+            ),
         ];
         for (patch, field) in cases {
             let mut b = body();
@@ -634,6 +668,30 @@ mod tests {
             json!({"key": "f", "variants": [{"key": "a", "value": 1}], "default_variant": "a"});
         assert_eq!(
             check_experiment(&def, Some(&one_variant)).unwrap_err().code,
+            "flag_without_split"
+        );
+        // A variant listed twice is one arm with both weights (no phantom arm, no false SRM).
+        let mut twice = flag();
+        twice["rules"][1]["serve"]["split"] = json!([{"variant": "a", "weight": 25}, {"variant": "b", "weight": 50}, {"variant": "a", "weight": 25}]);
+        let arms = check_experiment(&def, Some(&twice)).unwrap();
+        assert_eq!(
+            arms,
+            [
+                Arm {
+                    variant: "a".into(),
+                    weight: 50.0
+                },
+                Arm {
+                    variant: "b".into(),
+                    weight: 50.0
+                }
+            ]
+        );
+        let mut one = flag();
+        one["rules"][1]["serve"]["split"] =
+            json!([{"variant": "a", "weight": 60}, {"variant": "a", "weight": 40}]);
+        assert_eq!(
+            check_experiment(&def, Some(&one)).unwrap_err().code,
             "flag_without_split"
         );
         let mut other_control = def.clone();

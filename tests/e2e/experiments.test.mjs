@@ -283,6 +283,42 @@ describe('results', () => {
     assert.deepEqual(again.metrics, r.metrics);
   });
 
+  test('events stored before the experiment count; hostile amounts cannot break or skew results; a finished experiment stays finished', async () => {
+    const late = await appWith([['flags', 'checkout', SPLIT_FLAG()]]);
+    const now = Date.now();
+    const user = (i) => ({ user_id: `h${i}`, anonymous_id: `ha${i}` });
+    const events = [];
+    for (let i = 0; i < 40; i++) {
+      const variant = i % 2 ? 'treatment' : 'control';
+      events.push({ id: uuidv7(), type: 'track', name: '$exposure', ts: now - 3 * DAY, ...user(i), props: { flag: 'checkout', variant, version: 'v', reason: 'SPLIT' } });
+      events.push({ id: uuidv7(), type: 'track', name: 'purchase', ts: now - 3 * DAY + 1000, ...user(i), props: { amount: 10 } });
+      // After the experiment's end (2 days ago): never counted, with or without a window.
+      events.push({ id: uuidv7(), type: 'track', name: 'purchase', ts: now - DAY, ...user(i), props: { amount: 10 } });
+    }
+    // Hostile amounts from a public key: past 2^63 as integers, past f64 when squared or summed.
+    events.push({ id: uuidv7(), type: 'track', name: 'purchase', ts: now - 3 * DAY + 2000, ...user(0), props: { amount: 5e18 } });
+    events.push({ id: uuidv7(), type: 'track', name: 'purchase', ts: now - 3 * DAY + 3000, ...user(0), props: { amount: 5e18 } });
+    events.push({ id: uuidv7(), type: 'track', name: 'purchase', ts: now - 3 * DAY + 4000, ...user(1), props: { amount: 1e200 } });
+    events.push({ id: uuidv7(), type: 'track', name: 'purchase', ts: now - 3 * DAY + 5000, ...user(1), props: { amount: -1.7e308 } });
+    await send(late, events);
+    await stored(late, { $exposure: 40, purchase: 84 });
+    // Only now is the experiment staged: its metric events were stored before.
+    const end = new Date(now - 2 * DAY).toISOString();
+    const res = await collector.config(late.id, 'PUT', '/stage/experiments/late', { ...EXPERIMENT, end,
+      secondary_metrics: [{ kind: 'sum', event: 'purchase', prop: 'amount' }, { kind: 'count', event: 'purchase' }, { kind: 'mean', event: 'purchase', prop: 'amount' }] });
+    assert.equal(res.status, 200, res.text);
+    const r = await results(late, 'late');
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json.backfill, { complete: true, pending_rows: 0 });
+    const [conversion, sum, count, mean] = r.json.metrics.map((m) => Object.fromEntries(m.variants.map((v) => [v.variant, v])));
+    assert.deepEqual([conversion.control.total, conversion.treatment.total], [20, 20], 'stored purchases count');
+    assert.deepEqual([sum.control.total, sum.treatment.total], [200, 200], 'amounts past ±1e15 are not numbers a metric adds');
+    assert.deepEqual([count.control.total, count.treatment.total], [22, 22], 'events after the end do not count (the hostile ones are in the window)');
+    assert.equal(mean.control.mean, 10);
+    const again = await results(late, 'late');
+    assert.deepEqual(again.json.metrics, r.json.metrics, 'finished results do not move');
+  });
+
   test('an assignment that does not follow the weights raises the sample ratio mismatch', async () => {
     const skewed = await appWith([['flags', 'checkout', SPLIT_FLAG()], ['experiments', 'skewed', { ...EXPERIMENT, secondary_metrics: [] }]]);
     // A broken client logs treatment exposures twice as often as control ones.

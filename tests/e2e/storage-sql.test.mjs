@@ -4,7 +4,7 @@
 // redelivery, overlapping resends and duplicates inside one statement; and no statement
 // may read the whole events table.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { DatabaseSync } from 'node:sqlite';
@@ -233,50 +233,109 @@ describe('experiments', () => {
     ['a', id, 'track', '$exposure', ts, 0, 0, user, null, user, JSON.stringify({ flag: 'f', variant, version: `v${ts}`, reason }), null, 'b'];
   const event = (id, user, name, ts, props = {}) => ['a', id, 'track', name, ts, 0, 0, user, null, user, JSON.stringify(props), null, 'b'];
   const experimentsSql = sqlSections('worker/src/experiments.sql');
-  const exposures = (db) => Object.fromEntries(db.prepare('SELECT user_key, variant, first_ts, version, mixed FROM exposures ORDER BY user_key').all()
-    .map((r) => [r.user_key, [r.variant, r.first_ts, r.version, r.mixed]]));
+  const variants = (db) => db.prepare('SELECT user_key, variant, first_ts, version FROM exposure_variants ORDER BY user_key, variant').all()
+    .map((r) => `${r.user_key} ${r.variant} ${r.first_ts} ${r.version}`);
+  /** The results' view of exposures: per variant and mixed, users (days summed). */
+  const exposed = (db, start, end) => {
+    const out = {};
+    for (const r of db.prepare(experimentsSql.exposures).all('a', 'f', start, end)) {
+      const key = `${r.variant}${r.mixed ? ' mixed' : ''}`;
+      out[key] = (out[key] || 0) + r.users;
+    }
+    return out;
+  };
 
-  test('first exposures are folded from new rows only: the earliest wins, two variants make a user mixed, only splits count', () => {
+  test('exposures are folded from new rows only: the earliest per variant, only splits; mixed means two variants before the end', () => {
     const { db, transaction } = folded();
     transaction([[exposure('e1', 'u1', 'control', 10), exposure('e2', 'u2', 'control', 10), exposure('e3', 'u3', 'control', 10, 'DISABLED'),
       exposure('e4', 'u4', 'control', 10), exposure('e5', 'u4', 'treatment', 11)]]);
-    assert.deepEqual(exposures(db), { u1: ['control', 10, 'v10', 0], u2: ['control', 10, 'v10', 0], u4: ['control', 10, 'v10', 1] });
-    // A redelivery (same ids) folds nothing; an earlier exposure moves the first one back;
-    // another variant later makes the user mixed, and stays so.
-    transaction([[exposure('e1', 'u1', 'treatment', 1), exposure('e6', 'u1', 'control', 5), exposure('e7', 'u2', 'treatment', 20)]]);
-    assert.deepEqual(exposures(db), { u1: ['control', 5, 'v5', 0], u2: ['control', 10, 'v10', 1], u4: ['control', 10, 'v10', 1] });
-    transaction([[exposure('e8', 'u2', 'control', 30)]]);
-    assert.equal(exposures(db).u2[3], 1, 'mixed is for good');
+    assert.deepEqual(variants(db), ['u1 control 10 v10', 'u2 control 10 v10', 'u4 control 10 v10', 'u4 treatment 11 v11']);
+    // A redelivery (same ids) folds nothing; an earlier exposure moves the first one back
+    // (with its version); a later one changes nothing.
+    transaction([[exposure('e1', 'u1', 'treatment', 1), exposure('e6', 'u1', 'control', 5), exposure('e7', 'u2', 'treatment', 20), exposure('e8', 'u2', 'control', 30)]]);
+    assert.deepEqual(variants(db), ['u1 control 5 v5', 'u2 control 10 v10', 'u2 treatment 20 v20', 'u4 control 10 v10', 'u4 treatment 11 v11']);
+    // An experiment ending at 100: u2 and u4 saw both variants before it ended.
+    assert.deepEqual(exposed(db, 0, 100), { control: 1, 'control mixed': 2 });
+    // One ending at 15 (the winner rolled out to u2 at 20, after it): u2 counts in control.
+    assert.deepEqual(exposed(db, 0, 15), { control: 2, 'control mixed': 1 });
+    // One starting at 8: u1 was first exposed before it, so is not in it.
+    assert.deepEqual(exposed(db, 8, 100), { 'control mixed': 2 });
   });
 
-  test('measured events are copied once registered, with what was stored before, exactly once', () => {
+  test('measured events: new ones follow the registration, stored ones are copied in rowid chunks, each once', () => {
     const { db, transaction } = folded();
-    transaction([[event('p1', 'u1', 'purchase', 1, { amount: 3 }), event('c1', 'u1', 'click', 1)]]);
+    transaction([[event('p1', 'u1', 'purchase', 1, { amount: 3 }), event('c1', 'u1', 'click', 1), event('p0', 'u2', 'purchase', 1)]]);
+    transaction([[event('x1', 'u9', 'purchase', 1)].map((r) => r.with(0, 'other-app'))]);
     const copies = () => db.prepare('SELECT id FROM experiment_events ORDER BY id').all().map((r) => r.id);
     assert.deepEqual(copies(), [], 'nothing is measured yet');
-    db.exec('BEGIN');
     db.prepare(experimentsSql.register_name).run('a', 'purchase', 100);
-    db.prepare(experimentsSql.copy_stored).run('a', 'purchase', 100);
-    db.exec('COMMIT');
-    assert.deepEqual(copies(), ['p1'], 'what was stored is copied');
+    const pending = () => db.prepare(experimentsSql.registered_names).all('a').map((r) => [r.name, r.pending]);
+    assert.deepEqual(pending(), [['purchase', 4]], 'the four rows stored so far wait');
     transaction([[event('p2', 'u1', 'purchase', 2), event('c2', 'u1', 'click', 2), event('p1', 'u1', 'purchase', 1)]]);
-    assert.deepEqual(copies(), ['p1', 'p2'], 'new measured events follow; a redelivery adds nothing');
+    assert.deepEqual(copies(), ['p2'], 'new measured events follow at once; a redelivery adds nothing');
+    const chunk = () => {
+      db.exec('BEGIN');
+      db.prepare(experimentsSql.copy_chunk).run('a', 'purchase', 2);
+      db.prepare(experimentsSql.copy_advance).run('a', 'purchase', 2);
+      db.exec('COMMIT');
+    };
+    chunk();
+    assert.deepEqual(copies(), ['p1', 'p2'], 'rowids 1-2: p1 (c1 is not measured)');
+    assert.deepEqual(pending(), [['purchase', 2]]);
+    chunk();
+    assert.deepEqual(copies(), ['p0', 'p1', 'p2'], "rowids 3-4: p0 (x1 is another app's)");
+    assert.deepEqual(pending(), [['purchase', 0]]);
+    assert.deepEqual(db.prepare(experimentsSql.pending_copies).all(), []);
+    chunk();
+    assert.deepEqual(copies(), ['p0', 'p1', 'p2'], 'a finished copy copies nothing more');
     db.prepare(experimentsSql.register_name).run('a', 'purchase', 200);
-    const again = db.prepare(experimentsSql.copy_stored).run('a', 'purchase', 200);
-    assert.equal(again.changes, 0, 'a registration that is not new copies nothing');
+    assert.deepEqual(pending(), [['purchase', 0]], 'registering again changes nothing');
   });
 
   test('results read exposures and measured events by primary key only', () => {
     const { db } = folded();
     for (const [name, text] of Object.entries(experimentsSql)) {
-      if (!/^\s*SELECT/m.test(text.replace(/^--.*$/gm, ''))) continue;
+      if (!/^\s*(SELECT|WITH)/m.test(text.replace(/^--.*$/gm, ''))) continue;
       const plan = db.prepare(`EXPLAIN QUERY PLAN ${text}`).all().map((r) => r.detail);
-      for (const step of plan.filter((d) => /^(SCAN|SEARCH) (x|e|exposures|experiment_events|experiment_event_names)\b/.test(d))) {
-        assert.match(step, /^SEARCH \w+ USING PRIMARY KEY \(app=\?/, `${name}: ${plan.join(' | ')}`);
+      // Tables are searched by primary key from the app on; only the CTE's rows are scanned.
+      // (experiment_event_names, one row per app and measured name, is read whole by
+      // pending_copies; `SEARCH events` alone is max(rowid), one step down the tree.)
+      for (const step of plan.filter((d) => /^(SCAN|SEARCH) (e|exposure_variants|experiment_events|events)\b/.test(d))) {
+        assert.match(step, /^SEARCH \w+ USING PRIMARY KEY \(app=\?|^SEARCH e USING INTEGER PRIMARY KEY \(rowid>\? AND rowid<\?\)$|^SEARCH events$/, `${name}: ${plan.join(' | ')}`);
       }
-      assert.ok(!plan.some((d) => /^SCAN (x|e|exposures|experiment_events|events)\b/.test(d)), `${name}: ${plan.join(' | ')}`);
     }
     const metric = db.prepare(`EXPLAIN QUERY PLAN ${experimentsSql.metric}`).all().map((r) => r.detail);
     assert.ok(metric.includes('SEARCH e USING PRIMARY KEY (app=? AND name=? AND user_key=? AND ts>? AND ts<?)'), metric.join(' | '));
+  });
+});
+
+describe('migrations', () => {
+  test('apply in order over existing data: staged edits, revisions and exposures survive 0008 and 0009', () => {
+    const db = new DatabaseSync(':memory:', { enableForeignKeyConstraints: true });
+    const files = readdirSync(join(ROOT, 'worker/migrations')).filter((f) => f.endsWith('.sql')).sort();
+    for (const file of files) {
+      if (file.startsWith('0008')) {
+        // A deployment with a pending staged edit and a deletion staged, and stored exposures.
+        db.exec(`INSERT INTO revisions (id, kind, key, body, created_at) VALUES ('r1', 'flags', 'f', '{"key":"f"}', 1)`);
+        db.exec(`INSERT INTO stage (app, kind, key, revision, updated_at, updated_by) VALUES ('demo', 'flags', 'f', 'r1', 1, 'x'), ('demo', 'flags', 'g', NULL, 1, 'x')`);
+        db.exec(`INSERT INTO events (app, id, type, name, ts, client_ts, received_at, anonymous_id, user_id, user_key, props, url, batch_id) VALUES
+          ('demo', 'e1', 'track', '$exposure', 5, 0, 0, 'u', NULL, 'u', '{"flag":"f","variant":"a","version":"v","reason":"SPLIT"}', NULL, 'b'),
+          ('demo', 'e2', 'track', '$exposure', 3, 0, 0, 'u', NULL, 'u', '{"flag":"f","variant":"a","version":"w","reason":"SPLIT"}', NULL, 'b')`);
+      }
+      db.exec('BEGIN');
+      try {
+        db.exec(readFileSync(join(ROOT, 'worker/migrations', file), 'utf8'));
+        db.exec('COMMIT');
+      } catch (e) {
+        db.exec('ROLLBACK');
+        throw new Error(`${file}: ${e.message}`);
+      }
+    }
+    assert.deepEqual(db.prepare('PRAGMA foreign_key_check').all(), []);
+    assert.deepEqual(db.prepare('SELECT key, revision FROM stage ORDER BY key').all().map((r) => [r.key, r.revision]), [['f', 'r1'], ['g', null]]);
+    db.exec(`INSERT INTO revisions (id, kind, key, body, created_at) VALUES ('r2', 'experiments', 'x', '{}', 2)`);
+    assert.throws(() => db.exec(`INSERT INTO stage (app, kind, key, revision, updated_at, updated_by) VALUES ('demo', 'flags', 'h', 'nope', 1, 'x')`), /FOREIGN KEY/);
+    assert.throws(() => db.exec(`DELETE FROM revisions WHERE id = 'r1'`), /never deleted/, 'the rebuilt table keeps its triggers');
+    assert.equal(db.prepare('SELECT count(*) AS n FROM exposure_variants').get().n, 1, 'stored exposures are folded by 0009');
   });
 });

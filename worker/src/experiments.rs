@@ -24,15 +24,106 @@ use telltale_core::experiments::Totals;
 use telltale_core::time::{format_rfc3339, MS_PER_DAY};
 use worker::{Env, Request};
 
-/// Registers the metric events not registered yet (an experiment that arrived by import,
-/// or staged before this release): one read, and a write only when one is missing.
-async fn ensure_registered(db: &Db, app: &str, def: &ExperimentDef) -> Result<u64, ApiError> {
+#[derive(Deserialize)]
+struct ExposureRow {
+    variant: String,
+    mixed: i64,
+    day: i64,
+    users: i64,
+}
+
+#[derive(Deserialize)]
+struct MetricRow {
+    variant: String,
+    users: i64,
+    // D1 gives NULL for a non-finite total; values are bounded (±1e15) so none should be.
+    total: Option<f64>,
+    total_sq: Option<f64>,
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+const NO_WINDOW_MS: i64 = 100 * 366 * MS_PER_DAY;
+
+/// The bounds of one metric's event rows: (events before this time count, the window
+/// after each user's first exposure). With a window, events up to the end of exposures
+/// plus the window (and not after now); without one, events until the end of exposures
+/// (the experiment's end, or now): a finished experiment's results do not change.
+fn metric_bounds(metric: &Metric, exposures_until: i64, now: i64) -> (i64, i64) {
+    match metric.window_ms() {
+        Some(window) => (exposures_until.saturating_add(window).min(now), window),
+        // A window no timestamp reaches, and exact as the JS number D1 binds.
+        None => (exposures_until, NO_WINDOW_MS),
+    }
+}
+
+/// Stored rowids walked per copy statement: bounded work for D1 whatever the app's size.
+const COPY_CHUNK_ROWS: i64 = 20_000;
+/// Chunks a results request runs before answering (400,000 rowids at most).
+const COPY_CHUNKS_PER_RESULTS: u32 = 20;
+/// Chunks a cron run gives to all registrations together.
+pub const COPY_CHUNKS_PER_CRON: u32 = 50;
+
+/// Copies the next chunk of an app's stored events of `name` and moves its cursor, in
+/// one transaction.
+async fn copy_chunk(db: &Db, app: &str, name: &str) -> Result<(), ApiError> {
+    let statements = vec![
+        db.stmt(sql("copy_chunk")?, args![app, name, COPY_CHUNK_ROWS])?,
+        db.stmt(sql("copy_advance")?, args![app, name, COPY_CHUNK_ROWS])?,
+    ];
+    db.batch("copying measured events", statements).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    name: String,
+    pending: i64,
+}
+
+/// The cron's share: copies stored events for registrations that still have some, a
+/// bounded number of chunks per run. Returns the chunks run.
+pub async fn copy_pending(env: &Env) -> Result<u32, ApiError> {
     #[derive(Deserialize)]
-    struct Name {
+    struct Pending {
+        app: String,
         name: String,
     }
-    let (known, read) = db
-        .all_counting::<Name>(
+    let db = Db::open(env)?;
+    let pending: Vec<Pending> = db
+        .all("reading pending copies", sql("pending_copies")?, args![])
+        .await?;
+    let mut chunks = 0;
+    'all: for p in &pending {
+        loop {
+            if chunks >= COPY_CHUNKS_PER_CRON {
+                break 'all;
+            }
+            copy_chunk(&db, &p.app, &p.name).await?;
+            chunks += 1;
+            let left: Vec<Registered> = db
+                .all(
+                    "reading pending copies",
+                    sql("registered_names")?,
+                    args![&p.app],
+                )
+                .await?;
+            if !left.iter().any(|r| r.name == p.name && r.pending > 0) {
+                break;
+            }
+        }
+    }
+    Ok(chunks)
+}
+
+/// Registers the experiment's metric events not registered yet (an experiment that
+/// arrived by import, or staged before this release), then copies stored events of its
+/// names for a bounded number of chunks. Returns the rowids still to walk, and rows read.
+async fn prepare_measured(db: &Db, app: &str, def: &ExperimentDef) -> Result<(i64, u64), ApiError> {
+    let (mut known, mut read) = db
+        .all_counting::<Registered>(
             "reading measured events",
             sql("registered_names")?,
             args![app],
@@ -47,44 +138,41 @@ async fn ensure_registered(db: &Db, app: &str, def: &ExperimentDef) -> Result<u6
             register_metric_events(db, app, def)?,
         )
         .await?;
+        (known, _) = db
+            .all_counting::<Registered>(
+                "reading measured events",
+                sql("registered_names")?,
+                args![app],
+            )
+            .await?;
     }
-    Ok(read)
-}
-
-#[derive(Deserialize)]
-struct ExposureRow {
-    variant: String,
-    mixed: i64,
-    day: i64,
-    users: i64,
-}
-
-#[derive(Deserialize)]
-struct MetricRow {
-    variant: String,
-    users: i64,
-    total: f64,
-    total_sq: f64,
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-const NO_WINDOW_MS: i64 = 100 * 366 * MS_PER_DAY;
-
-/// The bounds of one metric's event rows: from the start to the end of exposures plus the
-/// window (the end of the experiment, or now, without one).
-fn metric_bounds(metric: &Metric, exposures_until: i64, events_until: i64) -> (i64, i64) {
-    match metric.window_ms() {
-        Some(window) => (
-            exposures_until.saturating_add(window).min(events_until),
-            window,
-        ),
-        // No window: any event before the end counts (a bound no timestamp reaches, and
-        // exact as the JS number D1 binds).
-        None => (events_until, NO_WINDOW_MS),
+    let ours = |known: &[Registered]| -> i64 {
+        known
+            .iter()
+            .filter(|k| def.metrics().any(|m| m.event == k.name))
+            .map(|k| k.pending.max(0))
+            .sum()
+    };
+    let mut chunks = 0;
+    while ours(&known) > 0 && chunks < COPY_CHUNKS_PER_RESULTS {
+        for k in known
+            .iter()
+            .filter(|k| k.pending > 0 && def.metrics().any(|m| m.event == k.name))
+        {
+            copy_chunk(db, app, &k.name).await?;
+            chunks += 1;
+        }
+        let (again, r) = db
+            .all_counting::<Registered>(
+                "reading measured events",
+                sql("registered_names")?,
+                args![app],
+            )
+            .await?;
+        known = again;
+        read += r;
     }
+    Ok((ours(&known), read))
 }
 
 /// `GET /v1/apps/{app}/experiments/{key}/results?at=stage|head|published`.
@@ -117,7 +205,7 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
     let now = now_ms();
     // Exposures count until the end (or now); events until the end plus a metric's window.
     let exposures_until = def.end_ms.map_or(now + 1, |end| end.min(now + 1));
-    let mut rows_read = ensure_registered(&db, app, &def).await?;
+    let (pending_rows, mut rows_read) = prepare_measured(&db, app, &def).await?;
     let (exposure_rows, read) = db
         .all_counting::<ExposureRow>(
             "reading exposures",
@@ -177,8 +265,8 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
                 .find(|r| r.variant == d.variant)
                 .map(|r| Totals {
                     users: count(r.users),
-                    sum: r.total,
-                    sum_of_squares: r.total_sq,
+                    sum: r.total.unwrap_or(f64::NAN),
+                    sum_of_squares: r.total_sq.unwrap_or(f64::NAN),
                 })
                 .unwrap_or_default();
             if d.metrics.len() != m {
@@ -203,10 +291,16 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
         .collect::<Value>();
     out["excluded"]["outside_split_users"] = json!(outside_split);
     out["at"] = json!(at);
+    // Events stored before the experiment's metrics were registered are copied in chunks
+    // (this request ran some; the cron runs the rest): until then metrics may miss some.
+    out["backfill"] = json!({
+        "complete": pending_rows == 0,
+        "pending_rows": pending_rows,
+    });
     out["cost"] = json!({
         "queries": 1 + def.metrics().count(),
         "rows_read": rows_read,
-        "note": "D1 rows read by this request: the flag's exposures in the window plus each metric event's rows in its window",
+        "note": "D1 rows read by this request's queries: the flag's exposures plus each exposed user's metric events in their window",
     });
     json(200, &out)
 }

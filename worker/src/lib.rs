@@ -206,6 +206,13 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Ok(_) => {}
         Err(e) => worker::console_error!("spool drain failed: {}", e.message),
     }
+    match experiments::copy_pending(&env).await {
+        Ok(chunks) if chunks > 0 => {
+            worker::console_log!("experiments: copied {chunks} chunks of stored events")
+        }
+        Ok(_) => {}
+        Err(e) => worker::console_error!("copying measured events failed: {}", e.message),
+    }
     let scheduled_ms = event.schedule() as i64;
     if telltale_core::archive::run_due(scheduled_ms) {
         match archive::run(&env, scheduled_ms).await {

@@ -85,22 +85,18 @@ WHERE n.rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
 ON CONFLICT DO NOTHING;
 
 -- name: fold_exposures
--- Each user's first exposure per app and flag (migration 0009), from the `$exposure`
--- events above the mark that a split decided (reason SPLIT: experiments run on a split).
--- The variant and version are those of the earliest event (SQLite takes bare columns from
--- the row of the one min()). A user seen in another variant, in this transaction or
--- before, is mixed. SET expressions all read the row as it was.
-INSERT INTO exposures (app, flag, user_key, variant, first_ts, version, mixed)
-SELECT app, props ->> 'flag', user_key, props ->> 'variant', min(ts), props ->> 'version',
-       count(DISTINCT props ->> 'variant') > 1
+-- Each user's first exposure per app, flag and variant (migration 0009), from the
+-- `$exposure` events above the mark that a split decided (reason SPLIT: experiments run
+-- on a split). The version is the earliest event's (SQLite takes bare columns from the
+-- row of the one min()), and SET expressions read the row as it was.
+INSERT INTO exposure_variants (app, flag, user_key, variant, first_ts, version)
+SELECT app, props ->> 'flag', user_key, props ->> 'variant', min(ts), props ->> 'version'
 FROM events NOT INDEXED
 WHERE rowid > (SELECT fold_from FROM pipeline_totals WHERE id = 1)
   AND name = '$exposure' AND props ->> 'reason' = 'SPLIT'
   AND typeof(props ->> 'flag') = 'text' AND typeof(props ->> 'variant') = 'text'
-GROUP BY app, props ->> 'flag', user_key
-ON CONFLICT (app, flag, user_key) DO UPDATE SET
-  mixed = (mixed OR excluded.mixed OR excluded.variant IS NOT variant),
-  variant = CASE WHEN excluded.first_ts < first_ts THEN excluded.variant ELSE variant END,
+GROUP BY app, props ->> 'flag', user_key, props ->> 'variant'
+ON CONFLICT (app, flag, user_key, variant) DO UPDATE SET
   version = CASE WHEN excluded.first_ts < first_ts THEN excluded.version ELSE version END,
   first_ts = min(first_ts, excluded.first_ts);
 

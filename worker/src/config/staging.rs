@@ -121,10 +121,9 @@ pub async fn stage_put(mut req: Request, env: &Env, app: &str, kind: &str, key: 
     )
 }
 
-/// Statements that make the consumer keep copies of an experiment's metric events from now
-/// on and copy those already stored, in one transaction with nothing in between: the
-/// registration and, only when it is new (its time is this call's), the one-time copy
-/// (the app's raw events by primary key).
+/// Statements that register an experiment's metric events: the consumer keeps copies of
+/// new ones from then on, and the rows stored before wait for the bounded copy chunks
+/// (the cron's, and each results request's: worker/src/experiments.rs).
 pub(crate) fn register_metric_events(
     db: &Db,
     app: &str,
@@ -138,10 +137,6 @@ pub(crate) fn register_metric_events(
     for name in names {
         statements.push(db.stmt(
             crate::store::experiments_sql("register_name")?,
-            args![app, name, at],
-        )?);
-        statements.push(db.stmt(
-            crate::store::experiments_sql("copy_stored")?,
             args![app, name, at],
         )?);
     }
