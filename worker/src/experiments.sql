@@ -9,7 +9,7 @@
 
 -- name: exposures
 -- Exposed users per variant, mixed or not, per UTC day of first exposure. A user's first
--- exposure is their earliest (its variant: SQLite's bare column of the one min()); they
+-- exposure is their earliest (its variant: SQLite's bare column of the one min()). They
 -- are mixed when a second variant was first seen before the end of exposures.
 WITH users AS (
   SELECT variant, min(first_ts) AS first_ts, count(*) FILTER (WHERE first_ts < ?4) AS seen
@@ -60,7 +60,7 @@ SELECT app, name FROM experiment_event_names WHERE copy_from < copy_to LIMIT 100
 
 -- name: copy_chunk
 -- ?1 app, ?2 name, ?3 rowids per chunk: copies the app's events of that name among the
--- next ?3 stored rowids (a rowid range, whatever the app; bounded work per statement).
+-- next ?3 stored rowids (a rowid range, whatever the app: bounded work per statement).
 INSERT INTO experiment_events (app, name, user_key, ts, id, props)
 SELECT e.app, e.name, e.user_key, e.ts, e.id, e.props
 FROM experiment_event_names AS n CROSS JOIN events AS e NOT INDEXED
