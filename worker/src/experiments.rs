@@ -317,7 +317,9 @@ mod tests {
             "metric",
             "registered_names",
             "register_name",
-            "copy_stored",
+            "pending_copies",
+            "copy_chunk",
+            "copy_advance",
         ] {
             assert_eq!(sql(name).unwrap().matches(';').count(), 1, "{name}");
         }
