@@ -174,7 +174,7 @@ export async function experimentResultsView(el, ctx, key) {
   const primary = r.metrics.find((m) => m.primary);
   const winners = primary.variants.filter((v) => v.comparison && v.comparison.lift_low > 0).map((v) => v.variant);
   const losers = primary.variants.filter((v) => v.comparison && v.comparison.lift_high < 0).map((v) => v.variant);
-  const verdict = winners.length ? `${winners.join(', ')} beat${winners.length === 1 ? 's' : ''} ${r.control} on ${primary.label}: the whole 95% interval is above 0.`
+  const verdict = winners.length ? `${winners.join(', ')} beat${winners.length === 1 ? 's' : ''} ${r.control} on ${primary.label}: the whole 95% interval is above 0 (a fixed-horizon interval: if you have been watching daily, check the always-valid p-value too).`
     : losers.length ? `${losers.join(', ')} did worse than ${r.control} on ${primary.label}.`
       : `No variant differs from ${r.control} on ${primary.label} yet: every interval includes 0.`;
   const chart = h('div.chart#exposure-chart', { role: 'img', 'aria-label': 'Cumulative exposed users per variant' });
@@ -184,6 +184,8 @@ export async function experimentResultsView(el, ctx, key) {
       ` · window ${utc(r.window.start)} → ${r.window.end ? utc(r.window.end) : 'open'} (through ${utc(r.window.through)}) · computed ${utc(r.computed_at, { seconds: true })} · `,
       h('label.inline', {}, 'Definition from ', h('select#experiment-at', { on: { change: (e) => { s.experimentAt = e.target.value; experimentResultsView(el, ctx, key); } } },
         ['stage', 'head', 'published'].map((at) => h('option', { value: at, selected: at === s.experimentAt }, at))))),
+    r.backfill && !r.backfill.complete ? h('p.muted#experiment-backfill', { role: 'status' },
+      `Still copying events stored before this experiment (${fmt.format(r.backfill.pending_rows)} rows to walk): metrics may be missing some until then; reload in a minute.`) : null,
     h('p#experiment-verdict', { class: r.srm.mismatch ? 'muted' : winners.length ? 'ok' : '' }, r.srm.mismatch ? `Not trustworthy until the mismatch is explained. ${verdict}` : verdict),
     h('section.card', {}, h('h3', {}, 'Variants'),
       table(['Variant', 'Split weight', 'Exposed users'], r.variants.map((v) => [v.variant === r.control ? `${v.variant} (control)` : v.variant, `${v.weight}%`, fmt.format(v.exposed_users)]), { numeric: [1, 2] }),
