@@ -271,6 +271,13 @@ describe('the console', () => {
     await shot('experiment');
     await view('#/experiments');
     assert.match(await page.textContent('#view'), /layout-test/);
+    // The flag cannot go while the experiment runs on it; the experiment can.
+    await view('#/flags');
+    await page.click('text=Delete');
+    await page.waitForFunction(() => /experiments: layout-test/.test(document.getElementById('flags-message')?.textContent || ''));
+    await view('#/experiments');
+    await page.click('#view button.link');
+    await page.waitForFunction(() => /Deletion of layout-test staged/.test(document.getElementById('experiments-message')?.textContent || ''));
     await page.selectOption('#app-picker', 'demo');
   });
 

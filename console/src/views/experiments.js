@@ -5,7 +5,7 @@
 // exposed users over time.
 import { api, describe, qs } from '../api.js';
 import { timeChart } from '../charts.js';
-import { fmt, h, mount, say, table, utc } from '../dom.js';
+import { confirmAction, fmt, h, mount, say, table, utc } from '../dom.js';
 
 const cfgPath = (app, rest) => `/v1/apps/${encodeURIComponent(app)}/config${rest}`;
 const SVG = 'http://www.w3.org/2000/svg';
@@ -31,12 +31,25 @@ export async function experimentsView(el, ctx) {
   const current = await api('GET', cfgPath(ctx.app, '/entries?at=stage'));
   const experiments = Object.values(current.entries.experiments || {});
   const runnable = Object.values(current.entries.flags).filter(splitOf);
+  const message = h('p#experiments-message', { role: 'status' });
+  const remove = async (key) => {
+    if (!confirmAction(`Stage the deletion of experiment "${key}"? It is removed when the stage is committed and published; its flag is not touched.`)) return;
+    try {
+      await api('DELETE', cfgPath(ctx.app, `/stage/experiments/${encodeURIComponent(key)}`));
+      await experimentsView(el, ctx);
+      say(el.querySelector('#experiments-message'), 'ok', `Deletion of ${key} staged. Review it under Release.`);
+    } catch (err) {
+      say(message, 'error', describe(err));
+    }
+  };
   mount(el, h('h2', {}, 'Experiments'),
-    h('p.muted', {}, 'An experiment runs on a flag that serves a weighted split: the split assigns, $exposure events say who saw which variant, and the metric events say what they did next.'),
-    h('section.card', {}, experiments.length ? table(['Experiment', 'Flag', 'Control', 'Primary metric', 'Window (UTC)'], experiments.map((x) => [
+    h('p.muted', {}, 'An experiment runs on a flag that serves a weighted split: the split assigns, $exposure events say who saw which variant, and the metric events say what they did next. Staged here; commit and publish under Release.'),
+    message,
+    h('section.card', {}, experiments.length ? table(['Experiment', 'Flag', 'Control', 'Primary metric', 'Window (UTC)', ''], experiments.map((x) => [
       h('a', { href: `#/experiments/${encodeURIComponent(x.key)}` }, x.key),
       h('a', { href: `#/flags/edit/${encodeURIComponent(x.flag)}` }, x.flag),
       x.control, metricText(x.primary_metric), `${x.start} → ${x.end || 'open'}`,
+      h('button.link', { type: 'button', on: { click: () => remove(x.key) } }, 'Delete'),
     ])) : h('p.empty', {}, 'No experiments yet.')),
     h('section.card', {}, h('h3', {}, 'Start one from a flag with a split'),
       runnable.length ? h('div.row', {}, runnable.map((f) => h('a.button.secondary', { href: `#/experiments/new/${encodeURIComponent(f.key)}`, dataset: { flag: f.key } }, `Experiment on ${f.key}`)))
