@@ -242,16 +242,19 @@ pub enum CompareError {
     NoVariance,
 }
 
-/// The relative lift of `t` over `c` with its 95% interval: lift = mean_t / mean_c − 1,
-/// var ≈ var_t/(n_t m_c²) + m_t² var_c/(n_c m_c⁴).
+/// The relative lift of `t` over `c` with its 95% interval: lift = (mean_t − mean_c) /
+/// |mean_c| (so a better treatment is a positive lift even when means are negative),
+/// var ≈ var_t/(n_t m_c²) + (m_t/m_c)² var_c/(n_c m_c²) (the delta method).
 fn relative_lift(c: &Totals, t: &Totals) -> Result<(f64, f64, f64), CompareError> {
     let (mc, mt) = (c.mean(), t.mean());
     if mc == 0.0 {
         return Err(CompareError::ZeroControlMean);
     }
-    let lift = mt / mc - 1.0;
-    let var = t.variance() / (t.users as f64 * mc * mc)
-        + mt * mt * c.variance() / (c.users as f64 * mc.powi(4));
+    let lift = (mt - mc) / mc.abs();
+    // Standard errors relative to |m_c| first: squaring m_c itself underflows near 1e-160.
+    let se_t = (t.variance() / t.users as f64).sqrt() / mc.abs();
+    let se_c = (mt / mc) * (c.variance() / c.users as f64).sqrt() / mc.abs();
+    let var = se_t * se_t + se_c * se_c;
     let half = Z_95 * var.sqrt();
     Ok((lift, lift - half, lift + half))
 }
@@ -610,6 +613,26 @@ mod tests {
         let (_, power) = run(0.12);
         eprintln!("A/B with a 20% lift: always-valid finds it in {power} of runs");
         assert!(power > 0.5, "a 20% lift is found: {power}");
+    }
+
+    #[test]
+    fn lift_is_positive_when_the_treatment_is_better_even_below_zero() {
+        // Control loses 10 per user, treatment gains 10: better, by 200% of |control|.
+        let arm = |mean: f64| Totals {
+            users: 100,
+            sum: mean * 100.0,
+            sum_of_squares: mean * mean * 100.0 + 99.0,
+        };
+        let r = compare_means(&arm(-10.0), &arm(10.0)).unwrap();
+        assert!((r.lift - 2.0).abs() < 1e-12 && r.lift_low > 0.0, "{r:?}");
+        // Means near 1e-200 keep a finite interval.
+        let tiny = |mean: f64| Totals {
+            users: 100,
+            sum: mean * 100.0,
+            sum_of_squares: mean * mean * 100.0 + 99e-300,
+        };
+        let r = compare_means(&tiny(1e-200), &tiny(2e-200)).unwrap();
+        assert!(r.lift_low.is_finite() && r.lift_high.is_finite(), "{r:?}");
     }
 
     #[test]

@@ -301,7 +301,11 @@ describe('results', () => {
     events.push({ id: uuidv7(), type: 'track', name: 'purchase', ts: now - 3 * DAY + 4000, ...user(1), props: { amount: 1e200 } });
     events.push({ id: uuidv7(), type: 'track', name: 'purchase', ts: now - 3 * DAY + 5000, ...user(1), props: { amount: -1.7e308 } });
     await send(late, events);
-    await stored(late, { $exposure: 40, purchase: 84 });
+    // -2^63 exactly (JSON.stringify cannot write it): SQLite's abs() of it overflows.
+    const raw = `{"sent_at":${Date.now()},"events":[{"id":"${uuidv7()}","type":"track","name":"purchase","ts":${now - 3 * DAY + 6000},"user_id":"h2","anonymous_id":"ha2","props":{"amount":-9223372036854775808,"a\\\\":1}}]}`;
+    const hostile = await collector.ingest(raw, { key: late.ingest_key });
+    assert.equal(hostile.status, 202, hostile.text);
+    await stored(late, { $exposure: 40, purchase: 85 });
     // Only now is the experiment staged: its metric events were stored before.
     const end = new Date(now - 2 * DAY).toISOString();
     const res = await collector.config(late.id, 'PUT', '/stage/experiments/late', { ...EXPERIMENT, end,
@@ -313,8 +317,14 @@ describe('results', () => {
     const [conversion, sum, count, mean] = r.json.metrics.map((m) => Object.fromEntries(m.variants.map((v) => [v.variant, v])));
     assert.deepEqual([conversion.control.total, conversion.treatment.total], [20, 20], 'stored purchases count');
     assert.deepEqual([sum.control.total, sum.treatment.total], [200, 200], 'amounts past ±1e15 are not numbers a metric adds');
-    assert.deepEqual([count.control.total, count.treatment.total], [22, 22], 'events after the end do not count (the hostile ones are in the window)');
+    assert.deepEqual([count.control.total, count.treatment.total], [23, 22], 'events after the end do not count (the hostile ones are in the window)');
     assert.equal(mean.control.mean, 10);
+    // A property named with a backslash (a JSON path's escape) is read by its exact key.
+    const odd = await collector.config(late.id, 'PUT', '/stage/experiments/odd', { ...EXPERIMENT, end, primary_metric: { kind: 'sum', event: 'purchase', prop: 'a\\' } });
+    assert.equal(odd.status, 200, odd.text);
+    const oddResults = await results(late, 'odd');
+    assert.equal(oddResults.status, 200, oddResults.text);
+    assert.equal(oddResults.json.metrics[0].variants.find((v) => v.variant === 'control').total, 1);
     const again = await results(late, 'late');
     assert.deepEqual(again.json.metrics, r.json.metrics, 'finished results do not move');
   });

@@ -292,6 +292,15 @@ describe('experiments', () => {
     assert.deepEqual(pending(), [['purchase', 0]], 'registering again changes nothing');
   });
 
+  test('the archive copies measured events before it deletes their raw rows', () => {
+    const { db, transaction } = folded();
+    transaction([[event('p1', 'u1', 'purchase', 1), event('c1', 'u1', 'click', 1), event('p2', 'u2', 'purchase', 1)]]);
+    db.prepare(experimentsSql.register_name).run('a', 'purchase', 100);
+    const archiveSql = sqlSections('worker/src/archive.sql');
+    db.prepare(archiveSql.keep_measured).run('a', 1, 2, 0, 86_400_000);
+    assert.deepEqual(db.prepare('SELECT id FROM experiment_events ORDER BY id').all().map((r) => r.id), ['p1'], 'the object\'s rows only, measured names only');
+  });
+
   test('results read exposures and measured events by primary key only', () => {
     const { db } = folded();
     for (const [name, text] of Object.entries(experimentsSql)) {

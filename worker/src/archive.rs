@@ -445,6 +445,7 @@ async fn finish(
     let mut delete = vec![
         db.stmt(sql("delete_guard")?, &with(&[object.events]))?,
         db.stmt(sql("remember_ids")?, &with(&[keep_until, oldest_kept]))?,
+        db.stmt(sql("keep_measured")?, &rows)?,
         db.stmt(
             sql("audit")?,
             args![

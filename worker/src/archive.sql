@@ -79,6 +79,15 @@ SELECT app, id, ?6 FROM events NOT INDEXED
 WHERE rowid BETWEEN ?2 AND ?3 AND app = ?1 AND ts >= ?4 AND ts < ?5 AND ts >= ?7
 ON CONFLICT DO NOTHING;
 
+-- name: keep_measured
+-- Events experiments measure (registered names, migration 0009) are copied before their
+-- raw rows go, whether or not the chunked copy of stored events has reached them yet.
+INSERT INTO experiment_events (app, name, user_key, ts, id, props)
+SELECT e.app, e.name, e.user_key, e.ts, e.id, e.props FROM events AS e NOT INDEXED
+WHERE e.rowid BETWEEN ?2 AND ?3 AND e.app = ?1 AND e.ts >= ?4 AND e.ts < ?5
+  AND EXISTS (SELECT 1 FROM experiment_event_names AS n WHERE n.app = e.app AND n.name = e.name)
+ON CONFLICT DO NOTHING;
+
 -- name: audit
 -- One line per object, written once: while it is still verified.
 INSERT INTO audit (app, at, actor, action, target, before, after)

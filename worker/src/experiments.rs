@@ -159,6 +159,9 @@ async fn prepare_measured(db: &Db, app: &str, def: &ExperimentDef) -> Result<(i6
             .iter()
             .filter(|k| k.pending > 0 && def.metrics().any(|m| m.event == k.name))
         {
+            if chunks >= COPY_CHUNKS_PER_RESULTS {
+                break;
+            }
             copy_chunk(db, app, &k.name).await?;
             chunks += 1;
         }
@@ -300,7 +303,7 @@ pub async fn results(req: Request, env: &Env, app: &str, key: &str) -> ApiResult
     out["cost"] = json!({
         "queries": 1 + def.metrics().count(),
         "rows_read": rows_read,
-        "note": "D1 rows read by this request's queries: the flag's exposures plus each exposed user's metric events in their window",
+        "note": "D1 rows read by this request's queries: the flag's exposures plus each exposed user's metric events in their window (not the copying of stored events, while a backfill runs)",
     });
     json(200, &out)
 }

@@ -22,8 +22,9 @@ GROUP BY variant, mixed, day;
 -- name: metric
 -- Per variant: the users with a value, and the total and sum of squares of their values.
 -- A user's value (?9 the metric kind): 1 for a conversion, the number of events for a
--- count, the sum or the mean of the numeric property ?8 (NULL otherwise: events without a
--- number in it, or with one beyond ±1e15, do not count, so no total overflows).
+-- count, the sum or the mean of the numeric property ?8 (NULL otherwise). The property
+-- is matched by its exact key through json_each (never parsed as a JSON path), and only
+-- numbers within ±1e15 count, so no total can overflow and no value can raise an error.
 WITH users AS (
   SELECT user_key, variant, min(first_ts) AS first_ts, count(*) FILTER (WHERE first_ts < ?4) AS seen
   FROM exposure_variants WHERE app = ?1 AND flag = ?2
@@ -31,14 +32,16 @@ WITH users AS (
 SELECT variant, count(*) AS users, total(v) AS total, total(v * v) AS total_sq FROM (
   SELECT x.variant AS variant,
          CASE ?9 WHEN 'conversion' THEN 1 WHEN 'count' THEN count(*)
-                 WHEN 'sum' THEN total(e.props ->> ?8) ELSE avg(e.props ->> ?8) END AS v
+                 WHEN 'sum' THEN total(p.value) ELSE avg(p.value) END AS v
   -- CROSS JOIN keeps the users outside: each user's rows by primary key, never a scan of
   -- the event's rows with a lookup of users.
   FROM users AS x CROSS JOIN experiment_events AS e
+  LEFT JOIN json_each(e.props) AS p
+    ON p.key = ?8 AND p.type IN ('integer', 'real') AND p.value BETWEEN -1e15 AND 1e15
   WHERE x.seen = 1 AND x.first_ts >= ?3 AND x.first_ts < ?4
     AND e.app = ?1 AND e.name = ?5 AND e.user_key = x.user_key
     AND e.ts >= x.first_ts AND e.ts < x.first_ts + ?7 AND e.ts < ?6
-    AND (?8 IS NULL OR (typeof(e.props ->> ?8) IN ('integer', 'real') AND abs(e.props ->> ?8) <= 1e15))
+    AND (?8 IS NULL OR p.key IS NOT NULL)
   GROUP BY x.user_key)
 GROUP BY variant;
 
