@@ -89,6 +89,10 @@ class Page {
    * page (its state intact) or load it anew (then nothing is set up); poll to see which. */
   async back() {
     await this.evaluate(() => { setTimeout(() => history.back(), 0); });
+    // A script sent while the page is still going back can wait for a load event that a
+    // restore never fires (WebKitWebDriver did so once in a CI run, for its whole 2-minute
+    // limit): the polls start once the navigation has had time to finish.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
   }
 
   async prepare() {
