@@ -247,7 +247,7 @@ pub fn check_entry(
     Ok(())
 }
 
-/// The experiments (other than `except`) that run on `flag`, sorted: a flag with
+/// The experiments that run on `flag`, in key order: a flag with
 /// experiments cannot be deleted, and a change to it must leave them runnable.
 pub fn experiments_on_flag(
     flag: &str,

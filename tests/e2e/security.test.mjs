@@ -62,6 +62,25 @@ function bundle(entries) {
   };
 }
 
+describe('crafted experiments', () => {
+  test('an imported experiment is checked as staging checks it: unknown flag, a control outside the split; nothing written', async () => {
+    const app = await dev.newApp('exp-import');
+    const flag = { key: 'f', variants: [{ key: 'a', value: 1 }, { key: 'b', value: 2 }], default_variant: 'a',
+      rules: [{ id: 'ab', serve: { split: [{ variant: 'a', weight: 50 }, { variant: 'b', weight: 50 }] } }] };
+    const experiment = (extra) => ({ key: 'x', flag: 'f', control: 'a', primary_metric: { kind: 'count', event: 'buy' }, start: '2026-12-01', ...extra });
+    for (const [entries, field] of [
+      [[['experiments', 'x', experiment({ flag: 'missing' })]], 'experiments/x.flag'],
+      [[['flags', 'f', flag], ['experiments', 'x', experiment({ control: 'zzz' })]], 'experiments/x.control'],
+      [[['flags', 'f', flag], ['experiments', 'x', experiment({ primary_metric: { kind: 'sum', event: 'buy' } })]], 'experiments/x.primary_metric.prop'],
+    ]) {
+      const res = await dev.config(app.id, 'POST', '/import', bundle(entries));
+      assert.deepEqual([res.status, res.json.error.code], [422, 'invalid_config'], res.text);
+      assert.ok(res.text.includes(field), `${field}: ${res.text}`);
+    }
+    assert.equal((await dev.config(app.id, 'GET', '/commits/head')).status, 404, 'nothing was written');
+  });
+});
+
 describe('probes cannot carry secrets out or reach inside', () => {
   test('a probe that would send the admin key anywhere is refused, and nothing is sent', async () => {
     const attacker = await listen((req, res) => { received.push({ path: req.url, headers: req.headers }); res.end('ok'); });
