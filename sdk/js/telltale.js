@@ -24,9 +24,9 @@ export { init as default, init };
  * @property {string} name
  * @property {number} ts Milliseconds since the epoch.
  * @property {string} anonymous_id
- * @property {string} [user_id]
+ * @property {string} [user_id] Undefined (and left out of the JSON sent) while the user is unknown.
  * @property {Record<string, PropValue>} props
- * @property {string} [url]
+ * @property {string} [url] Undefined (and left out) where there is no page URL.
  */
 
 /**
@@ -174,15 +174,17 @@ const canonical = (v) => v && typeof v === 'object'
 const on = (target, type, fn, capture) => target?.addEventListener?.(type, fn, capture);
 
 // `location.href` serializes the URL on every read (about 0.8 µs in Chromium, as much as
-// the rest of track()). The Navigation API's current entry changes, synchronously, with
-// every change of the document's URL (pushState, replaceState, hash, traversals): the URL
-// is read once per entry. Without it (other engines, opaque origins), on every event.
-let urlEntry, knownUrl;
+// the rest of track()), and reading `navigation.currentEntry` costs nearly as much. Where
+// the Navigation API is, its `currententrychange` event fires synchronously with every
+// change of the document's URL (pushState, replaceState, hash, traversals): the URL is
+// read once per entry. Without it (other
+// engines, and opaque origins such as file: pages in webviews, which have no entries),
+// on every event.
+let knownUrl, watchingUrl;
 const currentUrl = () => {
-  const entry = globalThis.navigation?.currentEntry;
-  if (!entry) return globalThis.location?.href;
-  if (entry !== urlEntry) { urlEntry = entry; knownUrl = location.href; }
-  return knownUrl;
+  watchingUrl ??= globalThis.navigation?.currentEntry && !on(navigation, 'currententrychange', () => { knownUrl = ''; });
+  if (!watchingUrl) knownUrl = '';
+  return knownUrl ||= globalThis.location?.href.slice(0, MAX_URL_CHARS);
 };
 
 /** Clients made on this page: each after the first gets its own queue key. */
@@ -366,11 +368,9 @@ export class Telltale {
     const flat = flatProps(props);
     if (typeof flat === 'string') return this.#report(flat);
     const ts = Date.now();
-    // An object until a beforeSend result is serialized in its place.
-    let event = /** @type {any} */ ({ id: this.#nextId(ts), type, name, ts, anonymous_id: this.#anon, props: flat });
-    if (this.#user) event.user_id = this.#user;
-    const url = currentUrl();
-    if (url) event.url = url.slice(0, MAX_URL_CHARS);
+    // An object until a beforeSend result is serialized in its place. One shape for every
+    // event: JSON leaves out a user id or URL that is undefined.
+    let event = /** @type {any} */ ({ id: this.#nextId(ts), type, name, ts, anonymous_id: this.#anon, props: flat, user_id: this.#user, url: currentUrl() });
     if (this.#o.beforeSend) {
       let edited = event;
       try {
