@@ -20,30 +20,6 @@ pub enum AfterSend {
     Drop(u16),
 }
 
-/// Parses `Retry-After`: delay seconds, or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-/// Hand-rolled (no float parsing, no formatting) to keep the SDK's wasm small.
-pub fn retry_after_ms(value: &str, now_ms: f64) -> Option<f64> {
-    let v = value.trim_ascii();
-    if let Some(seconds) = decimal(v) {
-        return Some(seconds as f64 * 1000.0);
-    }
-    // IMF-fixdate has fixed positions: "Sun, 06 Nov 1994 08:49:37 GMT".
-    let s = v.as_bytes();
-    if s.len() != 29 || &s[25..] != b" GMT" || s[3] != b',' || s[19] != b':' || s[22] != b':' {
-        return None;
-    }
-    const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
-    let month = MONTHS.chunks(3).position(|m| m == &s[8..11])? as u32 + 1;
-    let number = |at: usize, len: usize| crate::time::digits(s, at, len);
-    let at = crate::time::utc_ms(
-        number(12, 4)?,
-        month,
-        u32::try_from(number(5, 2)?).ok()?,
-        [number(17, 2)?, number(20, 2)?, number(23, 2)?].map(|n| n.unsigned_abs()),
-    )? as f64;
-    Some((at - now_ms).max(0.0))
-}
-
 /// A non-negative decimal integer of at most 15 digits (no sign, no spaces): enough for
 /// millisecond timestamps, and never an overflow.
 pub(crate) fn decimal(text: &str) -> Option<u64> {
@@ -62,11 +38,14 @@ pub fn backoff_ms(failures: u32, max_ms: f64) -> f64 {
     (BASE_BACKOFF_MS * f64::from(1u32 << exp)).min(max_ms)
 }
 
-/// Decides after a send. `status` is `None` for a network error. `jitter` is a random
-/// number in [0, 1) (passed in); `attempt` counts failures of this batch, from 1.
+/// Decides after a send. `status` is `None` for a network error. `retry_after_ms` is the
+/// wait the answer's `Retry-After` asks for (the SDK's shell reads the header: delay
+/// seconds, or an HTTP date, which the browser's own date parser reads); NaN or a
+/// negative wait counts as none. `jitter` is a random number in [0, 1) (passed in);
+/// `attempt` counts failures of this batch, from 1.
 pub fn after_send(
     status: Option<u16>,
-    retry_after: Option<&str>,
+    retry_after_ms: Option<f64>,
     attempt: u32,
     now_ms: f64,
     jitter: f64,
@@ -77,7 +56,7 @@ pub fn after_send(
     };
     match status {
         Some(s) if (200..300).contains(&s) => AfterSend::Delivered,
-        Some(429 | 503) => match retry_after.and_then(|v| retry_after_ms(v, now_ms)) {
+        Some(429 | 503) => match retry_after_ms.filter(|wait| *wait >= 0.0) {
             Some(wait) => AfterSend::RetryAt(now_ms + wait.min(MAX_RETRY_AFTER_MS)),
             None => AfterSend::RetryAt(backoff()),
         },
@@ -129,31 +108,30 @@ mod tests {
     #[test]
     fn honours_retry_after() {
         assert_eq!(
-            after_send(Some(429), Some("2"), 1, 1_000.0, 0.9),
+            after_send(Some(429), Some(2_000.0), 1, 1_000.0, 0.9),
             AfterSend::RetryAt(3_000.0)
         );
         assert_eq!(
-            after_send(
-                Some(503),
-                Some("Thu, 01 Jan 1970 00:00:10 GMT"),
-                1,
-                4_000.0,
-                0.9
-            ),
-            AfterSend::RetryAt(10_000.0)
+            after_send(Some(503), Some(0.0), 1, 4_000.0, 0.9),
+            AfterSend::RetryAt(4_000.0),
+            "a date already past: at once"
         );
         assert_eq!(
-            after_send(Some(429), Some("999999"), 1, 0.0, 0.9),
+            after_send(Some(429), Some(999_999_000.0), 1, 0.0, 0.9),
             AfterSend::RetryAt(MAX_RETRY_AFTER_MS)
         );
-        assert_eq!(retry_after_ms("soon", 0.0), None);
-        assert_eq!(retry_after_ms("-1", 0.0), None);
-        assert_eq!(retry_after_ms("Thu, 01 Jan 1970 00:00:10 UTC", 0.0), None);
-        assert_eq!(retry_after_ms("Thu, 01 Foo 1970 00:00:10 GMT", 0.0), None);
-        assert_eq!(retry_after_ms("Thu, 31 Feb 2026 00:00:10 GMT", 0.0), None);
+        // None, unreadable (NaN) or negative: the usual backoff (500..1,000 ms at attempt 1).
+        for wait in [None, Some(f64::NAN), Some(-1.0)] {
+            assert_eq!(
+                after_send(Some(429), wait, 1, 0.0, 1.0),
+                AfterSend::RetryAt(1_000.0),
+                "{wait:?}"
+            );
+        }
         assert_eq!(
-            retry_after_ms("Sun, 22 Nov 2026 07:00:30 GMT", 1_795_330_800_000.0),
-            Some(30_000.0)
+            after_send(Some(500), Some(30_000.0), 1, 0.0, 1.0),
+            AfterSend::RetryAt(1_000.0),
+            "Retry-After is read on 429 and 503 only"
         );
     }
 

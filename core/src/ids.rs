@@ -11,8 +11,8 @@ pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
     out
 }
 
-/// Appends a UUIDv7 to `out`: the SDK makes ids in blocks, into one string, with no
-/// allocation per id.
+/// Appends a UUIDv7 to `out`: the SDK writes ids straight into event lines (and blocks
+/// into one string), with no allocation per id.
 pub fn push_uuid_v7(out: &mut String, now_ms: u64, random: [u8; 10]) {
     let mut bytes = [0u8; 16];
     let ts = now_ms.to_be_bytes();

@@ -26,6 +26,7 @@ extern crate alloc;
 
 // Always built: what the browser SDK links. No dependencies, no formatting machinery,
 // so the SDK's wasm stays small.
+pub mod capture;
 pub mod delivery;
 pub mod hash;
 pub mod ids;

@@ -148,6 +148,12 @@ async function request(url, key, body, etag) {
   }
 }
 
+/** `Retry-After` as ms to wait: delay seconds, or an HTTP date (IMF-fixdate, which
+ * `Date.parse` reads; a date already past is 0). NaN when absent or neither: the core then
+ * backs off on its own. */
+const retryAfterMs = (value = '') => /^\d{1,15}$/.test(value) ? +value * 1000
+  : /^\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT$/.test(value) ? Math.max(0, Date.parse(value) - Date.now()) : NaN;
+
 /** Props as a fresh flat object, or an error message. */
 function flatProps(props) {
   const out = {};
@@ -200,10 +206,11 @@ function loadEngine() {
 
 export class Telltale {
   #o; #core; #local = storage('localStorage'); #anon; #user; #timers = []; #retryTimer;
-  // Events built by track() wait here until the task ends (a timer), then are serialized
-  // and cross into the wasm queue together: the page's handler does not pay for JSON.
-  // Ids likewise come from wasm in blocks.
-  #pending = []; #ids = ''; #idAt = 0; #idTs;
+  // What track() recorded waits here, as lines of text, until the task ends (a timer),
+  // then crosses into the wasm queue in one call, which writes each event's JSON and id
+  // (#drain). #shared: the name, type, anonymous id, user id and URL of the last event in
+  // this hand-over.
+  #pending = []; #shared = [];
   #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix; #suffix;
   // Whether this page's sendBeacon ever took a body: after that, a refusal means the
   // keepalive budget is spent, not a webview whose sendBeacon never works.
@@ -285,6 +292,7 @@ export class Telltale {
   optOut() {
     this.#guard(() => {
       this.#pending = [];
+      this.#shared = []; // the next hand-over names them again
       this.#core.setOptedOut(true);
       this.#local.remove(this.#queueKey);
       this.#local.set(OPT_OUT_KEY, '1');
@@ -360,18 +368,18 @@ export class Telltale {
     return tab;
   }
 
-  /** Builds the event and queues it: no network or storage I/O on this path. */
+  /** Builds the event's line and queues it: no network, storage or wasm on this path. */
   #enqueue(type, name, props) {
-    const core = this.#core;
-    if (!core.collecting()) return;
+    if (!this.#core.collecting()) return;
     if (typeof name !== 'string' || !name) return this.#report('an event needs a name');
     const flat = flatProps(props);
     if (typeof flat === 'string') return this.#report(flat);
     const ts = Date.now();
-    // An object until a beforeSend result is serialized in its place. One shape for every
-    // event: JSON leaves out a user id or URL that is undefined.
-    let event = /** @type {any} */ ({ id: this.#nextId(ts), type, name, ts, anonymous_id: this.#anon, props: flat, user_id: this.#user, url: currentUrl() });
+    const anon = this.#anon, user = this.#user, url = currentUrl();
+    let line;
     if (this.#o.beforeSend) {
+      // One shape for every event: JSON leaves out a user id or URL that is undefined.
+      const event = /** @type {any} */ ({ id: this.#core.nextIds(ts, 1), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });
       let edited = event;
       try {
         edited = this.#o.beforeSend(event);
@@ -382,28 +390,28 @@ export class Telltale {
       // Serialized now: the hook may keep and change what it returned. What JSON cannot
       // hold (a BigInt, a cycle) is reported and dropped here, not at the hand-over.
       try {
-        event = JSON.stringify(typeof edited === 'object' ? edited : event);
-        if (typeof event !== 'string') throw 0;
+        line = JSON.stringify(typeof edited === 'object' ? edited : event);
+        if (typeof line !== 'string') throw 0;
       } catch {
         return this.#report('beforeSend gave an event JSON cannot hold; it is dropped');
       }
+    } else {
+      // Only the time and the props (serialized from flatProps' copy: the event is what it
+      // was when tracked); the other parts go over on a line of their own when they differ
+      // from the last event's, and the core writes the rest of the JSON and the id as it
+      // queues the event (pushLines, telltale_core::capture). Building each event's whole
+      // JSON here cost more than everything else in track().
+      line = `${ts},"props":${JSON.stringify(flat)}`;
+      const shared = this.#shared;
+      if (shared[0] !== name || shared[1] !== type || shared[2] !== anon || shared[3] !== user || shared[4] !== url) {
+        this.#shared = [name, type, anon, user, url];
+        line = ',' + JSON.stringify({ type, name, anonymous_id: anon, user_id: user, url }).slice(1) + '\n' + line;
+      }
     }
-    this.#pending.push(event);
+    this.#pending.push(line);
     this.#save(); // hands the events over, and sends a full batch
     // More than the queue keeps goes over at once (the queue evicts by its budget).
     if (this.#pending.length >= this.#o.maxQueue && this.#drain()) this.#send(true);
-  }
-
-  /** The next event id. A second event within one millisecond takes a block of 32 ids
-   * from wasm (one crossing); a block serves only its millisecond, so an id's time is its
-   * event's. */
-  #nextId(ts) {
-    if (this.#idAt >= this.#ids.length || ts !== this.#idTs) {
-      this.#ids = this.#core.nextIds(ts, ts === this.#idTs ? 32 : 1);
-      this.#idAt = 0;
-      this.#idTs = ts;
-    }
-    return this.#ids.slice(this.#idAt, (this.#idAt += 36));
   }
 
   /** Hands the events gathered since the last call to the wasm queue, in one crossing.
@@ -411,7 +419,8 @@ export class Telltale {
   #drain() {
     const events = this.#pending;
     this.#pending = [];
-    return events.length > 0 && this.#core.pushLines(events.map((e) => (typeof e === 'string' ? e : JSON.stringify(e))).join('\n'));
+    this.#shared = []; // each hand-over starts with none
+    return events.length > 0 && this.#core.pushLines(events.join('\n'));
   }
 
   /** Sends one after another: a flush waits for the send in flight, then sends the rest. */
@@ -432,7 +441,7 @@ export class Telltale {
         const body = core.nextBody(Date.now(), onlyFull);
         if (body === undefined) break;
         const answer = await request(this.#o.eventsUrl, this.#o.key, body);
-        const outcome = core.settle(answer.status, answer.retryAfter, Date.now(), Math.random());
+        const outcome = core.settle(answer.status, retryAfterMs(answer.retryAfter), Date.now(), Math.random());
         if (outcome === Settled.Delivered) delivered += core.lastSettled;
         if (outcome === Settled.Dropped) this.#report(`the collector refused the batch with ${answer.status}; ${core.lastSettled} events dropped`);
         if (outcome === Settled.Retry) {

@@ -32,6 +32,7 @@ fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 use alloc::string::String;
+use telltale_core::capture::identified_line;
 use telltale_core::delivery::{after_send, backoff_ms, sampled, AfterSend};
 use telltale_core::hash::murmur3_32;
 use telltale_core::ids::{MonotonicUuidV7, SplitMix64};
@@ -156,14 +157,24 @@ impl Core {
         self.closed = true;
     }
 
-    /// Queues serialized events, one per line: `JSON.stringify` output, which never holds
-    /// a raw newline (the persisted form is one event per line too; the shell is the only
-    /// caller, and hands over what it gathered since the last call, never an empty string).
-    /// Returns true when the queue holds a full batch (a send under way just finds nothing more to start).
+    /// Queues the events `track()` recorded during a task, handed over in one crossing.
+    /// One item per line, all `JSON.stringify` text, which never holds a raw newline: an
+    /// event's time and props, whose id is written here
+    /// (`telltale_core::capture::identified_line`); a line starting with a comma, the parts
+    /// the events after it share (type, name, anonymous id, user id, URL); or a
+    /// `beforeSend` result, whole. The shell is the only caller, and hands over what it gathered since the last
+    /// call. Returns true when the queue holds a full batch (a send under way just finds
+    /// nothing more to start).
     #[wasm_bindgen(js_name = pushLines)]
     pub fn push_lines(&mut self, lines: &str) -> bool {
-        for json in lines.split('\n') {
-            self.outbox.push(QueuedEvent { json: json.into() });
+        let mut shared = "}";
+        for line in lines.split('\n') {
+            if line.starts_with(',') {
+                shared = line;
+            } else {
+                let json = identified_line(&mut self.ids, &mut self.rng, line, shared);
+                self.outbox.push(QueuedEvent { json });
+            }
         }
         self.outbox.len() >= self.flush_at
     }
@@ -196,17 +207,18 @@ impl Core {
     }
 
     /// Applies the answer to the body `nextBody` gave: `status` 0 for a network error,
-    /// `retryAfter` the header if any, `jitter` a random number in [0, 1).
+    /// `retryAfterMs` the wait its `Retry-After` asks for (NaN when none or unreadable),
+    /// `jitter` a random number in [0, 1).
     pub fn settle(
         &mut self,
         status: u16,
-        retry_after: Option<String>,
+        retry_after_ms: f64,
         now_ms: f64,
         jitter: f64,
     ) -> Settled {
         let status = (status != 0).then_some(status);
         let attempt = self.outbox.attempts() + 1;
-        let outcome = after_send(status, retry_after.as_deref(), attempt, now_ms, jitter);
+        let outcome = after_send(status, Some(retry_after_ms), attempt, now_ms, jitter);
         self.last_settled = self.outbox.settle(&outcome);
         match outcome {
             AfterSend::Delivered => Settled::Delivered,
@@ -327,6 +339,35 @@ mod tests {
             saved.lines().count(),
             5,
             "a header and four events: {saved}"
+        );
+    }
+
+    #[test]
+    fn lines_without_ids_get_them_and_shared_parts_follow_their_line() {
+        let mut core = Core::new(20, 10, 10_000, 1.0, 1, 2);
+        // As the shell writes them: parts when they change, then each event's time and props.
+        let handover = ",\"type\":\"track\",\"name\":\"x\",\"anonymous_id\":\"a-1\"}\n1767225600123,\"props\":{\"q\":1}\n\
+                        {\"id\":\"whole\"}\n1767225600123,\"props\":{}\n\
+                        ,\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a-1\",\"user_id\":\"u\"}\n1767225600124,\"props\":{}";
+        assert!(!core.push_lines(handover));
+        let saved = core.persist(0.0).unwrap();
+        let events: Vec<&str> = saved.lines().skip(1).collect();
+        assert_eq!(events.len(), 4, "{saved}");
+        assert!(events[0].starts_with("{\"id\":\"019b"), "{}", events[0]);
+        let track = "\"type\":\"track\",\"name\":\"x\",\"anonymous_id\":\"a-1\"}";
+        assert_eq!(
+            &events[0][43..],
+            format!("\",\"ts\":1767225600123,\"props\":{{\"q\":1}},{track}")
+        );
+        assert_eq!(events[1], "{\"id\":\"whole\"}");
+        assert_eq!(
+            &events[2][43..],
+            format!("\",\"ts\":1767225600123,\"props\":{{}},{track}")
+        );
+        assert_eq!(&events[3][43..], "\",\"ts\":1767225600124,\"props\":{},\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a-1\",\"user_id\":\"u\"}");
+        assert!(
+            events[0][7..43] < events[2][7..43] && events[2][7..43] < events[3][7..43],
+            "ids in order"
         );
     }
 

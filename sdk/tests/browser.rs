@@ -51,7 +51,7 @@ fn the_outbox_batches_sends_one_at_a_time_and_keeps_a_retried_batch_whole() {
     assert_eq!(first.matches("\"name\":\"e\"").count(), 3);
     assert!(core.next_body(t, true).is_none(), "one batch out at a time");
     // A 503 schedules a retry of the same batch (same body, same batch id).
-    assert!(core.settle(503, None, t, 0.0) == Settled::Retry);
+    assert!(core.settle(503, f64::NAN, t, 0.0) == Settled::Retry);
     assert!(core.retry_at() > t);
     core.retry_now();
     let again = core.next_body(t, true).unwrap();
@@ -61,7 +61,7 @@ fn the_outbox_batches_sends_one_at_a_time_and_keeps_a_retried_batch_whole() {
             .map(|s| s[..36].to_string())
     };
     assert_eq!(batch_id(&again), batch_id(&first));
-    assert!(core.settle(202, None, t, 0.0) == Settled::Delivered);
+    assert!(core.settle(202, f64::NAN, t, 0.0) == Settled::Delivered);
     assert_eq!(core.last_settled(), 3);
     assert_eq!(core.queue_length(), 2);
 }
@@ -94,7 +94,7 @@ async fn a_retry_after_is_honoured_by_the_clock() {
     core.push_lines(&event(1));
     let t = now();
     assert!(core.next_body(t, false).is_some());
-    assert!(core.settle(429, Some("1".into()), t, 0.0) == Settled::Retry);
+    assert!(core.settle(429, 1_000.0, t, 0.0) == Settled::Retry);
     assert!(
         core.next_body(now(), false).is_none(),
         "not before Retry-After"

@@ -3,6 +3,7 @@
 // stored a batch, page close without sendBeacon, the back/forward cache, storage limits
 // and disabled storage, two tabs, consent and sampling.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Collector, holdsFor, waitFor, launchChromium, loadSdk } from './harness.mjs';
 
@@ -95,6 +96,54 @@ describe('nothing lost', () => {
     assert.ok(await page.evaluate(() => window.errors.some((e) => /answered 429/.test(e))));
     await holdsFor(async () => (await collector.count('errors', 'flaky')) === 10, { what: 'exactly 10 after the retries' });
     await context.close();
+  });
+
+  test('Retry-After as an HTTP date (from a proxy in front of the collector) is honoured; an unreadable one backs off as usual', async () => {
+    // A local stand-in for a CDN or proxy (a third party): it answers the first POST of
+    // each round with 429 and the given Retry-After, then 202.
+    const rounds = [];
+    let answer;
+    const proxy = createServer((req, res) => {
+      const cors = { 'Access-Control-Allow-Origin': req.headers.origin || '*', 'Access-Control-Allow-Headers': 'Authorization, Content-Type', 'Access-Control-Expose-Headers': 'Retry-After' };
+      if (req.method === 'OPTIONS') { res.writeHead(204, cors); return res.end(); }
+      req.resume();
+      req.on('end', () => {
+        rounds.at(-1).push(Date.now());
+        const retryAfter = answer;
+        answer = undefined;
+        if (retryAfter !== undefined) { res.writeHead(429, { ...cors, 'Retry-After': retryAfter }); return res.end('{}'); }
+        res.writeHead(202, { ...cors, 'Content-Type': 'application/json' });
+        res.end('{"accepted":1,"duplicates":0,"rejected":[]}');
+      });
+    });
+    await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${proxy.address().port}`;
+      const context = await browser.newContext();
+      const { page } = await open(context);
+      await start(page, { endpoint, key: 'k', flushAt: 1, flushIntervalMs: 3_600_000 });
+      const round = async (retryAfter) => {
+        rounds.push([]);
+        answer = retryAfter;
+        await page.evaluate(() => window.tt.track('through_a_proxy', {}));
+        await waitFor(() => rounds.at(-1).length === 2, { what: 'the retry', timeoutMs: 15_000 });
+        const [first, second] = rounds.at(-1);
+        return second - first;
+      };
+      // Four seconds ahead, to the second: the retry waits at least three.
+      const date = new Date(Math.floor(Date.now() / 1000) * 1000 + 4000).toUTCString();
+      assert.match(date, /^\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT$/);
+      const waitedForDate = await round(date);
+      assert.ok(waitedForDate >= 2_900, `the date was honoured: ${waitedForDate} ms`);
+      // The first backoff is 0.5 to 1 s.
+      const waitedForNonsense = await round('soon');
+      assert.ok(waitedForNonsense < 2_000, `an unreadable Retry-After backs off as usual: ${waitedForNonsense} ms`);
+      const waitedForSeconds = await round('2');
+      assert.ok(waitedForSeconds >= 1_950 && waitedForSeconds < 3_500, `delay seconds: ${waitedForSeconds} ms`);
+      await context.close();
+    } finally {
+      proxy.close();
+    }
   });
 
   test('a retry after the server already stored the batch counts once', async () => {
@@ -265,6 +314,18 @@ describe('consent and privacy', () => {
     assert.equal(again, true, 'the choice persists');
     await page.evaluate(() => { window.tt.optIn(); window.tt.track('after_opt_in', {}); });
     await collector.waitForCount('consent', 'after_opt_in', 1);
+    // All in one task: what was tracked before opting out is forgotten, and an event after
+    // opting in again still carries its anonymous id and URL.
+    await page.evaluate(() => {
+      window.tt.track('should_not_exist', {});
+      window.tt.optOut();
+      window.tt.optIn();
+      window.tt.track('same_task_opt_in', {});
+    });
+    await collector.waitForCount('consent', 'same_task_opt_in', 1);
+    const sameTask = posts.flatMap((p) => p.events).find((e) => e.name === 'same_task_opt_in');
+    assert.equal(typeof sameTask.anonymous_id, 'string');
+    assert.match(sameTask.url, /^http:\/\/127\.0\.0\.1/);
     assert.ok(posts.every((p) => p.events.every((e) => e.name !== 'should_not_exist')));
     assert.equal(await page.evaluate(() => document.cookie), '', 'no cookies');
     await context.close();
