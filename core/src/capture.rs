@@ -10,31 +10,35 @@ use crate::ids::{MonotonicUuidV7, SplitMix64};
 
 /// The queued form of one handed-over line. A line that starts with a digit is an event
 /// without its id and without the parts it shares with the events around it: its time in
-/// ms, then its JSON object after `"ts":` up to those parts
-/// (`1767225600123,"type":"track","name":"search","props":{}`); it becomes
-/// `{"id":"<UUIDv7 for that time>","ts":`, the line, and `shared` (the last line that
-/// started with a comma: `,"anonymous_id":"...","url":"..."}`). Any other line (a
-/// `beforeSend` result, which has its own id) is queued as it is.
+/// ms, then its props as a JSON object (`1767225600123{"q":"rust"}`); it becomes
+/// `{"id":"<UUIDv7 for that time>","ts":1767225600123,"props":{"q":"rust"}` and `shared`
+/// (the parts: `,"type":"track","name":"search","anonymous_id":"..."}`). Any other line
+/// (a `beforeSend` result, which has its own id) is queued as it is.
 pub fn identified_line(
     ids: &mut MonotonicUuidV7,
     rng: &mut SplitMix64,
     line: &str,
     shared: &str,
 ) -> String {
-    let digits = line.bytes().take_while(u8::is_ascii_digit);
-    if digits.clone().next().is_none() {
+    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+    let (Some(time), Some(props)) = (line.get(..digits), line.get(digits..)) else {
+        return line.into();
+    };
+    if time.is_empty() {
         return line.into();
     }
     // Wrapping: a 21-digit "time" makes a strange id, never a panic (the shell writes
     // `Date.now()`).
-    let ts_ms = digits.fold(0u64, |n, d| {
+    let ts_ms = time.bytes().fold(0u64, |n, d| {
         n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
     });
-    let mut out = String::with_capacity(line.len() + shared.len() + 50);
+    let mut out = String::with_capacity(line.len() + shared.len() + 60);
     out.push_str("{\"id\":\"");
     ids.push_next(&mut out, ts_ms, rng.uuid_bytes());
     out.push_str("\",\"ts\":");
-    out.push_str(line);
+    out.push_str(time);
+    out.push_str(",\"props\":");
+    out.push_str(props);
     out.push_str(shared);
     out
 }
@@ -51,13 +55,15 @@ mod tests {
     #[test]
     fn a_line_without_its_id_gets_one_for_its_time_and_the_collector_takes_it() {
         let mut ids = MonotonicUuidV7::default();
-        let text =
-            "1767225600123,\"type\":\"track\",\"name\":\"search\",\"props\":{\"q\":\"a\\nb\"}";
-        let shared = ",\"anonymous_id\":\"anon-1\",\"url\":\"https://x.test/\"}";
+        let text = "1767225600123{\"q\":\"a\\nb\"}";
+        let shared = ",\"type\":\"track\",\"name\":\"search\",\"anonymous_id\":\"anon-1\",\"url\":\"https://x.test/\"}";
         let event = identified_line(&mut ids, &mut SplitMix64::new(7), text, shared);
         assert!(!event.contains('\n'));
         assert_eq!(&event[..7], "{\"id\":\"");
-        assert_eq!(&event[43..], format!("\",\"ts\":{text}{shared}"));
+        assert_eq!(
+            &event[43..],
+            format!("\",\"ts\":1767225600123,\"props\":{{\"q\":\"a\\nb\"}}{shared}")
+        );
         let id = &event[7..43];
         assert_eq!(&id[14..15], "7", "UUIDv7: {id}");
         assert_eq!(
@@ -85,13 +91,13 @@ mod tests {
         assert_eq!(line("", &mut ids), "");
         let mut last = String::new();
         for _ in 0..100 {
-            let event = line("1767225600123,\"type\":\"track\"", &mut ids);
+            let event = line("1767225600123{}", &mut ids);
             let id = event[7..43].to_string();
             assert!(id > last, "{id} after {last}");
             last = id;
         }
         // A "time" too long for u64 wraps instead of panicking.
-        let odd = line("999999999999999999999999,\"type\":\"track\"", &mut ids);
+        let odd = line("999999999999999999999999{}", &mut ids);
         assert!(odd.starts_with("{\"id\":\""));
     }
 }

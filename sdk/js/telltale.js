@@ -401,7 +401,7 @@ export class Telltale {
       // from the last event's, and the core writes the rest of the JSON and the id as it
       // queues the event (pushLines, telltale_core::capture). Building each event's whole
       // JSON here cost more than everything else in track().
-      line = `${ts},"props":${JSON.stringify(flat)}`;
+      line = ts + JSON.stringify(flat);
       const shared = this.#shared;
       if (shared[0] !== name || shared[1] !== type || shared[2] !== anon || shared[3] !== user || shared[4] !== url) {
         this.#shared = [name, type, anon, user, url];

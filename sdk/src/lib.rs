@@ -159,7 +159,7 @@ impl Core {
 
     /// Queues the events `track()` recorded during a task, handed over in one crossing.
     /// One item per line, all `JSON.stringify` text, which never holds a raw newline: an
-    /// event's time and props, whose id is written here
+    /// event's time and props (`1767225600123{"q":"rust"}`), whose JSON and id are written here
     /// (`telltale_core::capture::identified_line`); a line starting with a comma, the parts
     /// the events after it share (type, name, anonymous id, user id, URL); or a
     /// `beforeSend` result, whole. The shell is the only caller, and hands over what it gathered since the last
@@ -346,9 +346,9 @@ mod tests {
     fn lines_without_ids_get_them_and_shared_parts_follow_their_line() {
         let mut core = Core::new(20, 10, 10_000, 1.0, 1, 2);
         // As the shell writes them: parts when they change, then each event's time and props.
-        let handover = ",\"type\":\"track\",\"name\":\"x\",\"anonymous_id\":\"a-1\"}\n1767225600123,\"props\":{\"q\":1}\n\
-                        {\"id\":\"whole\"}\n1767225600123,\"props\":{}\n\
-                        ,\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a-1\",\"user_id\":\"u\"}\n1767225600124,\"props\":{}";
+        let handover = ",\"type\":\"track\",\"name\":\"x\",\"anonymous_id\":\"a-1\"}\n1767225600123{\"q\":1}\n\
+                        {\"id\":\"whole\"}\n1767225600123{}\n\
+                        ,\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a-1\",\"user_id\":\"u\"}\n1767225600124{}";
         assert!(!core.push_lines(handover));
         let saved = core.persist(0.0).unwrap();
         let events: Vec<&str> = saved.lines().skip(1).collect();
