@@ -12,20 +12,27 @@ use crate::ids::{MonotonicUuidV7, SplitMix64};
 /// without its id and without the parts it shares with the events around it: its time in
 /// ms, then its props as a JSON object (`1767225600123{"q":"rust"}`); it becomes
 /// `{"id":"<UUIDv7 for that time>","ts":1767225600123,"props":{"q":"rust"}` and `shared`
-/// (the parts: `,"type":"track","name":"search","anonymous_id":"..."}`). Any other line
-/// (a `beforeSend` result, which has its own id) is queued as it is.
+/// (the parts: `,"type":"track","name":"search","anonymous_id":"..."}`). A line that
+/// starts with `{` (a `beforeSend` result, which has its own id) is queued as it is.
+/// Anything else is not an event and gives `None`: queued, it would make its whole batch
+/// invalid JSON (the shell writes none). The id's time is the event's, or later when the
+/// generator already gave an id for a later time (ids stay in order; nothing reads their
+/// time but sorting).
 pub fn identified_line(
     ids: &mut MonotonicUuidV7,
     rng: &mut SplitMix64,
     line: &str,
     shared: &str,
-) -> String {
+) -> Option<String> {
     let digits = line.bytes().take_while(u8::is_ascii_digit).count();
     let (Some(time), Some(props)) = (line.get(..digits), line.get(digits..)) else {
-        return line.into();
+        return None;
     };
+    if !props.starts_with('{') {
+        return None;
+    }
     if time.is_empty() {
-        return line.into();
+        return Some(line.into());
     }
     // Wrapping: a 21-digit "time" makes a strange id, never a panic (the shell writes
     // `Date.now()`).
@@ -40,16 +47,17 @@ pub fn identified_line(
     out.push_str(",\"props\":");
     out.push_str(props);
     out.push_str(shared);
-    out
+    Some(out)
 }
 
 // serde_json and the collector's reader come with `full`.
 #[cfg(all(test, feature = "full"))]
 mod tests {
+    #![allow(clippy::expect_used)]
     use super::*;
 
     fn line(text: &str, ids: &mut MonotonicUuidV7) -> String {
-        identified_line(ids, &mut SplitMix64::new(7), text, "}")
+        identified_line(ids, &mut SplitMix64::new(7), text, "}").expect("an event line")
     }
 
     #[test]
@@ -57,7 +65,8 @@ mod tests {
         let mut ids = MonotonicUuidV7::default();
         let text = "1767225600123{\"q\":\"a\\nb\"}";
         let shared = ",\"type\":\"track\",\"name\":\"search\",\"anonymous_id\":\"anon-1\",\"url\":\"https://x.test/\"}";
-        let event = identified_line(&mut ids, &mut SplitMix64::new(7), text, shared);
+        let event =
+            identified_line(&mut ids, &mut SplitMix64::new(7), text, shared).expect("event");
         assert!(!event.contains('\n'));
         assert_eq!(&event[..7], "{\"id\":\"");
         assert_eq!(
@@ -88,7 +97,23 @@ mod tests {
     fn whole_lines_stay_as_they_are_and_ids_keep_their_order() {
         let mut ids = MonotonicUuidV7::default();
         assert_eq!(line("{\"id\":\"x\"}", &mut ids), "{\"id\":\"x\"}");
-        assert_eq!(line("", &mut ids), "");
+        // Not events: nothing that would make a batch invalid JSON is queued.
+        for text in [
+            "",
+            "5",
+            "12\"x\"",
+            "1767225600123.5{}",
+            "-1{}",
+            "[1]",
+            "\"s\"",
+            "x{}",
+        ] {
+            assert_eq!(
+                identified_line(&mut ids, &mut SplitMix64::new(7), text, "}"),
+                None,
+                "{text}"
+            );
+        }
         let mut last = String::new();
         for _ in 0..100 {
             let event = line("1767225600123{}", &mut ids);

@@ -40,8 +40,8 @@ pub fn backoff_ms(failures: u32, max_ms: f64) -> f64 {
 
 /// Decides after a send. `status` is `None` for a network error. `retry_after_ms` is the
 /// wait the answer's `Retry-After` asks for (the SDK's shell reads the header: delay
-/// seconds, or an HTTP date, which the browser's own date parser reads); NaN or a
-/// negative wait counts as none. `jitter` is a random number in [0, 1) (passed in);
+/// seconds, or an HTTP date, which the browser's own date parser reads); NaN counts as
+/// none, and the wait is at least the backoff. `jitter` is a random number in [0, 1) (passed in);
 /// `attempt` counts failures of this batch, from 1.
 pub fn after_send(
     status: Option<u16>,
@@ -56,8 +56,11 @@ pub fn after_send(
     };
     match status {
         Some(s) if (200..300).contains(&s) => AfterSend::Delivered,
+        // Never sooner than the backoff: `Retry-After: 0`, or a date the client's clock has
+        // passed, would otherwise retry at once, again and again, against a server that
+        // is already refusing.
         Some(429 | 503) => match retry_after_ms.filter(|wait| *wait >= 0.0) {
-            Some(wait) => AfterSend::RetryAt(now_ms + wait.min(MAX_RETRY_AFTER_MS)),
+            Some(wait) => AfterSend::RetryAt(backoff().max(now_ms + wait.min(MAX_RETRY_AFTER_MS))),
             None => AfterSend::RetryAt(backoff()),
         },
         None | Some(408) => AfterSend::RetryAt(backoff()),
@@ -112,22 +115,23 @@ mod tests {
             AfterSend::RetryAt(3_000.0)
         );
         assert_eq!(
-            after_send(Some(503), Some(0.0), 1, 4_000.0, 0.9),
-            AfterSend::RetryAt(4_000.0),
-            "a date already past: at once"
-        );
-        assert_eq!(
             after_send(Some(429), Some(999_999_000.0), 1, 0.0, 0.9),
             AfterSend::RetryAt(MAX_RETRY_AFTER_MS)
         );
-        // None, unreadable (NaN) or negative: the usual backoff (500..1,000 ms at attempt 1).
-        for wait in [None, Some(f64::NAN), Some(-1.0)] {
+        // Zero, a date already past (negative), unreadable (NaN) or none: the usual
+        // backoff (500..1,000 ms at attempt 1), never at once.
+        for wait in [Some(0.0), Some(-5_000.0), None, Some(f64::NAN)] {
             assert_eq!(
-                after_send(Some(429), wait, 1, 0.0, 1.0),
-                AfterSend::RetryAt(1_000.0),
+                after_send(Some(503), wait, 1, 4_000.0, 1.0),
+                AfterSend::RetryAt(5_000.0),
                 "{wait:?}"
             );
         }
+        // Shorter than the backoff at a later attempt: the backoff.
+        assert_eq!(
+            after_send(Some(429), Some(1_000.0), 3, 0.0, 1.0),
+            AfterSend::RetryAt(4_000.0)
+        );
         assert_eq!(
             after_send(Some(500), Some(30_000.0), 1, 0.0, 1.0),
             AfterSend::RetryAt(1_000.0),

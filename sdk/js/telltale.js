@@ -148,11 +148,14 @@ async function request(url, key, body, etag) {
   }
 }
 
-/** `Retry-After` as ms to wait: delay seconds, or an HTTP date (IMF-fixdate, which
- * `Date.parse` reads; a date already past is 0). NaN when absent or neither: the core then
- * backs off on its own. */
-const retryAfterMs = (value = '') => /^\d{1,15}$/.test(value) ? +value * 1000
-  : /^\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT$/.test(value) ? Math.max(0, Date.parse(value) - Date.now()) : NaN;
+/** `Retry-After` as ms to wait: delay seconds, or an HTTP date (IMF-fixdate), taken only
+ * when it reads back as exactly the same text, so that no engine's lenient `Date.parse`
+ * turns "31 Feb" into March. NaN when absent or neither: the core then backs off alone. */
+const retryAfterMs = (value = '') => {
+  if (/^\d{1,15}$/.test(value)) return +value * 1000;
+  const at = Date.parse(value);
+  return new Date(at).toUTCString() === value ? at - Date.now() : NaN;
+};
 
 /** Props as a fresh flat object, or an error message. */
 function flatProps(props) {
@@ -167,7 +170,9 @@ function flatProps(props) {
     if (!(v === null || t === 'string' || t === 'boolean' || (t === 'number' && Number.isFinite(v)))) {
       return `prop \`${k}\` must be a string, finite number, boolean or null`;
     }
-    out[k] = v;
+    // A prop named __proto__ (JSON.parse makes one) would set the copy's prototype instead.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+    else out[k] = v;
   }
   return out;
 }
@@ -181,17 +186,25 @@ const on = (target, type, fn, capture) => target?.addEventListener?.(type, fn, c
 
 // `location.href` serializes the URL on every read (about 0.8 µs in Chromium, as much as
 // the rest of track()), and reading `navigation.currentEntry` costs nearly as much. Where
-// the Navigation API is, its `currententrychange` event fires synchronously with every
-// change of the document's URL (pushState, replaceState, hash, traversals): the URL is
-// read once per entry. Without it (other
-// engines, and opaque origins such as file: pages in webviews, which have no entries),
-// on every event.
-let knownUrl, watchingUrl;
-const currentUrl = () => {
-  watchingUrl ??= globalThis.navigation?.currentEntry && !on(navigation, 'currententrychange', () => { knownUrl = ''; });
-  if (!watchingUrl) knownUrl = '';
-  return knownUrl ||= globalThis.location?.href.slice(0, MAX_URL_CHARS);
+// the Navigation API is, the URL is read once per history entry: `navigate` (fired before
+// any change of the document's URL: pushState, replaceState, hash, traversals) has it
+// read fresh on every event until `currententrychange` (synchronous with the change) or
+// `navigateerror` says which entry is current, so a page's own listeners of these events
+// get the new URL whatever order they were added in. Without entries (no Navigation API,
+// or an opaque origin such as a file: page in a webview), on every event.
+let knownUrl = '', urlCached = false, urlWatched = false;
+/** Each client's constructor calls this; the first subscribes. */
+const watchUrl = () => {
+  if (urlWatched || !globalThis.navigation?.currentEntry) return;
+  urlWatched = urlCached = true;
+  const settle = (cached) => () => { knownUrl = ''; urlCached = cached; };
+  on(navigation, 'navigate', settle(false));
+  on(navigation, 'currententrychange', settle(true));
+  on(navigation, 'navigateerror', settle(true));
 };
+const currentUrl = () => urlCached
+  ? (knownUrl ||= location.href.slice(0, MAX_URL_CHARS))
+  : globalThis.location?.href.slice(0, MAX_URL_CHARS);
 
 /** Clients made on this page: each after the first gets its own queue key. */
 let clientsOnPage = 0;
@@ -243,6 +256,7 @@ export class Telltale {
     this.#every(HEARTBEAT_MS, () => this.#save());
     const hide = () => this.#guard(() => this.#pageHidden());
     on(globalThis, 'pagehide', hide);
+    watchUrl();
     on(globalThis.document, 'visibilitychange', () => document.visibilityState === 'hidden' ? hide() : this.#refresh(false));
     on(globalThis, 'online', () => { this.#core.retryNow(); this.#send(false); });
     if (o.autocapture) on(globalThis.document, 'click', (e) => this.#guard(() => this.#click(e)), true);
@@ -368,13 +382,16 @@ export class Telltale {
     return tab;
   }
 
-  /** Builds the event's line and queues it: no network, storage or wasm on this path. */
+  /** Records the event as lines of the hand-over: no network or storage on this path,
+   * and no crossing into wasm beyond `collecting()` (and an id, with `beforeSend`). */
   #enqueue(type, name, props) {
     if (!this.#core.collecting()) return;
     if (typeof name !== 'string' || !name) return this.#report('an event needs a name');
     const flat = flatProps(props);
     if (typeof flat === 'string') return this.#report(flat);
-    const ts = Date.now();
+    // A whole, non-negative number of ms even where a page patched Date.now: the core
+    // reads the time's digits.
+    const ts = Math.max(0, Math.floor(Date.now()) || 0);
     const anon = this.#anon, user = this.#user, url = currentUrl();
     let line;
     if (this.#o.beforeSend) {
@@ -391,9 +408,10 @@ export class Telltale {
       // hold (a BigInt, a cycle) is reported and dropped here, not at the hand-over.
       try {
         line = JSON.stringify(typeof edited === 'object' ? edited : event);
-        if (typeof line !== 'string') throw 0;
+        // Only an object is an event (one whose toJSON gives a number is not).
+        if (typeof line !== 'string' || line[0] !== '{') throw 0;
       } catch {
-        return this.#report('beforeSend gave an event JSON cannot hold; it is dropped');
+        return this.#report('beforeSend gave an event JSON cannot hold as an object; it is dropped');
       }
     } else {
       // Only the time and the props (serialized from flatProps' copy: the event is what it

@@ -171,8 +171,7 @@ impl Core {
         for line in lines.split('\n') {
             if line.starts_with(',') {
                 shared = line;
-            } else {
-                let json = identified_line(&mut self.ids, &mut self.rng, line, shared);
+            } else if let Some(json) = identified_line(&mut self.ids, &mut self.rng, line, shared) {
                 self.outbox.push(QueuedEvent { json });
             }
         }

@@ -55,12 +55,14 @@ describe('SDK batching', () => {
     await context.close();
   });
 
-  test('each event carries the URL of its moment: pushState, replaceState, a hash change, back', async () => {
+  test('each event carries the URL of its moment: pushState, replaceState, a hash change, back, and in the page\'s own navigation listeners', async () => {
     const { page, posts, errors, context } = await sdkPage();
     const seen = await page.evaluate(async ({ endpoint, key }) => {
       // The SDK reads the URL once per history entry where the Navigation API is (Chromium):
-      // every change below must still reach the next event.
+      // every change below must still reach the next event, including events tracked by a
+      // page listener added before the SDK's own (MDN's analytics example).
       if (!window.navigation?.currentEntry) throw new Error('this test covers the Navigation API path');
+      navigation.addEventListener('currententrychange', () => window.tt.track('nav'));
       window.tt = new window.Telltale({ endpoint, key, flushAt: 100, flushIntervalMs: 3_600_000 });
       const urls = [];
       const step = (name) => { window.tt.track(name); urls.push(location.href); };
@@ -81,8 +83,9 @@ describe('SDK batching', () => {
       return urls;
     }, { endpoint: collector.url, key: collector.ingestKey });
     const events = posts.flatMap((p) => p.events);
-    assert.deepEqual(events.map((e) => e.name), ['u0', 'u1', 'u2', 'u3', 'u4', 'u5']);
-    assert.deepEqual(events.map((e) => e.url), seen);
+    assert.deepEqual(events.map((e) => e.name), ['u0', 'nav', 'u1', 'nav', 'u2', 'nav', 'u3', 'nav', 'u4', 'nav', 'u5']);
+    assert.deepEqual(events.filter((e) => e.name !== 'nav').map((e) => e.url), seen);
+    assert.deepEqual(events.filter((e) => e.name === 'nav').map((e) => e.url), seen.slice(1), 'the listener saw each new URL');
     assert.equal(new Set(seen).size, 5, `five distinct URLs, back returns to the fourth: ${seen}`);
     assert.equal(seen[5], seen[3]);
     assert.deepEqual(errors, []);
@@ -121,6 +124,28 @@ describe('SDK batching', () => {
     assert.equal(requests.length, settled, `requests after shutdown: ${requests.slice(settled).join(', ')}`);
     await collector.waitForCount('demo', 'before_shutdown', 1);
     assert.equal(await collector.count('demo', 'after_shutdown'), null);
+    await context.close();
+  });
+
+  test('odd but valid input: a prop named __proto__, Date.now patched to fractions or before 1970', async () => {
+    const { page, posts, errors, context } = await sdkPage();
+    await page.evaluate(async ({ endpoint, key }) => {
+      const tt = new window.Telltale({ endpoint, key, flushAt: 500, flushIntervalMs: 3_600_000 });
+      tt.track('proto', JSON.parse('{"__proto__":"p","ok":1}'));
+      const realNow = Date.now;
+      Date.now = () => realNow() + 0.5;
+      tt.track('fraction', {});
+      Date.now = () => -5;
+      tt.track('before_1970', {});
+      Date.now = realNow;
+      await tt.flush();
+    }, { endpoint: collector.url, key: collector.ingestKey });
+    const events = posts.flatMap((p) => p.events);
+    assert.deepEqual(events.map((e) => e.name), ['proto', 'fraction', 'before_1970'], 'one batch of valid JSON, none lost');
+    assert.deepEqual(Object.entries(events[0].props), [['__proto__', 'p'], ['ok', 1]]);
+    assert.ok(Number.isInteger(events[1].ts));
+    assert.equal(events[2].ts, 0);
+    assert.deepEqual(errors, []);
     await context.close();
   });
 

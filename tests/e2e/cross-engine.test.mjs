@@ -176,6 +176,44 @@ for (const name of ENGINES) {
       await page.close();
     });
 
+    test('each event carries the URL of its moment: pushState, replaceState, a hash change, back, and in the page\'s own navigation listeners', async () => {
+      const own = await ownApp();
+      const page = await sdkPage(engine, [LOG_SENDS]);
+      const { urls, navigationApi } = await page.evaluate(async (o) => {
+        // Where the Navigation API is, the SDK reads the URL once per history entry; a page
+        // listener added before the SDK's must still see the new URL.
+        const navigationApi = !!window.navigation?.currentEntry;
+        if (navigationApi) navigation.addEventListener('currententrychange', () => window.tt.track('nav'));
+        window.tt = new window.Telltale({ flagMode: 'off', ...o });
+        const seen = [];
+        const step = (name) => { window.tt.track(name); seen.push(location.href); };
+        step('u0');
+        history.pushState({}, '', '/healthz?step=1');
+        step('u1');
+        history.replaceState({}, '', '/healthz?step=2');
+        step('u2');
+        location.hash = 'three';
+        step('u3');
+        history.pushState({}, '', '/healthz?step=4');
+        step('u4');
+        const back = new Promise((resolve) => addEventListener('popstate', resolve, { once: true }));
+        history.back();
+        await back;
+        step('u5');
+        await window.tt.flush();
+        return { urls: seen, navigationApi };
+      }, { endpoint: collector.url, key: own.ingest_key, flushAt: 100, flushIntervalMs: 3_600_000 });
+      const events = (await page.evaluate(() => window.sentBatches())).flatMap((b) => b.body.events);
+      const steps = events.filter((e) => e.name !== 'nav');
+      assert.deepEqual(steps.map((e) => e.name), ['u0', 'u1', 'u2', 'u3', 'u4', 'u5']);
+      assert.deepEqual(steps.map((e) => e.url), urls);
+      assert.equal(new Set(urls).size, 5, `five distinct URLs, back returns to the fourth: ${urls}`);
+      if (navigationApi) assert.deepEqual(events.filter((e) => e.name === 'nav').map((e) => e.url), urls.slice(1), 'the listener saw each new URL');
+      console.log(`ℹ ${name}: Navigation API ${navigationApi ? 'present (URL read once per entry)' : 'absent (URL read per event)'}`);
+      assert.deepEqual(await page.errors(), []);
+      await page.close();
+    });
+
     for (const [how, setups, via] of [['sendBeacon', [LOG_SENDS], 'beacon'], ['keepalive fetch (no sendBeacon)', [NO_BEACON, LOG_SENDS], 'fetch']]) {
       test(`page close delivers by ${how}`, async () => {
         const own = await ownApp();
