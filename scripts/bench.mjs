@@ -20,6 +20,7 @@ import { measureSdk } from './sdk-size.mjs';
 import { FOLD_STATEMENTS, storeEventsSql } from './store-sql.mjs';
 import { benchContexts, growthbookPayload, unleashContext, unleashFeatures } from './flag-peers.mjs';
 import { captureSideBySide } from './capture-bench.mjs';
+import { trackBursts } from './track-bursts.mjs';
 import { ensureAll, ensureBrowsers, PATHS, ROOT, run as runTool } from './toolchain.mjs';
 
 if (!process.versions.node.startsWith('22.')) {
@@ -421,8 +422,8 @@ console.log(`D1 bytes per event (SQLite dbstat, ${TOTAL} events over 7 days): `
 console.log(`SQLite ceiling (file database, WAL, ${EVENTS_PER_REQUEST} events per transaction): ${results.sqlite_store_events_per_s} events/s with the consumer's statements `
   + `(store_events.sql); ${results.sqlite_per_event_triggers_events_per_s} events/s with the old per-event triggers; ${results.sqlite_bare_events_per_s} events/s into a bare table`);
 /** µs per `track()` in each browser engine (Chromium, Firefox ESR, WebKitGTK), through the
- * same page code: the median of 5 bursts of 19,000 calls, the events' hand-over into wasm
- * included (reading droppedCount forces it inside the timed span). */
+ * same page code (track-bursts.mjs): the median of 5 bursts of 19,000 calls, the events'
+ * hand-over into wasm included. */
 async function trackCost(collector) {
   const out = {};
   for (const name of ENGINES) {
@@ -430,20 +431,7 @@ async function trackCost(collector) {
     try {
       const page = await engine.newPage();
       await page.open(`${collector.url}/healthz`);
-      out[name] = await page.evaluate(({ endpoint, key }) => {
-        const tt = new window.Telltale({ endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxQueue: 100000, maxStorageBytes: 50000000 });
-        for (let i = 0; i < 2000; i++) tt.track('warmup', { i });
-        const n = 19000; // 5 bursts and the warm-up stay within maxQueue: no send in between
-        const rounds = [];
-        for (let r = 0; r < 5; r++) {
-          const t0 = performance.now();
-          for (let i = 0; i < n; i++) tt.track('bench_track', { i, plan: 'pro' });
-          if (tt.droppedCount !== 0) throw new Error('the bench queue dropped events');
-          rounds.push(((performance.now() - t0) * 1000) / n);
-        }
-        rounds.sort((a, b) => a - b);
-        return { calls_per_round: n, us_per_call: +rounds[2].toFixed(2), user_agent: navigator.userAgent };
-      }, { endpoint: collector.url, key: collector.ingestKey });
+      out[name] = await page.evaluate(trackBursts, { endpoint: collector.url, key: collector.ingestKey });
       await page.close();
     } finally {
       await engine.close();

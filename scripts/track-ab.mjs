@@ -1,8 +1,9 @@
 // Compares builds of the SDK on track() in Chromium, alternately, in one browser: on this
 // 2-core VM the same build varies by up to 2x between page loads, so one build's figure
 // against another's from a different run says little. Each round loads every build in
-// turn in a fresh page and times, like BENCH_ONLY=track, 5 bursts of 19,000 calls with
-// the hand-over into wasm (the median burst); the figure per build is the median page.
+// turn in a fresh page and times the bursts BENCH_ONLY=track times (track-bursts.mjs: 5
+// bursts of 19,000 calls with the hand-over into wasm, the median burst); the figure per
+// build is the median page.
 // Usage: copy a build's www/sdk to a directory, change the SDK, `npm start` or
 // `npm test` rebuilds www/sdk, then
 //   node scripts/track-ab.mjs /tmp/sdk-before www/sdk        (ROUNDS=8 by default)
@@ -12,6 +13,7 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { PATHS, ensureBrowsers } from './toolchain.mjs';
+import { trackBursts } from './track-bursts.mjs';
 
 const builds = process.argv.slice(2).map((dir) => resolve(dir));
 if (builds.length < 1) throw new Error('usage: node scripts/track-ab.mjs <sdk dir> [<sdk dir> ...]');
@@ -53,24 +55,9 @@ try {
       const page = await browser.newPage();
       await page.goto(`${origin}/${b}/`);
       await page.waitForFunction(() => window.ready);
-      const r = await page.evaluate((endpoint) => {
-        const tt = new window.Telltale({ endpoint, key: 'k', flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxQueue: 100000, maxStorageBytes: 50000000 });
-        for (let i = 0; i < 2000; i++) tt.track('warmup', { i });
-        void tt.droppedCount;
-        const n = 19000, totals = [], calls = [];
-        for (let burst = 0; burst < 5; burst++) {
-          const t0 = performance.now();
-          for (let i = 0; i < n; i++) tt.track('bench_track', { i, plan: 'pro' });
-          const t1 = performance.now();
-          if (tt.droppedCount !== 0) throw new Error('the queue dropped events');
-          totals.push(((performance.now() - t0) * 1000) / n);
-          calls.push(((t1 - t0) * 1000) / n);
-        }
-        const median = (xs) => xs.sort((x, y) => x - y)[2];
-        return { total: median(totals), calls: median(calls) };
-      }, origin);
-      figures[b].total.push(r.total);
-      figures[b].calls.push(r.calls);
+      const r = await page.evaluate(trackBursts, { endpoint: origin, key: 'k' });
+      figures[b].total.push(r.us_per_call);
+      figures[b].calls.push(r.calls_only_us);
       await page.evaluate(() => localStorage.clear());
       await page.close();
     }

@@ -41,8 +41,8 @@ pub fn backoff_ms(failures: u32, max_ms: f64) -> f64 {
 /// Decides after a send. `status` is `None` for a network error. `retry_after_ms` is the
 /// wait the answer's `Retry-After` asks for (the SDK's shell reads the header: delay
 /// seconds, or an HTTP date, which the browser's own date parser reads); NaN counts as
-/// none, and the wait is at least the backoff. `jitter` is a random number in [0, 1) (passed in);
-/// `attempt` counts failures of this batch, from 1.
+/// none, and the wait is at least the backoff. `jitter` is a random number in [0, 1)
+/// (passed in); `attempt` counts failures of this batch, from 1.
 pub fn after_send(
     status: Option<u16>,
     retry_after_ms: Option<f64>,
@@ -58,11 +58,11 @@ pub fn after_send(
         Some(s) if (200..300).contains(&s) => AfterSend::Delivered,
         // Never sooner than the backoff: `Retry-After: 0`, or a date the client's clock has
         // passed, would otherwise retry at once, again and again, against a server that
-        // is already refusing.
-        Some(429 | 503) => match retry_after_ms.filter(|wait| *wait >= 0.0) {
-            Some(wait) => AfterSend::RetryAt(backoff().max(now_ms + wait.min(MAX_RETRY_AFTER_MS))),
-            None => AfterSend::RetryAt(backoff()),
-        },
+        // is already refusing. NaN (unreadable) fails the filter: the backoff alone.
+        Some(429 | 503) => {
+            let asked = retry_after_ms.filter(|wait| *wait >= 0.0).unwrap_or(0.0);
+            AfterSend::RetryAt(backoff().max(now_ms + asked.min(MAX_RETRY_AFTER_MS)))
+        }
         None | Some(408) => AfterSend::RetryAt(backoff()),
         Some(s) if s >= 500 => AfterSend::RetryAt(backoff()),
         Some(s) => AfterSend::Drop(s),

@@ -159,12 +159,12 @@ impl Core {
 
     /// Queues the events `track()` recorded during a task, handed over in one crossing.
     /// One item per line, all `JSON.stringify` text, which never holds a raw newline: an
-    /// event's time and props (`1767225600123{"q":"rust"}`), whose JSON and id are written here
-    /// (`telltale_core::capture::identified_line`); a line starting with a comma, the parts
-    /// the events after it share (type, name, anonymous id, user id, URL); or a
-    /// `beforeSend` result, whole. The shell is the only caller, and hands over what it gathered since the last
-    /// call. Returns true when the queue holds a full batch (a send under way just finds
-    /// nothing more to start).
+    /// event's time and props (`1767225600123{"q":"rust"}`), whose JSON and id are
+    /// written here (`telltale_core::capture::identified_line`); a line starting with a
+    /// comma, the parts the events after it share (type, name, anonymous id, user id,
+    /// URL); or a `beforeSend` result, whole. The shell is the only caller, and hands over
+    /// what it gathered since the last call. Returns true when the queue holds a full
+    /// batch (a send under way just finds nothing more to start).
     #[wasm_bindgen(js_name = pushLines)]
     pub fn push_lines(&mut self, lines: &str) -> bool {
         let mut shared = "}";
