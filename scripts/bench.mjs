@@ -510,7 +510,9 @@ if (only === 'capture') {
 }
 
 const printTrack = (track) => console.log(`track() per engine, µs per call (median of 5 bursts of ${track.chromium.calls_per_round}, events handed into wasm included): `
-  + ENGINES.map((n) => `${n} ${track[n].us_per_call}`).join(', '));
+  + ENGINES.map((n) => `${n} ${track[n].us_per_call}`).join(', ')
+  + `; into a full queue of ${track.chromium.calls_per_round} (each event evicts the oldest): `
+  + ENGINES.map((n) => `${n} ${track[n].full_queue_us_per_call}`).join(', '));
 
 const collector = await Collector.start({ devHooks: false });
 const printArchive = (a) => console.log(`Archive via wrangler dev (${a.events} events two days old, retention 1 day): ${a.events_per_s} events/s moved to R2 `

@@ -2,7 +2,7 @@
 
 use alloc::string::String;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+const HEX_DIGITS: &str = "0123456789abcdef";
 
 /// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes.
 pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
@@ -24,8 +24,12 @@ pub fn push_uuid_v7(out: &mut String, now_ms: u64, random: [u8; 10]) {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        // Digits as one-character strs: in the size-optimized wasm a `push` of a char (a
+        // call that checks the capacity and encodes the char) per digit was most of what
+        // queueing an event cost.
+        for nibble in [usize::from(b >> 4), usize::from(b & 0x0f)] {
+            out.push_str(HEX_DIGITS.get(nibble..=nibble).unwrap_or("0"));
+        }
     }
 }
 

@@ -20,9 +20,13 @@ pub const ENVELOPE_OVERHEAD_BYTES: usize = 128;
 /// counted, so loss is reported instead of silent.
 #[derive(Debug, Default)]
 pub struct EventQueue {
-    /// Oldest first. A Vec rather than a VecDeque: removals from the front are batched
-    /// (one `drain` per batch or eviction), and it is less code in the SDK's wasm.
+    /// Oldest first, from `head`. A Vec rather than a VecDeque (less code in the SDK's
+    /// wasm): a batch leaves the front in one `drain`, and evicted events leave their
+    /// slots empty below `head` until those are half the Vec, so that a full queue does not
+    /// shift every event along on each push (which made each `track()` cost as much as the
+    /// queue is long).
     pending: Vec<QueuedEvent>,
+    head: usize,
     capacity: usize,
     max_bytes: usize,
     bytes: usize,
@@ -34,6 +38,7 @@ impl EventQueue {
     pub fn new(capacity: usize, max_bytes: usize) -> Self {
         EventQueue {
             pending: Vec::new(),
+            head: 0,
             capacity: capacity.max(1),
             max_bytes: max_bytes.max(1),
             bytes: 0,
@@ -47,24 +52,42 @@ impl EventQueue {
         self.bytes += event.json.len();
         self.pending.push(event);
         self.evict_over_budget();
-        self.pending.len()
+        self.len()
     }
 
     fn evict_over_budget(&mut self) {
-        let mut evict = self.pending.len().saturating_sub(self.capacity);
+        let live = self.live();
+        let mut evict = live.len().saturating_sub(self.capacity);
         let mut bytes = self.bytes;
-        for old in &self.pending[..evict] {
+        for old in &live[..evict] {
             bytes -= old.json.len();
         }
-        while bytes > self.max_bytes && self.pending.len() - evict > 1 {
-            bytes -= self.pending[evict].json.len();
+        while bytes > self.max_bytes && live.len() - evict > 1 {
+            bytes -= live[evict].json.len();
             evict += 1;
         }
-        if evict > 0 {
-            self.pending.drain(..evict);
-            self.bytes = bytes;
-            self.dropped += evict as u64;
+        if evict == 0 {
+            return;
         }
+        for old in &mut self.pending[self.head..self.head + evict] {
+            old.json = String::new(); // freed now, its slot at the next compaction
+        }
+        self.head += evict;
+        self.bytes = bytes;
+        self.dropped += evict as u64;
+        if self.head * 2 >= self.pending.len() {
+            self.compact();
+        }
+    }
+
+    /// Removes the empty slots of evicted events.
+    fn compact(&mut self) {
+        self.pending.drain(..self.head);
+        self.head = 0;
+    }
+
+    fn live(&self) -> &[QueuedEvent] {
+        self.pending.get(self.head..).unwrap_or_default()
     }
 
     /// Serialized bytes held.
@@ -74,15 +97,15 @@ impl EventQueue {
 
     /// Events waiting, oldest first (for persistence).
     pub fn iter(&self) -> impl Iterator<Item = &QueuedEvent> {
-        self.pending.iter()
+        self.live().iter()
     }
 
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() - self.head
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
     }
 
     /// Events evicted and not yet reported to the collector.
@@ -100,6 +123,7 @@ impl EventQueue {
     /// `max_bytes` of body. The first event is always taken so that one oversized event
     /// cannot block the queue (the server will reject it and say why).
     pub fn take_batch(&mut self, max_events: usize, max_bytes: usize) -> Vec<QueuedEvent> {
+        self.compact();
         let mut count = 0;
         let mut bytes = ENVELOPE_OVERHEAD_BYTES;
         for next in &self.pending {
@@ -117,12 +141,14 @@ impl EventQueue {
     /// Puts a batch whose send failed back at the front, in its original order.
     pub fn requeue_front(&mut self, batch: Vec<QueuedEvent>) {
         self.bytes += batch.iter().map(|e| e.json.len()).sum::<usize>();
+        self.compact();
         self.pending.splice(..0, batch);
         self.evict_over_budget();
     }
 
     /// Removes and returns everything, oldest first.
     pub fn drain_all(&mut self) -> Vec<QueuedEvent> {
+        self.compact();
         self.bytes = 0;
         core::mem::take(&mut self.pending)
     }
@@ -247,6 +273,41 @@ mod tests {
         assert_eq!(q.dropped(), 1);
         q.acknowledge_dropped(5);
         assert_eq!(q.dropped(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_evicts_one_by_one_without_keeping_slots() {
+        let mut q = EventQueue::new(5, 1 << 20);
+        for i in 0..1_000u64 {
+            q.push(ev(i as usize, 1));
+            let kept = (i + 1).min(5);
+            assert_eq!(q.len() as u64, kept);
+            assert_eq!(q.dropped(), i + 1 - kept);
+            let oldest: Vec<u64> = q.iter().map(n).collect();
+            assert_eq!(oldest, (i + 1 - kept..=i).collect::<Vec<_>>());
+            assert_eq!(
+                q.bytes(),
+                q.iter().map(|e| e.json.len()).sum::<usize>(),
+                "bytes count only the live events"
+            );
+            // Evicted slots are reclaimed once they are half the Vec: it never grows.
+            assert!(q.pending.len() <= 10, "{} slots", q.pending.len());
+        }
+        // Every other operation sees only the live events, in order.
+        let batch = q.take_batch(2, 1 << 20);
+        assert_eq!(batch.iter().map(n).collect::<Vec<_>>(), [995, 996]);
+        q.push(ev(1_000, 1));
+        q.requeue_front(batch);
+        assert_eq!(
+            q.iter().map(n).collect::<Vec<_>>(),
+            [996, 997, 998, 999, 1_000],
+            "the requeued batch goes first and the oldest of it is evicted"
+        );
+        assert_eq!(
+            q.drain_all().iter().map(n).collect::<Vec<_>>(),
+            [996, 997, 998, 999, 1_000]
+        );
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -157,10 +157,11 @@ const retryAfterMs = (value = '') => {
   return new Date(at).toUTCString() === value ? at - Date.now() : NaN;
 };
 
-/** Props as a fresh flat object, or an error message. */
-function flatProps(props) {
-  const out = {};
-  if (props == null) return out;
+/** Why `props` cannot be an event's props (a flat object of strings, finite numbers,
+ * booleans and nulls), or '' when it can. With `copy`, the props (own, defined) go into
+ * it as they are read. */
+function propsError(props, copy) {
+  if (props == null) return '';
   if (typeof props !== 'object' || Array.isArray(props)) return 'props must be a plain object';
   // for-in over own properties (what Object.entries lists), without its arrays per call.
   for (const k in props) {
@@ -171,11 +172,17 @@ function flatProps(props) {
       return `prop \`${k}\` must be a string, finite number, boolean or null`;
     }
     // A prop named __proto__ (JSON.parse makes one) would set the copy's prototype instead.
-    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
-    else out[k] = v;
+    if (!copy) continue;
+    if (k === '__proto__') Object.defineProperty(copy, k, { value: v, enumerable: true, writable: true, configurable: true });
+    else copy[k] = v;
   }
-  return out;
+  return '';
 }
+
+/** Whether JSON.stringify(props) writes exactly the props `propsError` checked: an object
+ * literal's prototype has no toJSON and nothing enumerable. Anything else (a class
+ * instance, a null-prototype object) is copied first. */
+const isPlain = (props) => props != null && Object.getPrototypeOf(props) === Object.prototype;
 
 /** Canonical JSON (keys sorted at every level): the flag cache is keyed by context. */
 const canonical = (v) => v && typeof v === 'object'
@@ -224,6 +231,9 @@ export class Telltale {
   // (#drain). #shared: the name, type, anonymous id, user id and URL of the last event in
   // this hand-over.
   #pending = []; #shared = [];
+  // The core's collecting(), read again whenever what it depends on changes (consent, the
+  // anonymous id's sampling, shutdown): track() makes no crossing to ask.
+  #collecting = false;
   #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix; #suffix;
   // Whether this page's sendBeacon ever took a body: after that, a refusal means the
   // keepalive budget is spent, not a webview whose sendBeacon never works.
@@ -271,7 +281,10 @@ export class Telltale {
 
   /** Records a custom event; `props` is a flat object of strings, numbers, booleans, nulls.
    * @param {string} name @param {Props} [props] */
-  track(name, props) { this.#guard(() => this.#enqueue('track', name, props)); }
+  track(name, props) {
+    // #guard without its closure: this is the hot path.
+    try { this.#enqueue('track', name, props); } catch (e) { this.#report(e?.message || String(e)); }
+  }
 
   /** Records a view of the current page (SPA route changes: or set `capturePageviews`). */
   page() {
@@ -308,6 +321,7 @@ export class Telltale {
       this.#pending = [];
       this.#shared = []; // the next hand-over names them again
       this.#core.setOptedOut(true);
+      this.#collecting = false;
       this.#local.remove(this.#queueKey);
       this.#local.set(OPT_OUT_KEY, '1');
     });
@@ -346,6 +360,7 @@ export class Telltale {
   shutdown() {
     this.#closed = true;
     this.#core.close();
+    this.#collecting = false;
     this.#timers.forEach(clearInterval);
     clearTimeout(this.#retryTimer);
     return this.flush();
@@ -372,6 +387,7 @@ export class Telltale {
     if (!this.#core.optedOut) this.#local.set(ANON_KEY, id);
     this.#anon = id;
     this.#core.setAnonymousId(id);
+    this.#collecting = this.#core.collecting();
   }
 
   /** This tab's id, kept in sessionStorage so that a reload of the tab finds its queue. */
@@ -382,24 +398,28 @@ export class Telltale {
     return tab;
   }
 
-  /** Records the event as lines of the hand-over: no network or storage on this path,
-   * and no crossing into wasm beyond `collecting()` (and an id, with `beforeSend`). */
+  /** Records the event as lines of the hand-over: no network, storage or crossing into
+   * wasm on this path (but an id, with `beforeSend`). */
   #enqueue(type, name, props) {
-    if (!this.#core.collecting()) return;
+    if (!this.#collecting) return;
     if (typeof name !== 'string' || !name) return this.#report('an event needs a name');
-    const flat = flatProps(props);
-    if (typeof flat === 'string') return this.#report(flat);
+    const beforeSend = this.#o.beforeSend;
+    // An object literal is checked and serialized as it is; anything else (and whatever
+    // beforeSend will see) is copied first, so the event is what it was when tracked.
+    const flat = beforeSend || !isPlain(props) ? {} : props;
+    const error = propsError(props, flat !== props && flat);
+    if (error) return this.#report(error);
     // A whole, non-negative number of ms even where a page patched Date.now: the core
     // reads the time's digits.
     const ts = Math.max(0, Math.floor(Date.now()) || 0);
     const anon = this.#anon, user = this.#user, url = currentUrl();
     let line;
-    if (this.#o.beforeSend) {
+    if (beforeSend) {
       // One shape for every event: JSON leaves out a user id or URL that is undefined.
       const event = /** @type {any} */ ({ id: this.#core.nextIds(ts, 1), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });
       let edited = event;
       try {
-        edited = this.#o.beforeSend(event);
+        edited = beforeSend(event);
         if (edited == null || edited === false) return;
       } catch {
         this.#report('beforeSend threw; the event is kept as it was');
@@ -414,8 +434,8 @@ export class Telltale {
         return this.#report('beforeSend gave an event JSON cannot hold as an object; it is dropped');
       }
     } else {
-      // Only the time and the props (serialized from flatProps' copy: the event is what it
-      // was when tracked); the other parts go over on a line of their own when they differ
+      // Only the time and the props (serialized now: the event is what it was when
+      // tracked); the other parts go over on a line of their own when they differ
       // from the last event's, and the core writes the rest of the JSON and the id as it
       // queues the event (pushLines, telltale_core::capture). Building each event's whole
       // JSON here cost more than everything else in track().

@@ -112,6 +112,39 @@ describe('SDK batching', () => {
     await context.close();
   });
 
+  test('props are sent as they were when tracked, whatever object carries them', async () => {
+    const { page, posts, errors, context } = await sdkPage();
+    await page.evaluate(async ({ endpoint, key }) => {
+      const tt = new window.Telltale({ endpoint, key, flushAt: 500, flushIntervalMs: 3_600_000 });
+      // An object literal is serialized as it is (no copy): changed after track(), the event is not.
+      const literal = { n: 1, s: 'a' };
+      tt.track('literal', literal);
+      literal.n = 2;
+      literal.nested = { x: 1 };
+      // A class instance with toJSON on its prototype, and an object without a prototype, are
+      // copied: their own props are the event's, toJSON is not asked.
+      class Props { constructor() { this.plan = 'pro'; } toJSON() { return { plan: 'forged', nested: [1] }; } }
+      tt.track('instance', new Props());
+      const bare = Object.create(null);
+      bare.k = true;
+      tt.track('bare', bare);
+      bare.k = false;
+      // An inherited enumerable prop (a polluted prototype) is not the event's.
+      Object.prototype.polluted = 'x';
+      try { tt.track('inherited', { own: 1 }); } finally { delete Object.prototype.polluted; }
+      await tt.flush();
+    }, { endpoint: collector.url, key: collector.ingestKey });
+    const events = posts.flatMap((p) => p.events);
+    assert.deepEqual(events.map((e) => [e.name, e.props]), [
+      ['literal', { n: 1, s: 'a' }],
+      ['instance', { plan: 'pro' }],
+      ['bare', { k: true }],
+      ['inherited', { own: 1 }],
+    ]);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
   test('payload shape and ids', async () => {
     const { page, posts, context } = await sdkPage();
     const before = Date.now();
