@@ -179,10 +179,11 @@ function propsError(props, copy) {
   return '';
 }
 
-/** Whether JSON.stringify(props) writes exactly the props `propsError` checked: an object
- * literal's prototype has no toJSON and nothing enumerable. Anything else (a class
- * instance, a null-prototype object) is copied first. */
-const isPlain = (props) => props != null && Object.getPrototypeOf(props) === Object.prototype;
+/** Whether JSON.stringify(props) writes the props `propsError` checked: an object literal
+ * (whose prototype has nothing enumerable) without a toJSON of its own, hidden or not.
+ * Anything else (a class instance, a null-prototype object) is copied first. A getter, or a
+ * Proxy's get trap, is read twice: once checked, once serialized. */
+const isPlain = (props) => props != null && Object.getPrototypeOf(props) === Object.prototype && props.toJSON === undefined;
 
 /** Canonical JSON (keys sorted at every level): the flag cache is keyed by context. */
 const canonical = (v) => v && typeof v === 'object'
@@ -419,7 +420,7 @@ export class Telltale {
       const event = /** @type {any} */ ({ id: this.#core.nextIds(ts, 1), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });
       let edited = event;
       try {
-        edited = beforeSend(event);
+        edited = this.#o.beforeSend(event);
         if (edited == null || edited === false) return;
       } catch {
         this.#report('beforeSend threw; the event is kept as it was');

@@ -129,6 +129,11 @@ describe('SDK batching', () => {
       bare.k = true;
       tt.track('bare', bare);
       bare.k = false;
+      // A hidden toJSON of the literal's own is not asked either (it would give a number here,
+      // which is no event at all).
+      const hidden = { h: 1 };
+      Object.defineProperty(hidden, 'toJSON', { value: () => 5, enumerable: false });
+      tt.track('hidden_tojson', hidden);
       // An inherited enumerable prop (a polluted prototype) is not the event's.
       Object.prototype.polluted = 'x';
       try { tt.track('inherited', { own: 1 }); } finally { delete Object.prototype.polluted; }
@@ -139,6 +144,7 @@ describe('SDK batching', () => {
       ['literal', { n: 1, s: 'a' }],
       ['instance', { plan: 'pro' }],
       ['bare', { k: true }],
+      ['hidden_tojson', { h: 1 }],
       ['inherited', { own: 1 }],
     ]);
     assert.deepEqual(errors, []);
