@@ -1,23 +1,27 @@
-// Compares builds of the SDK on track() in Chromium, alternately, in one browser: on this
-// 2-core VM the same build varies by up to 2x between page loads, so one build's figure
-// against another's from a different run says little. Each round loads every build in
-// turn in a fresh page and times the bursts BENCH_ONLY=track times (track-bursts.mjs: 5
-// bursts of 19,000 calls with the hand-over into wasm, the median burst); the figure per
-// build is the median page.
+// Compares builds of the SDK on track() in Chromium, interleaved in one page: on this 2-core
+// VM the same build varies by up to 2x between page loads and from one minute to the next,
+// so figures from different pages or runs say little about a change. Every build is loaded
+// into the same page (each its own module and wasm instance), and the rounds alternate
+// between them, each build's client timing one burst of 19,000 calls with the hand-over
+// into wasm (reading droppedCount forces it inside the timed span), then emptied outside
+// it (optOut + optIn), as delivered batches empty a queue. The order rotates every round.
+// The figure per build is the median burst over every round of every page.
+// Its figures are lower than `BENCH_ONLY=track`'s, whose client keeps every event (97,000
+// at the end) and so writes into memory it touches for the first time.
 // Usage: copy a build's www/sdk to a directory, change the SDK, `npm start` or
 // `npm test` rebuilds www/sdk, then
-//   node scripts/track-ab.mjs /tmp/sdk-before www/sdk        (ROUNDS=8 by default)
+//   node scripts/track-ab.mjs /tmp/sdk-before www/sdk        (PAGES=3 ROUNDS=12 by default)
 // The page's events go to a local sink on 127.0.0.1 (flushes are an hour apart: none
 // happen during the timing).
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { PATHS, ensureBrowsers } from './toolchain.mjs';
-import { trackBursts } from './track-bursts.mjs';
 
 const builds = process.argv.slice(2).map((dir) => resolve(dir));
 if (builds.length < 1) throw new Error('usage: node scripts/track-ab.mjs <sdk dir> [<sdk dir> ...]');
-const rounds = Number(process.env.ROUNDS || 8);
+const pages = Number(process.env.PAGES || 3);
+const rounds = Number(process.env.ROUNDS || 12);
 const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm' };
 
 const server = createServer((req, res) => {
@@ -27,14 +31,12 @@ const server = createServer((req, res) => {
     req.on('end', () => { res.writeHead(202, { 'Content-Type': 'application/json' }); res.end('{"accepted":0,"duplicates":0,"rejected":[]}'); });
     return;
   }
-  const dir = builds[Number(index)];
-  if (!dir) { res.writeHead(404); return res.end(); }
-  if (rest.join('/') === '') {
+  if (index === '') {
     res.writeHead(200, { 'Content-Type': 'text/html' });
-    return res.end(`<!doctype html><title>track A/B</title><script type=module>import init, { Telltale } from './telltale.js'; await init(); window.Telltale = Telltale; window.ready = true;</script>`);
+    return res.end('<!doctype html><title>track A/B</title>');
   }
   try {
-    const body = readFileSync(join(dir, ...rest));
+    const body = readFileSync(join(builds[Number(index)], ...rest));
     res.writeHead(200, { 'Content-Type': TYPES[extname(rest.at(-1))] || 'application/octet-stream' });
     res.end(body);
   } catch {
@@ -45,29 +47,57 @@ const server = createServer((req, res) => {
 await new Promise((done) => server.listen(0, '127.0.0.1', done));
 const origin = `http://127.0.0.1:${server.address().port}`;
 
+/** Runs in the page: every build's client, bursts interleaved. µs per call per burst. */
+async function interleaved({ origin, count, rounds }) {
+  const clients = [];
+  for (let b = 0; b < count; b++) {
+    const sdk = await import(`${origin}/${b}/telltale.js`);
+    await sdk.default();
+    const tt = new sdk.Telltale({ endpoint: origin, key: `k${b}`, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxQueue: 100000, maxStorageBytes: 50000000 });
+    for (let i = 0; i < 2000; i++) tt.track('warmup', { i });
+    void tt.droppedCount;
+    clients.push(tt);
+  }
+  const n = 19000;
+  const figures = clients.map(() => ({ total: [], calls: [] }));
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < count; k++) {
+      const b = (k + round) % count;
+      const tt = clients[b];
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) tt.track('bench_track', { i, plan: 'pro' });
+      const t1 = performance.now();
+      if (tt.droppedCount !== 0) throw new Error('the A/B queue dropped events');
+      const t2 = performance.now();
+      figures[b].total.push(((t2 - t0) * 1000) / n);
+      figures[b].calls.push(((t1 - t0) * 1000) / n);
+      tt.optOut();
+      tt.optIn();
+    }
+  }
+  return figures;
+}
+
 ensureBrowsers();
 const { chromium } = await import('playwright-core');
 const browser = await chromium.launch({ executablePath: PATHS.chromium, args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'] });
-const figures = builds.map(() => ({ total: [], calls: [], full: [] }));
+const figures = builds.map(() => ({ total: [], calls: [] }));
 try {
-  for (let round = 0; round < rounds; round++) {
-    for (let b = 0; b < builds.length; b++) {
-      const page = await browser.newPage();
-      await page.goto(`${origin}/${b}/`);
-      await page.waitForFunction(() => window.ready);
-      const r = await page.evaluate(trackBursts, { endpoint: origin, key: 'k' });
-      figures[b].total.push(r.us_per_call);
-      figures[b].calls.push(r.calls_only_us);
-      figures[b].full.push(r.full_queue_us_per_call);
-      await page.evaluate(() => localStorage.clear());
-      await page.close();
-    }
+  for (let p = 0; p < pages; p++) {
+    const page = await browser.newPage();
+    await page.goto(`${origin}/`);
+    const r = await page.evaluate(interleaved, { origin, count: builds.length, rounds });
+    r.forEach((f, b) => { figures[b].total.push(...f.total); figures[b].calls.push(...f.calls); });
+    await page.evaluate(() => localStorage.clear());
+    await page.close();
   }
 } finally {
   await browser.close();
   server.close();
 }
-const median = (xs) => +[...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)].toFixed(2);
+const quantile = (xs, q) => +[...xs].sort((x, y) => x - y)[Math.floor(xs.length * q)].toFixed(2);
 builds.forEach((dir, b) => {
-  console.log(`${dir}: µs per track() with the hand-over ${median(figures[b].total)} (calls alone ${median(figures[b].calls)}; with a full queue ${median(figures[b].full)}); pages: ${figures[b].total.map((x) => x.toFixed(2)).join(' ')}`);
+  const { total, calls } = figures[b];
+  console.log(`${dir}: µs per track() with the hand-over: median ${quantile(total, 0.5)} (quartiles ${quantile(total, 0.25)}–${quantile(total, 0.75)}); `
+    + `calls alone ${quantile(calls, 0.5)}; ${total.length} bursts`);
 });

@@ -1,53 +1,69 @@
 //! Event lines as the SDK's shell hands them over: built in JS per `track()` call, but
-//! without their ids, which the wasm core writes as it queues them (made where ids are
-//! made, none crossing the boundary), and without the parts a page's events share
-//! (anonymous id, user id, URL), which cross once per hand-over and per change. Both cut
-//! what `track()` costs (#13).
+//! without their ids, which the wasm core makes as it queues them (none crossing the
+//! boundary), and without the parts a page's events share (type, name, anonymous id, user
+//! id, URL), which cross once per hand-over and per change. An event stays in the text
+//! of its hand-over, and its JSON is written from there when a batch or the persisted
+//! copy needs it. All of it cuts what `track()` costs (#13).
 
+use alloc::rc::Rc;
 use alloc::string::String;
 
 use crate::ids::{MonotonicUuidV7, SplitMix64};
+use crate::queue::QueuedEvent;
 
-/// The queued form of one handed-over line. A line that starts with a digit is an event
-/// without its id and without the parts it shares with the events around it: its time in
-/// ms, then its props as a JSON object (`1767225600123{"q":"rust"}`); it becomes
-/// `{"id":"<UUIDv7 for that time>","ts":1767225600123,"props":{"q":"rust"}` and `shared`
-/// (the parts: `,"type":"track","name":"search","anonymous_id":"..."}`). A line that
-/// starts with `{` (a `beforeSend` result, which has its own id) is queued as it is.
-/// Anything else is not an event and gives `None`: queued, it would make its whole batch
-/// invalid JSON (the shell writes none). The id's time is the event's, or later when the
-/// generator already gave an id for a later time (ids stay in order; nothing reads their
-/// time but sorting).
-pub fn identified_line(
+/// Queues the events of one hand-over, in order, through `queue`. Each line of `text` is
+/// one of:
+/// - the parts the events after it share, starting with a comma
+///   (`,"type":"track","name":"search","anonymous_id":"..."}`);
+/// - an event without its id and shared parts: its time in ms, then its props as a JSON
+///   object (`1767225600123{"q":"rust"}`). It gets a UUIDv7 for its time (or later, when
+///   the generator already gave an id for a later time: ids stay in order, and nothing
+///   reads their time but sorting) and is written as
+///   `{"id":"...","ts":1767225600123,"props":{"q":"rust"}` and the shared parts;
+/// - a whole event starting with `{` (a `beforeSend` result, which has its own id).
+///
+/// Anything else, and an event line before any shared parts, is not an event and is
+/// skipped: queued, it would make its whole batch invalid JSON (the shell writes none).
+pub fn queue_handed_over(
+    text: Rc<String>,
     ids: &mut MonotonicUuidV7,
     rng: &mut SplitMix64,
-    line: &str,
-    shared: &str,
-) -> Option<String> {
-    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
-    let (Some(time), Some(props)) = (line.get(..digits), line.get(digits..)) else {
-        return None;
-    };
-    if !props.starts_with('{') {
-        return None;
+    mut queue: impl FnMut(QueuedEvent),
+) {
+    let mut shared = None;
+    let mut start = 0;
+    for line in text.split('\n') {
+        let end = start + line.len();
+        let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+        if line.starts_with(',') {
+            shared = Some((start, end));
+        } else if line.as_bytes().get(digits) == Some(&b'{') {
+            if digits == 0 {
+                queue(QueuedEvent::in_text(
+                    &text,
+                    (start, end),
+                    0,
+                    (0, 0),
+                    [0; 16],
+                ));
+            } else if let Some(shared) = shared {
+                // Wrapping: a 21-digit "time" makes a strange id, never a panic (the
+                // shell writes `Date.now()`).
+                let ts_ms = line.bytes().take(digits).fold(0u64, |n, d| {
+                    n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+                });
+                let id = ids.next_bytes(ts_ms, rng.uuid_bytes());
+                queue(QueuedEvent::in_text(
+                    &text,
+                    (start, end),
+                    start + digits,
+                    shared,
+                    id,
+                ));
+            }
+        }
+        start = end + 1;
     }
-    if time.is_empty() {
-        return Some(line.into());
-    }
-    // Wrapping: a 21-digit "time" makes a strange id, never a panic (the shell writes
-    // `Date.now()`).
-    let ts_ms = time.bytes().fold(0u64, |n, d| {
-        n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
-    });
-    let mut out = String::with_capacity(line.len() + shared.len() + 60);
-    out.push_str("{\"id\":\"");
-    ids.push_next(&mut out, ts_ms, rng.uuid_bytes());
-    out.push_str("\",\"ts\":");
-    out.push_str(time);
-    out.push_str(",\"props\":");
-    out.push_str(props);
-    out.push_str(shared);
-    Some(out)
 }
 
 // serde_json and the collector's reader come with `full`.
@@ -56,31 +72,50 @@ mod tests {
     #![allow(clippy::expect_used)]
     use super::*;
 
-    fn line(text: &str, ids: &mut MonotonicUuidV7) -> String {
-        identified_line(ids, &mut SplitMix64::new(7), text, "}").expect("an event line")
+    /// The JSON of each event queued from `text`, and each event's length as the queue
+    /// counts it.
+    fn queued(text: &str, ids: &mut MonotonicUuidV7) -> alloc::vec::Vec<String> {
+        let mut out = alloc::vec::Vec::new();
+        queue_handed_over(
+            Rc::new(text.into()),
+            ids,
+            &mut SplitMix64::new(7),
+            |event| {
+                let json = event.to_json();
+                assert_eq!(event.json_len(), json.len(), "{json}");
+                out.push(json);
+            },
+        );
+        out
     }
+
+    const SHARED: &str = ",\"type\":\"track\",\"name\":\"search\",\"anonymous_id\":\"anon-1\",\"url\":\"https://x.test/\"}";
 
     #[test]
     fn a_line_without_its_id_gets_one_for_its_time_and_the_collector_takes_it() {
         let mut ids = MonotonicUuidV7::default();
-        let text = "1767225600123{\"q\":\"a\\nb\"}";
-        let shared = ",\"type\":\"track\",\"name\":\"search\",\"anonymous_id\":\"anon-1\",\"url\":\"https://x.test/\"}";
-        let event =
-            identified_line(&mut ids, &mut SplitMix64::new(7), text, shared).expect("event");
+        let events = queued(
+            &format!("{SHARED}\n1767225600123{{\"q\":\"a\\nb\"}}"),
+            &mut ids,
+        );
+        let [event] = events.as_slice() else {
+            panic!("one event: {events:?}");
+        };
         assert!(!event.contains('\n'));
         assert_eq!(&event[..7], "{\"id\":\"");
         assert_eq!(
             &event[43..],
-            format!("\",\"ts\":1767225600123,\"props\":{{\"q\":\"a\\nb\"}}{shared}")
+            format!("\",\"ts\":1767225600123,\"props\":{{\"q\":\"a\\nb\"}}{SHARED}")
         );
         let id = &event[7..43];
+        assert!(crate::ids::is_uuid(id), "{id}");
         assert_eq!(&id[14..15], "7", "UUIDv7: {id}");
         assert_eq!(
             u64::from_str_radix(&id[..8], 16).expect("hex"),
             1_767_225_600_123 >> 16,
             "the id carries the event's time"
         );
-        let value: serde_json::Value = serde_json::from_str(&event).expect("JSON");
+        let value: serde_json::Value = serde_json::from_str(event).expect("JSON");
         assert_eq!(value["ts"], 1_767_225_600_123u64);
         assert_eq!(value["props"]["q"], "a\nb");
         let batch = format!("{{\"sent_at\":1767225600200,\"events\":[{event}]}}");
@@ -94,11 +129,41 @@ mod tests {
     }
 
     #[test]
-    fn whole_lines_stay_as_they_are_and_ids_keep_their_order() {
+    fn shared_parts_follow_their_line_and_whole_lines_stay_as_they_are() {
         let mut ids = MonotonicUuidV7::default();
-        assert_eq!(line("{\"id\":\"x\"}", &mut ids), "{\"id\":\"x\"}");
-        // Not events: nothing that would make a batch invalid JSON is queued.
-        for text in [
+        let other = ",\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a\",\"user_id\":\"u\"}";
+        let events = queued(
+            &format!("{SHARED}\n1767225600123{{}}\n{{\"id\":\"x\"}}\n{other}\n1767225600124{{\"k\":1}}\n1767225600125{{}}"),
+            &mut ids,
+        );
+        assert_eq!(events.len(), 4, "{events:?}");
+        assert!(
+            events[0].ends_with(&format!("\"props\":{{}}{SHARED}")),
+            "{}",
+            events[0]
+        );
+        assert_eq!(events[1], "{\"id\":\"x\"}");
+        assert!(
+            events[2].ends_with(&format!("\"props\":{{\"k\":1}}{other}")),
+            "{}",
+            events[2]
+        );
+        assert!(
+            events[3].ends_with(&format!("\"props\":{{}}{other}")),
+            "{}",
+            events[3]
+        );
+        for event in &events {
+            serde_json::from_str::<serde_json::Value>(event).expect("JSON");
+        }
+    }
+
+    #[test]
+    fn what_is_not_an_event_is_skipped_and_ids_keep_their_order() {
+        let mut ids = MonotonicUuidV7::default();
+        // Not events: nothing that would make a batch invalid JSON is queued; nor an event
+        // line before any shared parts (it would have no end).
+        let not_events = [
             "",
             "5",
             "12\"x\"",
@@ -107,22 +172,26 @@ mod tests {
             "[1]",
             "\"s\"",
             "x{}",
-        ] {
-            assert_eq!(
-                identified_line(&mut ids, &mut SplitMix64::new(7), text, "}"),
-                None,
-                "{text}"
+        ];
+        assert_eq!(
+            queued("1767225600123{}", &mut ids),
+            alloc::vec::Vec::<String>::new()
+        );
+        let text = format!("{SHARED}\n{}", not_events.join("\n"));
+        assert_eq!(queued(&text, &mut ids), alloc::vec::Vec::<String>::new());
+        let burst = format!("{SHARED}\n{}", ["1767225600123{}"; 100].join("\n"));
+        let events = queued(&burst, &mut ids);
+        assert_eq!(events.len(), 100);
+        for pair in events.windows(2) {
+            assert!(
+                pair[1][7..43] > pair[0][7..43],
+                "{} after {}",
+                &pair[1][7..43],
+                &pair[0][7..43]
             );
         }
-        let mut last = String::new();
-        for _ in 0..100 {
-            let event = line("1767225600123{}", &mut ids);
-            let id = event[7..43].to_string();
-            assert!(id > last, "{id} after {last}");
-            last = id;
-        }
         // A "time" too long for u64 wraps instead of panicking.
-        let odd = line("999999999999999999999999{}", &mut ids);
-        assert!(odd.starts_with("{\"id\":\""));
+        let odd = queued(&format!("{SHARED}\n999999999999999999999999{{}}"), &mut ids);
+        assert!(odd[0].starts_with("{\"id\":\""));
     }
 }

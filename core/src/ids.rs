@@ -2,7 +2,7 @@
 
 use alloc::string::String;
 
-const HEX_DIGITS: &str = "0123456789abcdef";
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes.
 pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
@@ -14,22 +14,28 @@ pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
 /// Appends a UUIDv7 to `out`: the SDK writes ids straight into event lines (and blocks
 /// into one string), with no allocation per id.
 pub fn push_uuid_v7(out: &mut String, now_ms: u64, random: [u8; 10]) {
+    push_uuid(out, &uuid_v7_bytes(now_ms, random));
+}
+
+/// A UUIDv7's 16 bytes.
+pub fn uuid_v7_bytes(now_ms: u64, random: [u8; 10]) -> [u8; 16] {
     let mut bytes = [0u8; 16];
     let ts = now_ms.to_be_bytes();
     bytes[..6].copy_from_slice(&ts[2..8]);
     bytes[6..].copy_from_slice(&random);
     bytes[6] = 0x70 | (bytes[6] & 0x0f); // version 7
     bytes[8] = 0x80 | (bytes[8] & 0x3f); // RFC 9562 variant
+    bytes
+}
+
+/// Appends a UUID's canonical text (8-4-4-4-12 lowercase hex).
+pub fn push_uuid(out: &mut String, bytes: &[u8; 16]) {
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        // Digits as one-character strs: in the size-optimized wasm a `push` of a char (a
-        // call that checks the capacity and encodes the char) per digit was most of what
-        // queueing an event cost.
-        for nibble in [usize::from(b >> 4), usize::from(b & 0x0f)] {
-            out.push_str(HEX_DIGITS.get(nibble..=nibble).unwrap_or("0"));
-        }
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
 }
 
@@ -50,7 +56,12 @@ impl MonotonicUuidV7 {
     }
 
     /// Appends the next id for `now_ms` to `out`.
-    pub fn push_next(&mut self, out: &mut String, now_ms: u64, mut random: [u8; 10]) {
+    pub fn push_next(&mut self, out: &mut String, now_ms: u64, random: [u8; 10]) {
+        push_uuid(out, &self.next_bytes(now_ms, random));
+    }
+
+    /// The next id for `now_ms`, as its 16 bytes.
+    pub fn next_bytes(&mut self, now_ms: u64, mut random: [u8; 10]) -> [u8; 16] {
         if now_ms > self.last_ms {
             self.last_ms = now_ms;
             // Seed below half the range so a burst has room to count up.
@@ -65,7 +76,7 @@ impl MonotonicUuidV7 {
         let [hi, lo] = self.counter.to_be_bytes();
         random[0] = hi & 0x0f;
         random[1] = lo;
-        push_uuid_v7(out, self.last_ms, random);
+        uuid_v7_bytes(self.last_ms, random)
     }
 }
 

@@ -249,7 +249,7 @@ impl Outbox {
         let out_events = self.out.iter().flat_map(|b| b.events.iter());
         for event in out_events.chain(self.queue.iter()) {
             text.push('\n');
-            text.push_str(&event.json);
+            event.write_json(&mut text);
         }
         Some(text)
     }
@@ -294,9 +294,7 @@ pub fn parse_persisted(text: &str) -> Option<Persisted> {
     let out_id = header.next()?;
     let mut events: Vec<QueuedEvent> = lines
         .filter(|l| !l.is_empty())
-        .map(|l| QueuedEvent {
-            json: l.to_string(),
-        })
+        .map(|l| QueuedEvent::whole(l.to_string()))
         .collect();
     if out_len > events.len() {
         return None;
@@ -320,9 +318,7 @@ mod tests {
     };
 
     fn ev(n: u32) -> QueuedEvent {
-        QueuedEvent {
-            json: format!("{{\"n\":{n}}}"),
-        }
+        QueuedEvent::whole(format!("{{\"n\":{n}}}"))
     }
 
     fn filled(n: u32) -> Outbox {

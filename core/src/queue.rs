@@ -1,16 +1,104 @@
 //! The client's in-memory event queue and batch assembly, kept pure so that batching by
 //! size, byte budgets and requeueing after a failed send are tested on the host.
 //!
-//! Events are queued already serialized to JSON: the SDK pays serialization once, at
-//! `track()` time, and a batch body is plain string concatenation with exact byte sizes.
+//! Events are queued as JSON text, or as the parts their JSON is written from: the SDK
+//! serializes props once, at `track()` time, and a batch body is plain string
+//! concatenation with exact byte sizes.
 
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// One event, serialized to JSON (one line: `JSON.stringify` never writes a raw newline).
+use crate::ids::push_uuid;
+
+/// One event: its JSON (one line: `JSON.stringify` never writes a raw newline), or, for
+/// an event as the SDK's shell hands it over, the parts its JSON is written from
+/// whenever it is needed (a batch, the persisted copy). Those parts stay in the text of
+/// their hand-over, which the events of one hand-over share: queueing an event allocates
+/// and formats nothing (#13).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedEvent {
-    pub json: String,
+    text: Rc<String>,
+    /// Byte ranges in `text`: the event's line (its whole JSON, or its time and props);
+    /// for parts, where its time ends and its shared parts (`,"type":...}`).
+    line: (usize, usize),
+    time_end: usize,
+    shared: (usize, usize),
+    /// Made as it is queued; unused for a whole JSON line (which holds its own).
+    id: [u8; 16],
+}
+
+/// `{"id":"` + 36 + `","ts":` + `,"props":`: what an event written from parts adds to
+/// its line and shared parts.
+const PARTS_OVERHEAD_BYTES: usize = 7 + 36 + 7 + 9;
+
+impl QueuedEvent {
+    /// An event that is already JSON.
+    pub fn whole(json: String) -> Self {
+        let end = json.len();
+        QueuedEvent {
+            text: Rc::new(json),
+            line: (0, end),
+            time_end: 0,
+            shared: (0, 0),
+            id: [0; 16],
+        }
+    }
+
+    /// An event in `text` (see `telltale_core::capture`): the line `line`, whole JSON when
+    /// `time_end` is 0; otherwise its time ends at `time_end` inside the line, its props
+    /// follow, and `shared` closes the object.
+    pub fn in_text(
+        text: &Rc<String>,
+        line: (usize, usize),
+        time_end: usize,
+        shared: (usize, usize),
+        id: [u8; 16],
+    ) -> Self {
+        QueuedEvent {
+            text: Rc::clone(text),
+            line,
+            time_end,
+            shared,
+            id,
+        }
+    }
+
+    fn part(&self, (start, end): (usize, usize)) -> &str {
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    /// Bytes of its JSON.
+    pub fn json_len(&self) -> usize {
+        let line = self.line.1 - self.line.0;
+        if self.time_end == 0 {
+            line
+        } else {
+            line + self.shared.1 - self.shared.0 + PARTS_OVERHEAD_BYTES
+        }
+    }
+
+    /// Appends its JSON to `out`.
+    pub fn write_json(&self, out: &mut String) {
+        if self.time_end == 0 {
+            out.push_str(self.part(self.line));
+            return;
+        }
+        out.push_str("{\"id\":\"");
+        push_uuid(out, &self.id);
+        out.push_str("\",\"ts\":");
+        out.push_str(self.part((self.line.0, self.time_end)));
+        out.push_str(",\"props\":");
+        out.push_str(self.part((self.time_end, self.line.1)));
+        out.push_str(self.part(self.shared));
+    }
+
+    /// Its JSON.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(self.json_len());
+        self.write_json(&mut out);
+        out
+    }
 }
 
 /// Bytes of a batch body besides the events themselves (`sent_at`, `batch_id`, ...).
@@ -21,10 +109,9 @@ pub const ENVELOPE_OVERHEAD_BYTES: usize = 128;
 #[derive(Debug, Default)]
 pub struct EventQueue {
     /// Oldest first, from `head`. A Vec rather than a VecDeque (less code in the SDK's
-    /// wasm): a batch leaves the front in one `drain`, and evicted events leave their
-    /// slots empty below `head` until those are half the Vec, so that a full queue does not
-    /// shift every event along on each push (which made each `track()` cost as much as the
-    /// queue is long).
+    /// wasm): a batch leaves the front in one `drain`, and evicted events stay below
+    /// `head` until they are half the Vec, so that a full queue does not shift every event
+    /// along on each push (which made each `track()` cost as much as the queue is long).
     pending: Vec<QueuedEvent>,
     head: usize,
     capacity: usize,
@@ -49,7 +136,7 @@ impl EventQueue {
     /// Appends an event and returns the queue length. The oldest events are evicted (and
     /// counted) while the queue is over its count or byte budget.
     pub fn push(&mut self, event: QueuedEvent) -> usize {
-        self.bytes += event.json.len();
+        self.bytes += event.json_len();
         self.pending.push(event);
         self.evict_over_budget();
         self.len()
@@ -60,17 +147,14 @@ impl EventQueue {
         let mut evict = live.len().saturating_sub(self.capacity);
         let mut bytes = self.bytes;
         for old in &live[..evict] {
-            bytes -= old.json.len();
+            bytes -= old.json_len();
         }
         while bytes > self.max_bytes && live.len() - evict > 1 {
-            bytes -= live[evict].json.len();
+            bytes -= live[evict].json_len();
             evict += 1;
         }
         if evict == 0 {
             return;
-        }
-        for old in &mut self.pending[self.head..self.head + evict] {
-            old.json = String::new(); // freed now, its slot at the next compaction
         }
         self.head += evict;
         self.bytes = bytes;
@@ -80,7 +164,7 @@ impl EventQueue {
         }
     }
 
-    /// Removes the empty slots of evicted events.
+    /// Removes the evicted events (and frees their text once no event shares it).
     fn compact(&mut self) {
         self.pending.drain(..self.head);
         self.head = 0;
@@ -127,12 +211,12 @@ impl EventQueue {
         let mut count = 0;
         let mut bytes = ENVELOPE_OVERHEAD_BYTES;
         for next in &self.pending {
-            let size = next.json.len() + 1;
+            let size = next.json_len() + 1;
             if count >= max_events || (count > 0 && bytes + size > max_bytes) {
                 break;
             }
             bytes += size;
-            self.bytes -= next.json.len();
+            self.bytes -= next.json_len();
             count += 1;
         }
         self.pending.drain(..count).collect()
@@ -140,7 +224,7 @@ impl EventQueue {
 
     /// Puts a batch whose send failed back at the front, in its original order.
     pub fn requeue_front(&mut self, batch: Vec<QueuedEvent>) {
-        self.bytes += batch.iter().map(|e| e.json.len()).sum::<usize>();
+        self.bytes += batch.iter().map(QueuedEvent::json_len).sum::<usize>();
         self.compact();
         self.pending.splice(..0, batch);
         self.evict_over_budget();
@@ -157,7 +241,7 @@ impl EventQueue {
 /// The JSON body of `POST /v1/events` for already-serialized events.
 pub fn batch_body(sent_at_ms: i64, batch_id: &str, dropped: u64, events: &[QueuedEvent]) -> String {
     let mut body = String::with_capacity(
-        ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json.len() + 1).sum::<usize>(),
+        ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json_len() + 1).sum::<usize>(),
     );
     body.push_str("{\"sent_at\":");
     push_decimal(&mut body, sent_at_ms.max(0).unsigned_abs());
@@ -179,7 +263,7 @@ pub fn batch_body(sent_at_ms: i64, batch_id: &str, dropped: u64, events: &[Queue
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&event.json);
+        event.write_json(&mut body);
     }
     body.push_str("]}");
     body
@@ -210,13 +294,11 @@ mod tests {
         // About `size` + 8 bytes, as `{"n":"<size x>"}` would be.
         let prefix = format!("{{\"n\":{n},\"p\":\"");
         let pad = (size + 6).saturating_sub(prefix.len());
-        QueuedEvent {
-            json: format!("{prefix}{}\"}}", "x".repeat(pad)),
-        }
+        QueuedEvent::whole(format!("{prefix}{}\"}}", "x".repeat(pad)))
     }
 
     fn n(e: &QueuedEvent) -> u64 {
-        serde_json::from_str::<serde_json::Value>(&e.json).unwrap()["n"]
+        serde_json::from_str::<serde_json::Value>(&e.to_json()).unwrap()["n"]
             .as_u64()
             .unwrap()
     }
@@ -287,7 +369,7 @@ mod tests {
             assert_eq!(oldest, (i + 1 - kept..=i).collect::<Vec<_>>());
             assert_eq!(
                 q.bytes(),
-                q.iter().map(|e| e.json.len()).sum::<usize>(),
+                q.iter().map(QueuedEvent::json_len).sum::<usize>(),
                 "bytes count only the live events"
             );
             // Evicted slots are reclaimed once they are half the Vec: it never grows.
@@ -337,7 +419,7 @@ mod tests {
         assert_eq!(v["events"].as_array().unwrap().len(), 2);
         assert!(
             body.len()
-                <= ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json.len() + 1).sum::<usize>()
+                <= ENVELOPE_OVERHEAD_BYTES + events.iter().map(|e| e.json_len() + 1).sum::<usize>()
         );
     }
 }

@@ -232,8 +232,9 @@ export class Telltale {
   // (#drain). #shared: the name, type, anonymous id, user id and URL of the last event in
   // this hand-over.
   #pending = []; #shared = [];
-  // The core's collecting(), read again whenever what it depends on changes (consent, the
-  // anonymous id's sampling, shutdown): track() makes no crossing to ask.
+  // Whether track() records anything, as the core answers when the anonymous id is set
+  // (sampling is per id), and false after optOut() or shutdown(): track() makes no
+  // crossing to ask.
   #collecting = false;
   #saveQueued = false; #storageWarned = false; #closed = false; #queueKey; #prefix; #suffix;
   // Whether this page's sendBeacon ever took a body: after that, a refusal means the
@@ -384,17 +385,16 @@ export class Telltale {
   }
 
   #setAnonymous(id) {
-    id ||= this.#core.nextIds(Date.now(), 1);
+    id ||= this.#core.nextId(Date.now());
     if (!this.#core.optedOut) this.#local.set(ANON_KEY, id);
     this.#anon = id;
-    this.#core.setAnonymousId(id);
-    this.#collecting = this.#core.collecting();
+    this.#collecting = this.#core.setAnonymousId(id);
   }
 
   /** This tab's id, kept in sessionStorage so that a reload of the tab finds its queue. */
   #tabId() {
     const session = storage('sessionStorage');
-    const tab = session.get(TAB_KEY) || this.#core.nextIds(Date.now(), 1);
+    const tab = session.get(TAB_KEY) || this.#core.nextId(Date.now());
     if (!this.#core.optedOut) session.set(TAB_KEY, tab);
     return tab;
   }
@@ -417,7 +417,7 @@ export class Telltale {
     let line;
     if (beforeSend) {
       // One shape for every event: JSON leaves out a user id or URL that is undefined.
-      const event = /** @type {any} */ ({ id: this.#core.nextIds(ts, 1), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });
+      const event = /** @type {any} */ ({ id: this.#core.nextId(ts), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });
       let edited = event;
       try {
         edited = this.#o.beforeSend(event);

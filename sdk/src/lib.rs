@@ -31,13 +31,13 @@ fn trap_on_panic(_: &core::panic::PanicInfo) -> ! {
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
+use alloc::rc::Rc;
 use alloc::string::String;
-use telltale_core::capture::identified_line;
+use telltale_core::capture::queue_handed_over;
 use telltale_core::delivery::{after_send, backoff_ms, sampled, AfterSend};
 use telltale_core::hash::murmur3_32;
 use telltale_core::ids::{MonotonicUuidV7, SplitMix64};
 use telltale_core::outbox::{parse_persisted, BatchLimits, Next, Outbox};
-use telltale_core::queue::QueuedEvent;
 use wasm_bindgen::prelude::*;
 
 /// Largest body sent with `sendBeacon` / keepalive fetch: browsers cap in-flight
@@ -115,26 +115,19 @@ impl Core {
         }
     }
 
-    /// `count` new UUIDv7s, monotonic within this page, concatenated (36 characters
-    /// each): the shell takes ids in blocks, one crossing for many events.
-    #[wasm_bindgen(js_name = nextIds)]
-    pub fn next_ids(&mut self, now_ms: f64, count: u32) -> String {
-        let mut ids = String::with_capacity(36 * count as usize);
-        for _ in 0..count {
-            let random = self.rng.uuid_bytes();
-            self.ids.push_next(&mut ids, now_ms.max(0.0) as u64, random);
-        }
-        ids
+    /// A new UUIDv7, monotonic within this page: an anonymous id, a tab's id, a
+    /// `beforeSend` event's id.
+    #[wasm_bindgen(js_name = nextId)]
+    pub fn next_id(&mut self, now_ms: f64) -> String {
+        new_id(&mut self.ids, &mut self.rng, now_ms)
     }
 
-    /// Sets the anonymous id (loaded or new); sampling is decided per id.
+    /// Sets the anonymous id (loaded or new); sampling is decided per id. Returns whether
+    /// `track()` records anything now: not shut down, not opted out, sampled in (the shell
+    /// keeps the answer until consent, the id or shutdown change it).
     #[wasm_bindgen(js_name = setAnonymousId)]
-    pub fn set_anonymous_id(&mut self, id: &str) {
+    pub fn set_anonymous_id(&mut self, id: &str) -> bool {
         self.sampled = sampled(id, self.sample_rate);
-    }
-
-    /// Whether `track()` records anything now: not shut down, not opted out, sampled in.
-    pub fn collecting(&self) -> bool {
         !self.closed && !self.opted_out && self.sampled
     }
 
@@ -159,22 +152,19 @@ impl Core {
 
     /// Queues the events `track()` recorded during a task, handed over in one crossing.
     /// One item per line, all `JSON.stringify` text, which never holds a raw newline: an
-    /// event's time and props (`1767225600123{"q":"rust"}`), whose JSON and id are
-    /// written here (`telltale_core::capture::identified_line`); a line starting with a
+    /// event's time and props (`1767225600123{"q":"rust"}`), which gets its id here and
+    /// stays in this text, its JSON written from it when a batch or the persisted copy
+    /// needs it (`telltale_core::capture::queue_handed_over`); a line starting with a
     /// comma, the parts the events after it share (type, name, anonymous id, user id,
     /// URL); or a `beforeSend` result, whole. The shell is the only caller, and hands over
     /// what it gathered since the last call. Returns true when the queue holds a full
     /// batch (a send under way just finds nothing more to start).
     #[wasm_bindgen(js_name = pushLines)]
-    pub fn push_lines(&mut self, lines: &str) -> bool {
-        let mut shared = "}";
-        for line in lines.split('\n') {
-            if line.starts_with(',') {
-                shared = line;
-            } else if let Some(json) = identified_line(&mut self.ids, &mut self.rng, line, shared) {
-                self.outbox.push(QueuedEvent { json });
-            }
-        }
+    pub fn push_lines(&mut self, lines: String) -> bool {
+        let outbox = &mut self.outbox;
+        queue_handed_over(Rc::new(lines), &mut self.ids, &mut self.rng, |event| {
+            outbox.push(event);
+        });
         self.outbox.len() >= self.flush_at
     }
 
@@ -327,12 +317,15 @@ mod tests {
     #[test]
     fn lines_are_queued_one_event_each_and_a_full_batch_is_reported() {
         let mut core = Core::new(3, 10, 10_000, 1.0, 1, 2);
-        assert!(!core.push_lines("{\"a\":1}"));
+        assert!(!core.push_lines("{\"a\":1}".into()));
         assert!(
-            core.push_lines("{\"b\":2}\n{\"c\":3}"),
+            core.push_lines("{\"b\":2}\n{\"c\":3}".into()),
             "the third event fills a batch of 3"
         );
-        assert!(core.push_lines("{\"d\":4}"), "still a full batch waiting");
+        assert!(
+            core.push_lines("{\"d\":4}".into()),
+            "still a full batch waiting"
+        );
         let saved = core.persist(0.0).unwrap();
         assert_eq!(
             saved.lines().count(),
@@ -348,7 +341,7 @@ mod tests {
         let handover = ",\"type\":\"track\",\"name\":\"x\",\"anonymous_id\":\"a-1\"}\n1767225600123{\"q\":1}\n\
                         {\"id\":\"whole\"}\n1767225600123{}\n\
                         ,\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a-1\",\"user_id\":\"u\"}\n1767225600124{}";
-        assert!(!core.push_lines(handover));
+        assert!(!core.push_lines(handover.into()));
         let saved = core.persist(0.0).unwrap();
         let events: Vec<&str> = saved.lines().skip(1).collect();
         assert_eq!(events.len(), 4, "{saved}");
@@ -371,12 +364,9 @@ mod tests {
     }
 
     #[test]
-    fn ids_come_in_blocks_that_stay_monotonic() {
+    fn ids_stay_monotonic() {
         let mut core = Core::new(3, 10, 10_000, 1.0, 1, 2);
-        let block = core.next_ids(1_700_000_000_000.0, 4);
-        let mut ids: Vec<&str> = (0..4).map(|i| &block[i * 36..(i + 1) * 36]).collect();
-        let next = core.next_ids(1_700_000_000_000.0, 1);
-        ids.push(&next);
+        let ids: Vec<String> = (0..5).map(|_| core.next_id(1_700_000_000_000.0)).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         assert!(ids.iter().all(|id| id.len() == 36 && &id[14..15] == "7"));
     }
