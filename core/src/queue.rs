@@ -8,14 +8,15 @@
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::OnceCell;
 
 use crate::ids::push_uuid;
 
 /// One event: its JSON (one line: `JSON.stringify` never writes a raw newline), or, for
-/// an event as the SDK's shell hands it over, the parts its JSON is written from
-/// whenever it is needed (a batch, the persisted copy). Those parts stay in the text of
-/// their hand-over, which the events of one hand-over share: queueing an event allocates
-/// and formats nothing (#13).
+/// an event as the SDK's shell hands it over, the parts its JSON is written from the
+/// first time it is needed (a batch, the persisted copy, both after `track()` has
+/// returned), and kept. Those parts stay in the text of their hand-over, which the events
+/// of one hand-over share: queueing an event allocates and formats nothing (#13).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedEvent {
     text: Rc<String>,
@@ -26,6 +27,9 @@ pub struct QueuedEvent {
     shared: (usize, usize),
     /// Made as it is queued; unused for a whole JSON line (which holds its own).
     id: [u8; 16],
+    /// Its JSON once written (the persisted copy is rewritten after every task that
+    /// tracked: writing the ids' hex again each time made that five times slower).
+    written: OnceCell<String>,
 }
 
 /// `{"id":"` + 36 + `","ts":` + `,"props":`: what an event written from parts adds to
@@ -42,6 +46,7 @@ impl QueuedEvent {
             time_end: 0,
             shared: (0, 0),
             id: [0; 16],
+            written: OnceCell::new(),
         }
     }
 
@@ -61,6 +66,7 @@ impl QueuedEvent {
             time_end,
             shared,
             id,
+            written: OnceCell::new(),
         }
     }
 
@@ -84,13 +90,17 @@ impl QueuedEvent {
             out.push_str(self.part(self.line));
             return;
         }
-        out.push_str("{\"id\":\"");
-        push_uuid(out, &self.id);
-        out.push_str("\",\"ts\":");
-        out.push_str(self.part((self.line.0, self.time_end)));
-        out.push_str(",\"props\":");
-        out.push_str(self.part((self.time_end, self.line.1)));
-        out.push_str(self.part(self.shared));
+        out.push_str(self.written.get_or_init(|| {
+            let mut json = String::with_capacity(self.json_len());
+            json.push_str("{\"id\":\"");
+            push_uuid(&mut json, &self.id);
+            json.push_str("\",\"ts\":");
+            json.push_str(self.part((self.line.0, self.time_end)));
+            json.push_str(",\"props\":");
+            json.push_str(self.part((self.time_end, self.line.1)));
+            json.push_str(self.part(self.shared));
+            json
+        }));
     }
 
     /// Its JSON.

@@ -36,7 +36,7 @@ use alloc::string::String;
 use telltale_core::capture::queue_handed_over;
 use telltale_core::delivery::{after_send, backoff_ms, sampled, AfterSend};
 use telltale_core::hash::murmur3_32;
-use telltale_core::ids::{MonotonicUuidV7, SplitMix64};
+use telltale_core::ids::{push_hex, MonotonicUuidV7, SplitMix64};
 use telltale_core::outbox::{parse_persisted, BatchLimits, Next, Outbox};
 use wasm_bindgen::prelude::*;
 
@@ -82,11 +82,9 @@ fn new_id(ids: &mut MonotonicUuidV7, rng: &mut SplitMix64, now_ms: f64) -> Strin
 
 /// `n` as 8 lowercase hex digits.
 fn hex8(n: u32) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..8)
-        .rev()
-        .map(|i| char::from(HEX[((n >> (i * 4)) & 0xf) as usize]))
-        .collect()
+    let mut hex = String::with_capacity(8);
+    push_hex(&mut hex, &n.to_be_bytes());
+    hex
 }
 
 #[wasm_bindgen]
