@@ -229,10 +229,16 @@ impl Outbox {
     }
 
     /// The persisted form (`None` when there is nothing to keep): a header line, then one
-    /// event per line, the out batch's first.
-    pub fn persist(&self, now_ms: f64) -> Option<String> {
+    /// event per line, the out batch's first. Every event gets its own JSON on the way
+    /// (the shell persists after each task that tracked): written once, not on every
+    /// persist, and no hand-over's text is kept for a few of its events.
+    pub fn persist(&mut self, now_ms: f64) -> Option<String> {
         if self.is_empty() {
             return None;
+        }
+        self.queue.own_json();
+        for event in self.out.iter_mut().flat_map(|b| b.events.iter_mut()) {
+            event.own_json();
         }
         let mut text = String::from(PERSIST_MAGIC);
         text.push(' ');

@@ -8,28 +8,30 @@
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::OnceCell;
 
 use crate::ids::push_uuid;
 
-/// One event: its JSON (one line: `JSON.stringify` never writes a raw newline), or, for
-/// an event as the SDK's shell hands it over, the parts its JSON is written from the
-/// first time it is needed (a batch, the persisted copy, both after `track()` has
-/// returned), and kept. Those parts stay in the text of their hand-over, which the events
-/// of one hand-over share: queueing an event allocates and formats nothing (#13).
+/// One event: its JSON (one line: `JSON.stringify` never writes a raw newline), or, as
+/// the SDK's shell hands it over, a line in the text of its hand-over, which the events
+/// of one hand-over share: queueing an event allocates and formats nothing (#13). The
+/// queue gives each event its own JSON when the persisted copy is written (after the
+/// task that tracked it), so a hand-over's text lives no longer than that.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedEvent {
-    text: Rc<String>,
-    /// Byte ranges in `text`: the event's line (its whole JSON, or its time and props);
-    /// for parts, where its time ends and its shared parts (`,"type":...}`).
-    line: (usize, usize),
-    time_end: usize,
-    shared: (usize, usize),
-    /// Made as it is queued; unused for a whole JSON line (which holds its own).
-    id: [u8; 16],
-    /// Its JSON once written (the persisted copy is rewritten after every task that
-    /// tracked: writing the ids' hex again each time made that five times slower).
-    written: OnceCell<String>,
+pub struct QueuedEvent(Form);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Form {
+    Json(String),
+    /// Byte ranges in `text`: the event's line (whole JSON when `time_end` is 0, else its
+    /// time up to `time_end`, then its props), and the shared parts that close its object
+    /// (`,"type":...}`); its id, made as it was queued.
+    InText {
+        text: Rc<String>,
+        line: (usize, usize),
+        time_end: usize,
+        shared: (usize, usize),
+        id: [u8; 16],
+    },
 }
 
 /// `{"id":"` + 36 + `","ts":` + `,"props":`: what an event written from parts adds to
@@ -39,15 +41,7 @@ const PARTS_OVERHEAD_BYTES: usize = 7 + 36 + 7 + 9;
 impl QueuedEvent {
     /// An event that is already JSON.
     pub fn whole(json: String) -> Self {
-        let end = json.len();
-        QueuedEvent {
-            text: Rc::new(json),
-            line: (0, end),
-            time_end: 0,
-            shared: (0, 0),
-            id: [0; 16],
-            written: OnceCell::new(),
-        }
+        QueuedEvent(Form::Json(json))
     }
 
     /// An event in `text` (see `telltale_core::capture`): the line `line`, whole JSON when
@@ -60,47 +54,52 @@ impl QueuedEvent {
         shared: (usize, usize),
         id: [u8; 16],
     ) -> Self {
-        QueuedEvent {
+        QueuedEvent(Form::InText {
             text: Rc::clone(text),
             line,
             time_end,
             shared,
             id,
-            written: OnceCell::new(),
-        }
-    }
-
-    fn part(&self, (start, end): (usize, usize)) -> &str {
-        self.text.get(start..end).unwrap_or_default()
+        })
     }
 
     /// Bytes of its JSON.
     pub fn json_len(&self) -> usize {
-        let line = self.line.1 - self.line.0;
-        if self.time_end == 0 {
-            line
-        } else {
-            line + self.shared.1 - self.shared.0 + PARTS_OVERHEAD_BYTES
+        match &self.0 {
+            Form::Json(json) => json.len(),
+            Form::InText {
+                line, time_end: 0, ..
+            } => line.1 - line.0,
+            Form::InText { line, shared, .. } => {
+                line.1 - line.0 + shared.1 - shared.0 + PARTS_OVERHEAD_BYTES
+            }
         }
     }
 
     /// Appends its JSON to `out`.
     pub fn write_json(&self, out: &mut String) {
-        if self.time_end == 0 {
-            out.push_str(self.part(self.line));
-            return;
+        match &self.0 {
+            Form::Json(json) => out.push_str(json),
+            Form::InText {
+                text,
+                line,
+                time_end,
+                shared,
+                id,
+            } => {
+                let part = |(start, end): (usize, usize)| text.get(start..end).unwrap_or_default();
+                if *time_end == 0 {
+                    return out.push_str(part(*line));
+                }
+                out.push_str("{\"id\":\"");
+                push_uuid(out, id);
+                out.push_str("\",\"ts\":");
+                out.push_str(part((line.0, *time_end)));
+                out.push_str(",\"props\":");
+                out.push_str(part((*time_end, line.1)));
+                out.push_str(part(*shared));
+            }
         }
-        out.push_str(self.written.get_or_init(|| {
-            let mut json = String::with_capacity(self.json_len());
-            json.push_str("{\"id\":\"");
-            push_uuid(&mut json, &self.id);
-            json.push_str("\",\"ts\":");
-            json.push_str(self.part((self.line.0, self.time_end)));
-            json.push_str(",\"props\":");
-            json.push_str(self.part((self.time_end, self.line.1)));
-            json.push_str(self.part(self.shared));
-            json
-        }));
     }
 
     /// Its JSON.
@@ -108,6 +107,13 @@ impl QueuedEvent {
         let mut out = String::with_capacity(self.json_len());
         self.write_json(&mut out);
         out
+    }
+
+    /// Gives it its own JSON, letting go of its hand-over's text.
+    pub fn own_json(&mut self) {
+        if let Form::InText { .. } = self.0 {
+            self.0 = Form::Json(self.to_json());
+        }
     }
 }
 
@@ -166,6 +172,11 @@ impl EventQueue {
         if evict == 0 {
             return;
         }
+        // Freed now (and with them any hand-over text only they still held), their slots
+        // at the next compaction.
+        for old in &mut self.pending[self.head..self.head + evict] {
+            *old = QueuedEvent::whole(String::new());
+        }
         self.head += evict;
         self.bytes = bytes;
         self.dropped += evict as u64;
@@ -187,6 +198,13 @@ impl EventQueue {
     /// Serialized bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Gives every queued event its own JSON (see [`QueuedEvent::own_json`]).
+    pub fn own_json(&mut self) {
+        for event in &mut self.pending[self.head..] {
+            event.own_json();
+        }
     }
 
     /// Events waiting, oldest first (for persistence).
@@ -365,6 +383,39 @@ mod tests {
         assert_eq!(q.dropped(), 1);
         q.acknowledge_dropped(5);
         assert_eq!(q.dropped(), 0);
+    }
+
+    #[test]
+    fn events_let_go_of_their_hand_over_when_evicted_or_given_their_own_json() {
+        let text = Rc::new(String::from(",\"name\":\"a\"}\n1{}\n2{}\n3{}"));
+        let mut q = EventQueue::new(2, 1 << 20);
+        for (start, end) in [(13, 16), (17, 20), (21, 24)] {
+            q.push(QueuedEvent::in_text(
+                &text,
+                (start, end),
+                start + 1,
+                (0, 12),
+                [7; 16],
+            ));
+        }
+        // The first was evicted (capacity 2): its slot holds nothing of the text.
+        assert_eq!(Rc::strong_count(&text), 3);
+        let before: Vec<String> = q.iter().map(QueuedEvent::to_json).collect();
+        assert!(
+            before[0].ends_with("\",\"ts\":2,\"props\":{},\"name\":\"a\"}"),
+            "{}",
+            before[0]
+        );
+        assert_eq!(q.bytes(), before.iter().map(String::len).sum::<usize>());
+        q.own_json();
+        assert_eq!(
+            Rc::strong_count(&text),
+            1,
+            "nothing holds the hand-over's text"
+        );
+        let after: Vec<String> = q.iter().map(QueuedEvent::to_json).collect();
+        assert_eq!(after, before, "the same JSON, ids included");
+        assert_eq!(q.bytes(), after.iter().map(String::len).sum::<usize>());
     }
 
     #[test]

@@ -285,7 +285,7 @@ export class Telltale {
    * @param {string} name @param {Props} [props] */
   track(name, props) {
     // #guard without its closure: this is the hot path.
-    try { this.#enqueue('track', name, props); } catch (e) { this.#report(e?.message || String(e)); }
+    try { this.#enqueue('track', name, props); } catch (e) { this.#caught(e); }
   }
 
   /** Records a view of the current page (SPA route changes: or set `capturePageviews`). */
@@ -369,8 +369,10 @@ export class Telltale {
   }
 
   #guard(fn) {
-    try { return fn(); } catch (e) { this.#report(e?.message || String(e)); }
+    try { return fn(); } catch (e) { this.#caught(e); }
   }
+
+  #caught(e) { this.#report(e?.message || String(e)); }
 
   #report(message) {
     const error = new Error('telltale: ' + message);
@@ -495,7 +497,7 @@ export class Telltale {
         this.#retryTimer = setTimeout(() => this.#send(false), Math.max(0, at - Date.now()));
       }
     } catch (e) {
-      this.#report(e?.message || String(e));
+      this.#caught(e);
     }
     this.#save();
     return delivered;

@@ -245,7 +245,7 @@ impl Core {
     }
 
     /// The text to persist (undefined: nothing to keep, remove the stored copy).
-    pub fn persist(&self, now_ms: f64) -> Option<String> {
+    pub fn persist(&mut self, now_ms: f64) -> Option<String> {
         if self.opted_out {
             return None;
         }
