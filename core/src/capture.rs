@@ -1,9 +1,10 @@
 //! Event lines as the SDK's shell hands them over: built in JS per `track()` call, but
 //! without their ids, which the wasm core makes as it queues them (none crossing the
 //! boundary), and without the parts a page's events share (type, name, anonymous id, user
-//! id, URL), which cross once per hand-over and per change. An event stays in the text
-//! of its hand-over, and its JSON is written from there when a batch or the persisted
-//! copy needs it. All of it cuts what `track()` costs (#13).
+//! id, URL), which cross once per hand-over and per change. An event stays a place in the
+//! text of its hand-over until the persisted copy is written, after the task, which gives
+//! it its own JSON (a batch cut before then is written from the text). All of it cuts what
+//! `track()` costs (#13).
 
 use alloc::rc::Rc;
 use alloc::string::String;
