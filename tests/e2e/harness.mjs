@@ -103,7 +103,7 @@ export class Collector {
     const c = new Collector();
     c.extraVars = vars;
     c.devHooks = devHooks;
-    c.config = ingestLimit ? ingestLimitConfig(ingestLimit) : [];
+    c.configArgs = ingestLimit ? ingestLimitConfig(ingestLimit) : [];
     c.ownsDir = !persistDir;
     c.dir = persistDir || mkdtempSync(join(tmpdir(), 'telltale-e2e-'));
     await c.boot();
@@ -117,11 +117,11 @@ export class Collector {
     this.port = await freePort();
     this.url = `http://127.0.0.1:${this.port}`;
     const env = toolEnv({ CI: 'true' });
-    const migrate = spawnSync(PATHS.node22, [PATHS.wrangler, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', this.dir, ...this.config],
+    const migrate = spawnSync(PATHS.node22, [PATHS.wrangler, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', this.dir, ...this.configArgs],
       { cwd: ROOT, env, encoding: 'utf8' });
     if (migrate.status !== 0) throw new Error(`migrations failed: ${migrate.stderr}`);
     this.output = '';
-    this.child = spawn(PATHS.node22, [PATHS.wrangler, 'dev', ...this.config, '--ip', '127.0.0.1', '--port', String(this.port),
+    this.child = spawn(PATHS.node22, [PATHS.wrangler, 'dev', ...this.configArgs, '--ip', '127.0.0.1', '--port', String(this.port),
       '--persist-to', this.dir, '--test-scheduled', '--inspector-port', String(await freePort()),
       ...(this.devHooks ? ['--var', 'FAULT_INJECTION:on', '--var', 'EVAL_OVERRIDES:on', '--var', 'PROBES_ALLOW_PRIVATE:on'] : []),
       '--var', `DEMO_ALLOWED_ORIGINS:${this.url}`,
