@@ -422,7 +422,8 @@ console.log(`D1 bytes per event (SQLite dbstat, ${TOTAL} events over 7 days): `
 console.log(`SQLite ceiling (file database, WAL, ${EVENTS_PER_REQUEST} events per transaction): ${results.sqlite_store_events_per_s} events/s with the consumer's statements `
   + `(store_events.sql); ${results.sqlite_per_event_triggers_events_per_s} events/s with the old per-event triggers; ${results.sqlite_bare_events_per_s} events/s into a bare table`);
 /** µs per `track()` in each browser engine (Chromium, Firefox ESR, WebKitGTK), through the
- * same page code (track-bursts.mjs): the median of 5 bursts of 19,000 calls, the events'
+ * same page code (track-bursts.mjs): a page's first burst of 19,000 calls, then the median
+ * of 5 bursts with the queue emptied between them, and of 5 into a full queue; the events'
  * hand-over into wasm included. */
 async function trackCost(collector) {
   const out = {};
@@ -509,8 +510,9 @@ if (only === 'capture') {
   process.exit(0);
 }
 
-const printTrack = (track) => console.log(`track() per engine, µs per call (median of 5 bursts of ${track.chromium.calls_per_round}, events handed into wasm included): `
-  + ENGINES.map((n) => `${n} ${track[n].us_per_call}`).join(', ')
+const printTrack = (track) => console.log(`track() per engine, µs per call, events handed into wasm included (bursts of ${track.chromium.calls_per_round} calls): `
+  + `median of 5 bursts, the queue emptied between them: ` + ENGINES.map((n) => `${n} ${track[n].us_per_call}`).join(', ')
+  + `; a page's first burst (compilers and heap warming up): ` + ENGINES.map((n) => `${n} ${track[n].first_burst_us_per_call}`).join(', ')
   + `; into a full queue of ${track.chromium.calls_per_round} (each event evicts the oldest): `
   + ENGINES.map((n) => `${n} ${track[n].full_queue_us_per_call}`).join(', '));
 

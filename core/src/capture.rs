@@ -17,14 +17,17 @@ use crate::queue::QueuedEvent;
 /// - the parts the events after it share, starting with a comma
 ///   (`,"type":"track","name":"search","anonymous_id":"..."}`);
 /// - an event without its id and shared parts: its time in ms, then its props as a JSON
-///   object (`1767225600123{"q":"rust"}`). It gets a UUIDv7 for its time (or later, when
-///   the generator already gave an id for a later time: ids stay in order, and nothing
-///   reads their time but sorting) and is written as
+///   object (`1767225600123{"q":"rust"}`), or its props alone (`{"q":"go"}`) when its
+///   time is the last time in the text: a burst of events shares a few ms, and the shell
+///   then writes no number and concatenates nothing. It gets a UUIDv7 for its time (or
+///   later, when the generator already gave an id for a later time: ids stay in order,
+///   and nothing reads their time but sorting) and is written as
 ///   `{"id":"...","ts":1767225600123,"props":{"q":"rust"}` and the shared parts;
-/// - a whole event starting with `{` (a `beforeSend` result, which has its own id).
+/// - a whole event after `=` (`={"id":...}`: a `beforeSend` result, which has its own id).
 ///
-/// Anything else, and an event line before any shared parts, is not an event and is
-/// skipped: queued, it would make its whole batch invalid JSON (the shell writes none).
+/// Anything else, and an event line before any shared parts or any time, is not an event
+/// and is skipped: queued, it would make its whole batch invalid JSON (the shell writes
+/// none).
 pub fn queue_handed_over(
     text: Rc<String>,
     ids: &mut MonotonicUuidV7,
@@ -32,32 +35,31 @@ pub fn queue_handed_over(
     mut queue: impl FnMut(QueuedEvent),
 ) {
     let mut shared = None;
+    let mut time = None;
     let mut start = 0;
     for line in text.split('\n') {
         let end = start + line.len();
+        let bytes = line.as_bytes();
         let digits = line.bytes().take_while(u8::is_ascii_digit).count();
-        if line.starts_with(',') {
+        if let [b',', ..] = bytes {
             shared = Some((start, end));
-        } else if line.as_bytes().get(digits) == Some(&b'{') {
-            if digits == 0 {
-                queue(QueuedEvent::in_text(
-                    &text,
-                    (start, end),
-                    0,
-                    (0, 0),
-                    [0; 16],
-                ));
-            } else if let Some(shared) = shared {
+        } else if let [b'=', b'{', ..] = bytes {
+            queue(QueuedEvent::whole(line.get(1..).unwrap_or_default().into()));
+        } else if let Some(b'{') = bytes.get(digits) {
+            if digits > 0 {
                 // Wrapping: a 21-digit "time" makes a strange id, never a panic (the
                 // shell writes `Date.now()`).
                 let ts_ms = line.bytes().take(digits).fold(0u64, |n, d| {
                     n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
                 });
+                time = Some((start, start + digits, ts_ms));
+            }
+            if let (Some(shared), Some((time_start, time_end, ts_ms))) = (shared, time) {
                 let id = ids.next_bytes(ts_ms, rng.uuid_bytes());
                 queue(QueuedEvent::in_text(
                     &text,
-                    (start, end),
-                    start + digits,
+                    (time_start, time_end),
+                    (start + digits, end),
                     shared,
                     id,
                 ));
@@ -134,7 +136,7 @@ mod tests {
         let mut ids = MonotonicUuidV7::default();
         let other = ",\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a\",\"user_id\":\"u\"}";
         let events = queued(
-            &format!("{SHARED}\n1767225600123{{}}\n{{\"id\":\"x\"}}\n{other}\n1767225600124{{\"k\":1}}\n1767225600125{{}}"),
+            &format!("{SHARED}\n1767225600123{{}}\n={{\"id\":\"x\"}}\n{other}\n1767225600124{{\"k\":1}}\n1767225600125{{}}"),
             &mut ids,
         );
         assert_eq!(events.len(), 4, "{events:?}");
@@ -160,6 +162,33 @@ mod tests {
     }
 
     #[test]
+    fn props_alone_take_the_last_time_in_the_text_across_shared_parts() {
+        let mut ids = MonotonicUuidV7::default();
+        let other = ",\"type\":\"page\",\"name\":\"$pageview\",\"anonymous_id\":\"a\"}";
+        let events = queued(
+            &format!("{SHARED}\n1767225600123{{\"i\":0}}\n{{\"i\":1}}\n{other}\n{{\"i\":2}}\n1767225600124{{\"i\":3}}\n{{\"i\":4}}"),
+            &mut ids,
+        );
+        let read: alloc::vec::Vec<serde_json::Value> = events
+            .iter()
+            .map(|event| serde_json::from_str(event).expect("JSON"))
+            .collect();
+        let times: alloc::vec::Vec<_> = read.iter().map(|v| v["ts"].as_u64()).collect();
+        let expected = [123, 123, 123, 124, 124].map(|ms| Some(1_767_225_600_000 + ms));
+        assert_eq!(times, expected);
+        for (i, value) in read.iter().enumerate() {
+            assert_eq!(value["props"]["i"], i, "{}", events[i]);
+        }
+        assert_eq!(read[1]["name"], "search");
+        assert_eq!(read[2]["name"], "$pageview");
+        // Each hand-over starts with no time: props alone before one are not events.
+        assert_eq!(
+            queued(&format!("{SHARED}\n{{\"i\":5}}"), &mut ids),
+            alloc::vec::Vec::<String>::new()
+        );
+    }
+
+    #[test]
     fn what_is_not_an_event_is_skipped_and_ids_keep_their_order() {
         let mut ids = MonotonicUuidV7::default();
         // Not events: nothing that would make a batch invalid JSON is queued; nor an event
@@ -173,6 +202,9 @@ mod tests {
             "[1]",
             "\"s\"",
             "x{}",
+            "{}",
+            "=",
+            "=x",
         ];
         assert_eq!(
             queued("1767225600123{}", &mut ids),

@@ -22,13 +22,12 @@ pub struct QueuedEvent(Form);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Form {
     Json(String),
-    /// Byte ranges in `text`: the event's line (whole JSON when `time_end` is 0, else its
-    /// time up to `time_end`, then its props), and the shared parts that close its object
-    /// (`,"type":...}`); its id, made as it was queued.
+    /// Byte ranges in `text`: the event's time, its props, and the shared parts that
+    /// close its object (`,"type":...}`); its id, made as it was queued.
     InText {
         text: Rc<String>,
-        line: (usize, usize),
-        time_end: usize,
+        time: (usize, usize),
+        props: (usize, usize),
         shared: (usize, usize),
         id: [u8; 16],
     },
@@ -44,20 +43,19 @@ impl QueuedEvent {
         QueuedEvent(Form::Json(json))
     }
 
-    /// An event in `text` (see `telltale_core::capture`): the line `line`, whole JSON when
-    /// `time_end` is 0; otherwise its time ends at `time_end` inside the line, its props
-    /// follow, and `shared` closes the object.
+    /// An event in `text` (see `telltale_core::capture`): its time, props and shared
+    /// parts.
     pub fn in_text(
         text: &Rc<String>,
-        line: (usize, usize),
-        time_end: usize,
+        time: (usize, usize),
+        props: (usize, usize),
         shared: (usize, usize),
         id: [u8; 16],
     ) -> Self {
         QueuedEvent(Form::InText {
             text: Rc::clone(text),
-            line,
-            time_end,
+            time,
+            props,
             shared,
             id,
         })
@@ -68,11 +66,11 @@ impl QueuedEvent {
         match &self.0 {
             Form::Json(json) => json.len(),
             Form::InText {
-                line, time_end: 0, ..
-            } => line.1 - line.0,
-            Form::InText { line, shared, .. } => {
-                line.1 - line.0 + shared.1 - shared.0 + PARTS_OVERHEAD_BYTES
-            }
+                time,
+                props,
+                shared,
+                ..
+            } => time.1 - time.0 + props.1 - props.0 + shared.1 - shared.0 + PARTS_OVERHEAD_BYTES,
         }
     }
 
@@ -82,21 +80,18 @@ impl QueuedEvent {
             Form::Json(json) => out.push_str(json),
             Form::InText {
                 text,
-                line,
-                time_end,
+                time,
+                props,
                 shared,
                 id,
             } => {
                 let part = |(start, end): (usize, usize)| text.get(start..end).unwrap_or_default();
-                if *time_end == 0 {
-                    return out.push_str(part(*line));
-                }
                 out.push_str("{\"id\":\"");
                 push_uuid(out, id);
                 out.push_str("\",\"ts\":");
-                out.push_str(part((line.0, *time_end)));
+                out.push_str(part(*time));
                 out.push_str(",\"props\":");
-                out.push_str(part((*time_end, line.1)));
+                out.push_str(part(*props));
                 out.push_str(part(*shared));
             }
         }
@@ -392,8 +387,8 @@ mod tests {
         for (start, end) in [(13, 16), (17, 20), (21, 24)] {
             q.push(QueuedEvent::in_text(
                 &text,
-                (start, end),
-                start + 1,
+                (start, start + 1),
+                (start + 1, end),
                 (0, 12),
                 [7; 16],
             ));

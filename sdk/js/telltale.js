@@ -229,8 +229,8 @@ export class Telltale {
   #o; #core; #local = storage('localStorage'); #anon; #user; #timers = []; #retryTimer;
   // What track() recorded waits here, as lines of text, until the task ends (a timer),
   // then crosses into the wasm queue in one call, which writes each event's JSON and id
-  // (#drain). #shared: the name, type, anonymous id, user id and URL of the last event in
-  // this hand-over.
+  // (#drain). #shared: the name, type, anonymous id, user id, URL and time of the last
+  // event in this hand-over.
   #pending = []; #shared = [];
   // Whether track() records anything, as the core answers when the anonymous id is set
   // (sampling is per id), and false after optOut() or shutdown(): track() makes no
@@ -430,22 +430,25 @@ export class Telltale {
       // Serialized now: the hook may keep and change what it returned. What JSON cannot
       // hold (a BigInt, a cycle) is reported and dropped here, not at the hand-over.
       try {
-        line = JSON.stringify(typeof edited === 'object' ? edited : event);
+        line = '=' + JSON.stringify(typeof edited === 'object' ? edited : event);
         // Only an object is an event (one whose toJSON gives a number is not).
-        if (typeof line !== 'string' || line[0] !== '{') throw 0;
+        if (line[1] !== '{') throw 0;
       } catch {
         return this.#report('beforeSend gave an event JSON cannot hold as an object; it is dropped');
       }
     } else {
-      // Only the time and the props (serialized now: the event is what it was when
-      // tracked); the other parts go over on a line of their own when they differ
-      // from the last event's, and the core writes the rest of the JSON and the id as it
-      // queues the event (pushLines, telltale_core::capture). Building each event's whole
-      // JSON here cost more than everything else in track().
-      line = ts + JSON.stringify(flat);
+      // Only the props (serialized now: the event is what it was when tracked), after the
+      // time when it differs from the last event's in this hand-over (a burst shares a few
+      // ms: most lines are the props alone, with nothing to concatenate). The other parts
+      // go over on a line of their own when they differ from the last event's, and the
+      // core writes the rest of the JSON and the id as it queues the event (pushLines,
+      // telltale_core::capture). Building each event's whole JSON here cost more than
+      // everything else in track().
+      line = JSON.stringify(flat);
       const shared = this.#shared;
+      if (shared[5] !== ts) line = (shared[5] = ts) + line;
       if (shared[0] !== name || shared[1] !== type || shared[2] !== anon || shared[3] !== user || shared[4] !== url) {
-        this.#shared = [name, type, anon, user, url];
+        this.#shared = [name, type, anon, user, url, ts];
         line = ',' + JSON.stringify({ type, name, anonymous_id: anon, user_id: user, url }).slice(1) + '\n' + line;
       }
     }

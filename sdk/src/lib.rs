@@ -150,11 +150,12 @@ impl Core {
 
     /// Queues the events `track()` recorded during a task, handed over in one crossing.
     /// One item per line, all `JSON.stringify` text, which never holds a raw newline: an
-    /// event's time and props (`1767225600123{"q":"rust"}`), which gets its id here and
-    /// stays a place in this text until `persist` gives it its own JSON
-    /// (`telltale_core::capture::queue_handed_over`); a line starting with a
-    /// comma, the parts the events after it share (type, name, anonymous id, user id,
-    /// URL); or a `beforeSend` result, whole. The shell is the only caller, and hands over
+    /// event's time and props (`1767225600123{"q":"rust"}`), or its props alone at the
+    /// last time in this text (`{"q":"go"}`), which gets its id here and stays a place in
+    /// this text until `persist` gives it its own JSON
+    /// (`telltale_core::capture::queue_handed_over`); a line starting with a comma, the
+    /// parts the events after it share (type, name, anonymous id, user id, URL); or a
+    /// `beforeSend` result, whole, after `=`. The shell is the only caller, and hands over
     /// what it gathered since the last call. Returns true when the queue holds a full
     /// batch (a send under way just finds nothing more to start).
     #[wasm_bindgen(js_name = pushLines)]

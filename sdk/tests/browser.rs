@@ -17,7 +17,7 @@ fn now() -> f64 {
 }
 
 fn event(i: usize) -> String {
-    format!(r#"{{"id":"{i}","type":"track","name":"e","ts":1,"anonymous_id":"a","props":{{}}}}"#)
+    format!(r#"={{"id":"{i}","type":"track","name":"e","ts":1,"anonymous_id":"a","props":{{}}}}"#)
 }
 
 #[wasm_bindgen_test]
