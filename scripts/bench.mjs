@@ -423,7 +423,7 @@ console.log(`SQLite ceiling (file database, WAL, ${EVENTS_PER_REQUEST} events pe
   + `(store_events.sql); ${results.sqlite_per_event_triggers_events_per_s} events/s with the old per-event triggers; ${results.sqlite_bare_events_per_s} events/s into a bare table`);
 /** µs per `track()` in each browser engine (Chromium, Firefox ESR, WebKitGTK), through the
  * same page code (track-bursts.mjs): a page's first burst of 19,000 calls, then the median
- * of 5 bursts with the queue emptied between them, and of 5 into a full queue; the events'
+ * of 15 bursts with the queue emptied between them, and of 15 into a full queue; the events'
  * hand-over into wasm included. */
 async function trackCost(collector) {
   const out = {};
@@ -511,7 +511,7 @@ if (only === 'capture') {
 }
 
 const printTrack = (track) => console.log(`track() per engine, µs per call, events handed into wasm included (bursts of ${track.chromium.calls_per_round} calls): `
-  + `median of 5 bursts, the queue emptied between them: ` + ENGINES.map((n) => `${n} ${track[n].us_per_call}`).join(', ')
+  + `median of ${track.chromium.rounds} bursts, the queue emptied between them: ` + ENGINES.map((n) => `${n} ${track[n].us_per_call}`).join(', ')
   + `; a page's first burst (compilers and heap warming up): ` + ENGINES.map((n) => `${n} ${track[n].first_burst_us_per_call}`).join(', ')
   + `; into a full queue of ${track.chromium.calls_per_round} (each event evicts the oldest): `
   + ENGINES.map((n) => `${n} ${track[n].full_queue_us_per_call}`).join(', '));

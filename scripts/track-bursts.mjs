@@ -5,11 +5,14 @@
 // droppedCount forces it inside the timed span). A client with no flush due for an hour:
 // - its first burst, in a page that has not run track() yet: what the engine's compilers
 //   and the heap's growth add while a page warms up;
-// - then 5 bursts, the queue emptied after each outside the timed span (optOut + optIn),
-//   as delivered batches empty it: the steady cost of a call, amortised with its hand-over;
-// - then 5 bursts into a second client whose queue (19,000 events) is full, as when the
+// - then 15 bursts, the queue emptied before each outside the timed span (optOut +
+//   optIn), as delivered batches empty it: the cost of a call in a page that has been
+//   tracking for a while, amortised with its hand-over (in Chromium the compilers and the
+//   heap settle over the first 100,000 calls or so);
+// - then 15 bursts into a second client whose queue (19,000 events) is full, as when the
 //   collector cannot be reached for a while: each event evicts the oldest.
-// Returns µs per call: the first burst, and the median burst of the other two.
+// Returns µs per call: the first burst, and the median burst of the other two. Each burst
+// takes tens of ms, so the whole runs in seconds.
 export function trackBursts({ endpoint, key }) {
   const n = 19000;
   const options = { endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxStorageBytes: 50000000 };
@@ -22,11 +25,12 @@ export function trackBursts({ endpoint, key }) {
     if (keepsAll && (dropped !== 0 || tt.queueLength !== n)) throw new Error(`the bench queue dropped events (${dropped}; ${tt.queueLength} queued)`);
     return us;
   };
-  const median = (xs) => +xs.sort((a, b) => a - b)[2].toFixed(2);
+  const rounds = 15;
+  const median = (xs) => +xs.sort((a, b) => a - b)[rounds >> 1].toFixed(2);
   const tt = new window.Telltale({ ...options, maxQueue: n });
   const first = burst(tt, true);
   const steady = [];
-  for (let round = 0; round < 5; round++) {
+  for (let round = 0; round < rounds; round++) {
     tt.optOut();
     tt.optIn();
     steady.push(burst(tt, true));
@@ -35,7 +39,7 @@ export function trackBursts({ endpoint, key }) {
   for (let i = 0; i < n; i++) full.track('warmup', { i });
   void full.droppedCount;
   const fullQueue = [];
-  for (let round = 0; round < 5; round++) fullQueue.push(burst(full, false));
+  for (let round = 0; round < rounds; round++) fullQueue.push(burst(full, false));
   if (full.queueLength !== n) throw new Error(`the full queue holds ${full.queueLength} events`);
-  return { calls_per_round: n, first_burst_us_per_call: +first.toFixed(2), us_per_call: median(steady), full_queue_us_per_call: median(fullQueue), user_agent: navigator.userAgent };
+  return { calls_per_round: n, rounds, first_burst_us_per_call: +first.toFixed(2), us_per_call: median(steady), full_queue_us_per_call: median(fullQueue), user_agent: navigator.userAgent };
 }
