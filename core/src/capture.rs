@@ -27,7 +27,8 @@ use crate::queue::QueuedEvent;
 ///
 /// Anything else, and an event line before any shared parts or any time, is not an event
 /// and is skipped: queued, it would make its whole batch invalid JSON (the shell writes
-/// none).
+/// none). Props alone after such a line are skipped too (the time the shell meant for them
+/// was on it).
 pub fn queue_handed_over(
     text: Rc<String>,
     ids: &mut MonotonicUuidV7,
@@ -64,6 +65,10 @@ pub fn queue_handed_over(
                     id,
                 ));
             }
+        } else {
+            // Not a line the shell writes (a time it could not write as digits): props
+            // after it must not take an earlier event's time.
+            time = None;
         }
         start = end + 1;
     }
@@ -181,6 +186,12 @@ mod tests {
         }
         assert_eq!(read[1]["name"], "search");
         assert_eq!(read[2]["name"], "$pageview");
+        // A line that is not an event ends the time: the props after it are not events.
+        let after_odd = queued(
+            &format!("{SHARED}\n1767225600123{{}}\nInfinity{{}}\n{{\"i\":6}}\n1e+21{{}}\n{{}}\nNaN\n{{}}"),
+            &mut ids,
+        );
+        assert_eq!(after_odd.len(), 1, "{after_odd:?}");
         // Each hand-over starts with no time: props alone before one are not events.
         assert_eq!(
             queued(&format!("{SHARED}\n{{\"i\":5}}"), &mut ids),

@@ -12,8 +12,9 @@ use alloc::vec::Vec;
 use crate::ids::push_uuid;
 
 /// One event: its JSON (one line: `JSON.stringify` never writes a raw newline), or, as
-/// the SDK's shell hands it over, a line in the text of its hand-over, which the events
-/// of one hand-over share: queueing an event allocates and formats nothing (#13). The
+/// the SDK's shell hands it over, places in the text of its hand-over (its time, props
+/// and shared parts, which may be on different lines), which the events of one hand-over
+/// share: queueing such an event allocates and formats nothing (#13). The
 /// queue gives each event its own JSON when the persisted copy is written (after the
 /// task that tracked it), so a hand-over's text lives no longer than that.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +35,7 @@ enum Form {
 }
 
 /// `{"id":"` + 36 + `","ts":` + `,"props":`: what an event written from parts adds to
-/// its line and shared parts.
+/// its time, props and shared parts.
 const PARTS_OVERHEAD_BYTES: usize = 7 + 36 + 7 + 9;
 
 impl QueuedEvent {

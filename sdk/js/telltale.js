@@ -412,9 +412,9 @@ export class Telltale {
     const flat = beforeSend || !isPlain(props) ? {} : props;
     const error = propsError(props, flat !== props && flat);
     if (error) return this.#report(error);
-    // A whole, non-negative number of ms even where a page patched Date.now: the core
-    // reads the time's digits.
-    const ts = Math.max(0, Math.floor(Date.now()) || 0);
+    // A whole number of ms from 0 to the last date JS has, written as digits, even where
+    // a page patched Date.now (to Infinity or 1e21): the core reads the time's digits.
+    const ts = Math.min(Math.max(0, Math.floor(Date.now()) || 0), 8.64e15);
     const anon = this.#anon, user = this.#user, url = currentUrl();
     let line;
     if (beforeSend) {

@@ -316,13 +316,13 @@ mod tests {
     #[test]
     fn lines_are_queued_one_event_each_and_a_full_batch_is_reported() {
         let mut core = Core::new(3, 10, 10_000, 1.0, 1, 2);
-        assert!(!core.push_lines("{\"a\":1}".into()));
+        assert!(!core.push_lines("={\"a\":1}".into()));
         assert!(
-            core.push_lines("{\"b\":2}\n{\"c\":3}".into()),
+            core.push_lines("={\"b\":2}\n={\"c\":3}".into()),
             "the third event fills a batch of 3"
         );
         assert!(
-            core.push_lines("{\"d\":4}".into()),
+            core.push_lines("={\"d\":4}".into()),
             "still a full batch waiting"
         );
         let saved = core.persist(0.0).unwrap();
@@ -336,9 +336,10 @@ mod tests {
     #[test]
     fn lines_without_ids_get_them_and_shared_parts_follow_their_line() {
         let mut core = Core::new(20, 10, 10_000, 1.0, 1, 2);
-        // As the shell writes them: parts when they change, then each event's time and props.
+        // As the shell writes them: parts when they change, then each event's props, after
+        // its time when that changed (a beforeSend result whole, after `=`).
         let handover = ",\"type\":\"track\",\"name\":\"x\",\"anonymous_id\":\"a-1\"}\n1767225600123{\"q\":1}\n\
-                        {\"id\":\"whole\"}\n1767225600123{}\n\
+                        ={\"id\":\"whole\"}\n{}\n\
                         ,\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a-1\",\"user_id\":\"u\"}\n1767225600124{}";
         assert!(!core.push_lines(handover.into()));
         let saved = core.persist(0.0).unwrap();
