@@ -100,14 +100,24 @@ describe('SDK batching', () => {
       tt.track('fraction', {});
       Date.now = () => -5;
       tt.track('before_1970', {});
+      // In one hand-over a line carries its time only when it changed: repeated, forward,
+      // back, past what JS dates reach, and back again.
+      const base = realNow();
+      for (const [i, t] of [base, base, base + 7, base + 7, base - 3, Infinity, 1e21, base].entries()) {
+        Date.now = () => t;
+        tt.track('clock', { i });
+      }
       Date.now = realNow;
       await tt.flush();
     }, { endpoint: collector.url, key: collector.ingestKey });
     const events = posts.flatMap((p) => p.events);
-    assert.deepEqual(events.map((e) => e.name), ['proto', 'fraction', 'before_1970'], 'one batch of valid JSON, none lost');
+    assert.deepEqual(events.map((e) => e.name), ['proto', 'fraction', 'before_1970', ...Array(8).fill('clock')], 'one batch of valid JSON, none lost');
     assert.deepEqual(Object.entries(events[0].props), [['__proto__', 'p'], ['ok', 1]]);
     assert.ok(Number.isInteger(events[1].ts));
     assert.equal(events[2].ts, 0);
+    const base = events[3].ts;
+    assert.deepEqual(events.slice(3).map((e) => [e.props.i, e.ts]),
+      [base, base, base + 7, base + 7, base - 3, 8.64e15, 8.64e15, base].map((t, i) => [i, t]), 'each event keeps the time of its call');
     assert.deepEqual(errors, []);
     await context.close();
   });
