@@ -20,7 +20,7 @@ import { measureSdk } from './sdk-size.mjs';
 import { FOLD_STATEMENTS, storeEventsSql } from './store-sql.mjs';
 import { benchContexts, growthbookPayload, unleashContext, unleashFeatures } from './flag-peers.mjs';
 import { captureSideBySide } from './capture-bench.mjs';
-import { trackBursts } from './track-bursts.mjs';
+import { trackBursts, trackPerTask } from './track-bursts.mjs';
 import { ensureAll, ensureBrowsers, PATHS, ROOT, run as runTool } from './toolchain.mjs';
 
 if (!process.versions.node.startsWith('22.')) {
@@ -424,7 +424,8 @@ console.log(`SQLite ceiling (file database, WAL, ${EVENTS_PER_REQUEST} events pe
 /** µs per `track()` in each browser engine (Chromium, Firefox ESR, WebKitGTK), through the
  * same page code (track-bursts.mjs): a page's first burst of 19,000 calls, the cost amortised
  * over it and the 15 after it (the queue emptied between them) and their median, and the
- * median of 15 into a full queue; the events'
+ * median of 15 into a full queue; and per event in a page's ordinary use, a few events a
+ * task with the end-of-task work (trackPerTask); the events'
  * hand-over into wasm included. */
 async function trackCost(collector) {
   const out = {};
@@ -433,7 +434,10 @@ async function trackCost(collector) {
     try {
       const page = await engine.newPage();
       await page.open(`${collector.url}/healthz`);
-      out[name] = await page.evaluate(trackBursts, { endpoint: collector.url, key: collector.ingestKey });
+      const client = { endpoint: collector.url, key: collector.ingestKey };
+      const bursts = await page.evaluate(trackBursts, client);
+      await page.open(`${collector.url}/healthz`); // a new document: the bursts' clients are gone
+      out[name] = { ...bursts, ...await page.evaluate(trackPerTask, client) };
       await page.close();
     } finally {
       await engine.close();
@@ -518,7 +522,9 @@ const printTrack = (track) => {
     + `amortised over a page's first ${rounds + 1} bursts (goal 1 µs in Chromium): ${per('amortised_us_per_call')}; `
     + `the first burst alone (compilers and heap warming up): ${per('first_burst_us_per_call')}; `
     + `median of the ${rounds} after it, the queue emptied between them: ${per('us_per_call')}; `
-    + `into a full queue of ${calls} (each event evicts the oldest): ${per('full_queue_us_per_call')}`);
+    + `into a full queue of ${calls} (each event evicts the oldest): ${per('full_queue_us_per_call')}; `
+    + `a page's ordinary use (names alternating, the end-of-task work and localStorage write included, µs per event): `
+    + `1 event a task: ${per('events_per_task_1_us_per_event')}; 10 a task: ${per('events_per_task_10_us_per_event')}`);
 };
 
 const collector = await Collector.start({ devHooks: false });
