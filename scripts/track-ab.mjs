@@ -6,8 +6,8 @@
 // into wasm (reading droppedCount forces it inside the timed span), then emptied outside
 // it (optOut + optIn), as delivered batches empty a queue. The order rotates every round.
 // The figure per build is the median burst over every round of every page.
-// Its figures are lower than `BENCH_ONLY=track`'s, whose client keeps every event (97,000
-// at the end) and so writes into memory it touches for the first time.
+// `BENCH_ONLY=track` times one build the same way (scripts/track-bursts.mjs), one engine
+// per page; use this script to compare builds.
 // Usage: copy a build's www/sdk to a directory, change the SDK, `npm start` or
 // `npm test` rebuilds www/sdk, then
 //   node scripts/track-ab.mjs /tmp/sdk-before www/sdk        (PAGES=3 ROUNDS=12 by default)
