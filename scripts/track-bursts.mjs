@@ -3,18 +3,20 @@
 //
 // A burst is 19,000 calls of one event, timed with the hand-over into wasm (reading
 // droppedCount forces it inside the timed span). A client with no flush due for an hour:
-// - its first burst, in a page that has not run track() yet: what the engine's compilers
-//   and the heap's growth add while a page warms up;
+// - its first burst, in a page that has not run track() yet: what a page pays while the
+//   engine's compilers warm up (in a CDP trace of one in Chromium, 3 ms of its 54 ms were
+//   GC; the rest, code not yet optimized, JS and wasm, and the first hand-over);
 // - then 15 bursts, the queue emptied before each outside the timed span (optOut +
 //   optIn), as delivered batches empty it: the cost of a call in a page that has been
-//   tracking for a while, amortised with its hand-over (in Chromium the compilers and the
-//   heap settle over the first 100,000 calls or so);
+//   tracking for a while, amortised with its hand-over (in Chromium the compilers settle
+//   over the first 100,000 calls or so);
 // - then 15 bursts into a second client whose queue (19,000 events) is full, as when the
 //   collector cannot be reached for a while: each event evicts the oldest.
 // Returns µs per call: the first burst; amortised over the first and the 15 after it (all
 // their time over all their calls: what a page that tracks this much pays per call); the
 // median of those 15; and the median burst into the full queue. Each burst takes tens
-// of ms, so the whole runs in seconds.
+// of ms, so the whole runs in seconds. The bench runs it in 5 fresh pages per engine and
+// reports the median of each figure (one page's figures move by up to 2x on this VM).
 export function trackBursts({ endpoint, key }) {
   const n = 19000;
   const options = { endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000, maxStorageBytes: 50000000 };
@@ -43,6 +45,10 @@ export function trackBursts({ endpoint, key }) {
   const fullQueue = [];
   for (let round = 0; round < rounds; round++) fullQueue.push(burst(full, false));
   if (full.queueLength !== n) throw new Error(`the full queue holds ${full.queueLength} events`);
+  // Queues emptied, so that leaving the page sends nothing: the local collector shares this
+  // machine's 2 cores, and would be storing the page-hide beacons while the next page is timed.
+  tt.optOut();
+  full.optOut();
   const amortised = (first + steady.reduce((sum, us) => sum + us, 0)) / (rounds + 1);
   return { calls_per_round: n, rounds, first_burst_us_per_call: +first.toFixed(2), amortised_us_per_call: +amortised.toFixed(2), us_per_call: median(steady), full_queue_us_per_call: median(fullQueue), user_agent: navigator.userAgent };
 }
@@ -66,7 +72,7 @@ export async function trackPerTask({ endpoint, key }) {
     try { fn(...args); } finally { timerMs += performance.now() - t0; }
   }, ms);
   const timersRun = () => new Promise((resolve) => realSetTimeout(resolve, 0));
-  localStorage.clear(); // the bursts' persisted queues, which the client would adopt
+  localStorage.clear(); // a queue persisted by an earlier client on the page, which this one would adopt
   const tt = new window.Telltale({ endpoint, key, flagMode: 'off', flushAt: 500, flushIntervalMs: 3600000 });
   const tasks = 200;
   /** µs per event, `k` events a task. */

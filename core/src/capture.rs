@@ -1,10 +1,11 @@
-//! Event lines as the SDK's shell hands them over: built in JS per `track()` call, but
-//! without their ids, which the wasm core makes as it queues them (none crossing the
-//! boundary), and without the parts a page's events share (type, name, anonymous id, user
-//! id, URL), which cross once per hand-over and per change. An event stays a place in the
-//! text of its hand-over until the persisted copy is written, after the task, which gives
-//! it its own JSON (a batch cut before then is written from the text). All of it cuts what
-//! `track()` costs (#13).
+//! Events as the SDK's shell hands them over: one JSON array, serialized by one
+//! `JSON.stringify` per hand-over (not one per `track()` call), holding each event's props
+//! without its id, which the wasm core makes as it queues it (none crossing the boundary),
+//! and without the parts a page's events share (type, name, anonymous id, user id, URL)
+//! or their time, which go in once per hand-over and per change. An event stays a place
+//! in the text of its hand-over until the persisted copy is written, after the task,
+//! which gives it its own JSON (a batch cut before then is written from the text). All of
+//! it cuts what `track()` costs (#13).
 
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -12,65 +13,104 @@ use alloc::string::String;
 use crate::ids::{MonotonicUuidV7, SplitMix64};
 use crate::queue::QueuedEvent;
 
-/// Queues the events of one hand-over, in order, through `queue`. Each line of `text` is
-/// one of:
-/// - the parts the events after it share, starting with a comma
-///   (`,"type":"track","name":"search","anonymous_id":"..."}`);
-/// - an event without its id and shared parts: its time in ms, then its props as a JSON
-///   object (`1767225600123{"q":"rust"}`), or its props alone (`{"q":"go"}`) when its
-///   time is the last time in the text: a burst of events shares a few ms, and the shell
-///   then writes no number and concatenates nothing. It gets a UUIDv7 for its time (or
-///   later, when the generator already gave an id for a later time: ids stay in order,
-///   and nothing reads their time but sorting) and is written as
-///   `{"id":"...","ts":1767225600123,"props":{"q":"rust"}` and the shared parts;
-/// - a whole event after `=` (`={"id":...}`: a `beforeSend` result, which has its own id).
+/// Queues the events of one hand-over, in order, through `queue`. `text` is a JSON array
+/// whose elements are, in any number and order:
+/// - a time in ms (`1767225600123`), the time of the events after it, until the next one
+///   (a burst of events shares a few ms, so most events have no number of their own);
+/// - the parts the events after it share, as the one object of an array
+///   (`[{"type":"track","name":"search","anonymous_id":"..."}]`);
+/// - an event's props (`{"q":"rust"}`), after a time and shared parts. It gets a UUIDv7
+///   for its time (or later, when the generator already gave an id for a later time: ids
+///   stay in order, and nothing reads their time but sorting) and is written as
+///   `{"id":"...","ts":1767225600123,"props":{"q":"rust"},"type":"track",...}`;
+/// - `-1`, then a whole event (a `beforeSend` result, which has its own id) as it is.
 ///
-/// Anything else, and an event line before any shared parts or any time, is not an event
-/// and is skipped: queued, it would make its whole batch invalid JSON (the shell writes
-/// none). Props alone after such a line are skipped too (the time the shell meant for them
-/// was on it).
+/// The elements are found by their brackets, outside strings, so an element is never cut
+/// inside a string and each one's brackets balance. Anything else, and props before any
+/// shared parts or any time, is skipped: queued, it would make its whole batch invalid
+/// JSON (the shell writes none). Props after an element that is not one of these are
+/// skipped too, until the next time (the time the shell meant for them may have been it).
 pub fn queue_handed_over(
     text: Rc<String>,
     ids: &mut MonotonicUuidV7,
     rng: &mut SplitMix64,
     mut queue: impl FnMut(QueuedEvent),
 ) {
+    let bytes = text.as_bytes();
     let mut shared = None;
     let mut time = None;
-    let mut start = 0;
-    for line in text.split('\n') {
-        let end = start + line.len();
-        let bytes = line.as_bytes();
-        let digits = line.bytes().take_while(u8::is_ascii_digit).count();
-        if let [b',', ..] = bytes {
-            shared = Some((start, end));
-        } else if let [b'=', b'{', ..] = bytes {
-            queue(QueuedEvent::whole(line.get(1..).unwrap_or_default().into()));
-        } else if let Some(b'{') = bytes.get(digits) {
-            if digits > 0 {
-                // Wrapping: a 21-digit "time" makes a strange id, never a panic (the
-                // shell writes `Date.now()`).
-                let ts_ms = line.bytes().take(digits).fold(0u64, |n, d| {
-                    n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
-                });
-                time = Some((start, start + digits, ts_ms));
-            }
-            if let (Some(shared), Some((time_start, time_end, ts_ms))) = (shared, time) {
-                let id = ids.next_bytes(ts_ms, rng.uuid_bytes());
-                queue(QueuedEvent::in_text(
-                    &text,
-                    (time_start, time_end),
-                    (start + digits, end),
-                    shared,
-                    id,
+    let mut whole_next = false;
+    let mut element = |start: usize, end: usize| {
+        let whole = core::mem::take(&mut whole_next);
+        let element = bytes.get(start..end).unwrap_or_default();
+        match element {
+            [b'{', ..] if whole => {
+                queue(QueuedEvent::whole(
+                    text.get(start..end).unwrap_or_default().into(),
                 ));
             }
-        } else {
-            // Not a line the shell writes (a time it could not write as digits): props
-            // after it must not take an earlier event's time.
-            time = None;
+            [b'{', ..] => {
+                if let (Some(shared), Some((time_start, time_end, ts_ms))) = (shared, time) {
+                    let id = ids.next_bytes(ts_ms, rng.uuid_bytes());
+                    queue(QueuedEvent::in_text(
+                        &text,
+                        (time_start, time_end),
+                        (start, end),
+                        shared,
+                        id,
+                    ));
+                }
+            }
+            // The object's members and its closing brace: the event's JSON goes on with them.
+            [b'[', b'{', .., b'}', b']'] if element.len() > 4 => {
+                shared = Some((start + 2, end - 1))
+            }
+            [b'-', ..] => whole_next = true,
+            // Wrapping: a 21-digit "time" makes a strange id, never a panic (the shell
+            // writes `Date.now()`, clamped).
+            [b'0'..=b'9', ..] => {
+                time = element
+                    .iter()
+                    .try_fold(0u64, |ms, digit| {
+                        digit
+                            .is_ascii_digit()
+                            .then(|| ms.wrapping_mul(10).wrapping_add(u64::from(digit - b'0')))
+                    })
+                    .map(|ms| (start, end, ms));
+            }
+            _ => time = None,
         }
-        start = end + 1;
+    };
+    // The array's elements are at depth 1; a string is skipped whole, so that what it
+    // holds is never taken for brackets or commas.
+    let (mut depth, mut start, mut at) = (0u32, 0, 0);
+    while let Some(&byte) = bytes.get(at) {
+        at += 1;
+        match byte {
+            b'"' => {
+                while let Some(&byte) = bytes.get(at) {
+                    at += if byte == b'\\' { 2 } else { 1 };
+                    if byte == b'"' {
+                        break;
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth == 1 {
+                    start = at;
+                }
+            }
+            b',' | b']' | b'}' if depth == 1 => {
+                element(start, at - 1);
+                start = at;
+                if byte != b',' {
+                    depth = 0;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
     }
 }
 
@@ -97,15 +137,17 @@ mod tests {
         out
     }
 
-    const SHARED: &str = ",\"type\":\"track\",\"name\":\"search\",\"anonymous_id\":\"anon-1\",\"url\":\"https://x.test/\"}";
+    /// The shared parts as the shell writes them (the one object of an array), and as
+    /// they end an event's JSON.
+    const SHARED: &str = "[{\"type\":\"track\",\"name\":\"search\",\"anonymous_id\":\"anon-1\",\"url\":\"https://x.test/\"}]";
+    const SHARED_END: &str = ",\"type\":\"track\",\"name\":\"search\",\"anonymous_id\":\"anon-1\",\"url\":\"https://x.test/\"}";
 
     #[test]
-    fn a_line_without_its_id_gets_one_for_its_time_and_the_collector_takes_it() {
+    fn props_without_their_id_get_one_for_their_time_and_the_collector_takes_the_event() {
         let mut ids = MonotonicUuidV7::default();
-        let events = queued(
-            &format!("{SHARED}\n1767225600123{{\"q\":\"a\\nb\"}}"),
-            &mut ids,
-        );
+        // Brackets, commas, quotes and backslashes inside a string do not end the props.
+        let props = serde_json::json!({"q": "a\nb\"],[{\"type\":1}],{\\", "n": 2});
+        let events = queued(&format!("[{SHARED},1767225600123,{props}]"), &mut ids);
         let [event] = events.as_slice() else {
             panic!("one event: {events:?}");
         };
@@ -113,7 +155,7 @@ mod tests {
         assert_eq!(&event[..7], "{\"id\":\"");
         assert_eq!(
             &event[43..],
-            format!("\",\"ts\":1767225600123,\"props\":{{\"q\":\"a\\nb\"}}{SHARED}")
+            format!("\",\"ts\":1767225600123,\"props\":{props}{SHARED_END}")
         );
         let id = &event[7..43];
         assert!(crate::ids::is_uuid(id), "{id}");
@@ -125,7 +167,8 @@ mod tests {
         );
         let value: serde_json::Value = serde_json::from_str(event).expect("JSON");
         assert_eq!(value["ts"], 1_767_225_600_123u64);
-        assert_eq!(value["props"]["q"], "a\nb");
+        assert_eq!(value["props"], props);
+        assert_eq!(value["name"], "search");
         let batch = format!("{{\"sent_at\":1767225600200,\"events\":[{event}]}}");
         let read = crate::ingest::parse_batch(
             batch.as_bytes(),
@@ -137,27 +180,29 @@ mod tests {
     }
 
     #[test]
-    fn shared_parts_follow_their_line_and_whole_lines_stay_as_they_are() {
+    fn shared_parts_hold_for_the_props_after_them_and_whole_events_stay_as_they_are() {
         let mut ids = MonotonicUuidV7::default();
-        let other = ",\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a\",\"user_id\":\"u\"}";
+        let other = "[{\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a\",\"user_id\":\"u\"}]";
+        let other_end = ",\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a\",\"user_id\":\"u\"}";
+        let whole = "{\"id\":\"x\",\"props\":{\"a\":\"[1,{2}]\"},\"tags\":[1,[2]]}";
         let events = queued(
-            &format!("{SHARED}\n1767225600123{{}}\n={{\"id\":\"x\"}}\n{other}\n1767225600124{{\"k\":1}}\n1767225600125{{}}"),
+            &format!("[{SHARED},1767225600123,{{}},-1,{whole},{other},1767225600124,{{\"k\":1}},1767225600125,{{}}]"),
             &mut ids,
         );
         assert_eq!(events.len(), 4, "{events:?}");
         assert!(
-            events[0].ends_with(&format!("\"props\":{{}}{SHARED}")),
+            events[0].ends_with(&format!("\"props\":{{}}{SHARED_END}")),
             "{}",
             events[0]
         );
-        assert_eq!(events[1], "{\"id\":\"x\"}");
+        assert_eq!(events[1], whole);
         assert!(
-            events[2].ends_with(&format!("\"props\":{{\"k\":1}}{other}")),
+            events[2].ends_with(&format!("\"props\":{{\"k\":1}}{other_end}")),
             "{}",
             events[2]
         );
         assert!(
-            events[3].ends_with(&format!("\"props\":{{}}{other}")),
+            events[3].ends_with(&format!("\"props\":{{}}{other_end}")),
             "{}",
             events[3]
         );
@@ -167,11 +212,11 @@ mod tests {
     }
 
     #[test]
-    fn props_alone_take_the_last_time_in_the_text_across_shared_parts() {
+    fn props_take_the_last_time_in_the_text_across_shared_parts() {
         let mut ids = MonotonicUuidV7::default();
-        let other = ",\"type\":\"page\",\"name\":\"$pageview\",\"anonymous_id\":\"a\"}";
+        let other = "[{\"type\":\"page\",\"name\":\"$pageview\",\"anonymous_id\":\"a\"}]";
         let events = queued(
-            &format!("{SHARED}\n1767225600123{{\"i\":0}}\n{{\"i\":1}}\n{other}\n{{\"i\":2}}\n1767225600124{{\"i\":3}}\n{{\"i\":4}}"),
+            &format!("[{SHARED},1767225600123,{{\"i\":0}},{{\"i\":1}},{other},{{\"i\":2}},1767225600124,{{\"i\":3}},{{\"i\":4}}]"),
             &mut ids,
         );
         let read: alloc::vec::Vec<serde_json::Value> = events
@@ -186,15 +231,16 @@ mod tests {
         }
         assert_eq!(read[1]["name"], "search");
         assert_eq!(read[2]["name"], "$pageview");
-        // A line that is not an event ends the time: the props after it are not events.
+        // An element that is not one of the shell's ends the time: the props after it are
+        // not events until the next time.
         let after_odd = queued(
-            &format!("{SHARED}\n1767225600123{{}}\nInfinity{{}}\n{{\"i\":6}}\n1e+21{{}}\n{{}}\nNaN\n{{}}"),
+            &format!("[{SHARED},1767225600123,{{}},\"Infinity\",{{\"i\":6}},1e+21,{{}},null,{{}},1767225600123.5,{{}}]"),
             &mut ids,
         );
         assert_eq!(after_odd.len(), 1, "{after_odd:?}");
-        // Each hand-over starts with no time: props alone before one are not events.
+        // Each hand-over starts with no time: props before one are not events.
         assert_eq!(
-            queued(&format!("{SHARED}\n{{\"i\":5}}"), &mut ids),
+            queued(&format!("[{SHARED},{{\"i\":5}}]"), &mut ids),
             alloc::vec::Vec::<String>::new()
         );
     }
@@ -202,28 +248,27 @@ mod tests {
     #[test]
     fn what_is_not_an_event_is_skipped_and_ids_keep_their_order() {
         let mut ids = MonotonicUuidV7::default();
-        // Not events: nothing that would make a batch invalid JSON is queued; nor an event
-        // line before any shared parts (it would have no end).
-        let not_events = [
+        let none = alloc::vec::Vec::<String>::new();
+        // Props before any shared parts would have no end.
+        assert_eq!(queued("[1767225600123,{}]", &mut ids), none);
+        // Not events, nor do they make the props after them events: empty shared parts (an
+        // event ending in `,}`), `-1` before what is not an object, text cut short (inside
+        // a string, an object, the array), a text that is not an array.
+        for text in [
             "",
-            "5",
-            "12\"x\"",
-            "1767225600123.5{}",
-            "-1{}",
-            "[1]",
-            "\"s\"",
-            "x{}",
-            "{}",
-            "=",
-            "=x",
-        ];
-        assert_eq!(
-            queued("1767225600123{}", &mut ids),
-            alloc::vec::Vec::<String>::new()
-        );
-        let text = format!("{SHARED}\n{}", not_events.join("\n"));
-        assert_eq!(queued(&text, &mut ids), alloc::vec::Vec::<String>::new());
-        let burst = format!("{SHARED}\n{}", ["1767225600123{}"; 100].join("\n"));
+            "[]",
+            "[,,]",
+            "[[{}],1767225600123,{}]",
+            "[[{\"type\":\"t\"}]]",
+            &format!("[{SHARED},-1,null,{{}}]"),
+            &format!("[{SHARED},1767225600123,{{\"q\":\"x"),
+            &format!("[{SHARED},1767225600123,{{\"q\":1"),
+            &format!("[{SHARED},1767225600123,{{\"q\":1}}"),
+            "\"[[{\\\"type\\\":1}],1,{}]\"",
+        ] {
+            assert_eq!(queued(text, &mut ids), none, "{text}");
+        }
+        let burst = format!("[{SHARED},1767225600123{}]", ",{}".repeat(100));
         let events = queued(&burst, &mut ids);
         assert_eq!(events.len(), 100);
         for pair in events.windows(2) {
@@ -235,7 +280,30 @@ mod tests {
             );
         }
         // A "time" too long for u64 wraps instead of panicking.
-        let odd = queued(&format!("{SHARED}\n999999999999999999999999{{}}"), &mut ids);
+        let odd = queued(
+            &format!("[{SHARED},999999999999999999999999,{{}}]"),
+            &mut ids,
+        );
         assert!(odd[0].starts_with("{\"id\":\""));
+    }
+
+    #[test]
+    fn any_text_is_read_without_a_panic_and_each_event_length_is_exact() {
+        // Texts made of the characters the scanner looks at; `queued` checks each event's
+        // length against its JSON.
+        let alphabet = b"[]{},\"\\-019x:";
+        let mut rng = SplitMix64::new(11);
+        let mut ids = MonotonicUuidV7::default();
+        let mut events = 0;
+        for _ in 0..20_000 {
+            let len = (rng.next_u64() % 40) as usize;
+            let mut text = String::from("[[{\"type\":\"t\"}],1,");
+            for _ in 0..len {
+                let pick = (rng.next_u64() % alphabet.len() as u64) as usize;
+                text.push(char::from(alphabet[pick]));
+            }
+            events += queued(&text, &mut ids).len();
+        }
+        assert!(events > 100, "the texts made some events: {events}");
     }
 }

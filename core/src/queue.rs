@@ -13,7 +13,7 @@ use crate::ids::push_uuid;
 
 /// One event: its JSON (one line: `JSON.stringify` never writes a raw newline), or, as
 /// the SDK's shell hands it over, places in the text of its hand-over (its time, props
-/// and shared parts, which may be on different lines), which the events of one hand-over
+/// and shared parts, which may be far apart), which the events of one hand-over
 /// share: queueing such an event allocates and formats nothing (#13). The
 /// queue gives each event its own JSON when the persisted copy is written (after the
 /// task that tracked it), so a hand-over's text lives no longer than that.
@@ -24,7 +24,7 @@ pub struct QueuedEvent(Form);
 enum Form {
     Json(String),
     /// Byte ranges in `text`: the event's time, its props, and the shared parts that
-    /// close its object (`,"type":...}`); its id, made as it was queued.
+    /// close its object after a comma (`"type":...}`); its id, made as it was queued.
     InText {
         text: Rc<String>,
         time: (usize, usize),
@@ -34,9 +34,9 @@ enum Form {
     },
 }
 
-/// `{"id":"` + 36 + `","ts":` + `,"props":`: what an event written from parts adds to
-/// its time, props and shared parts.
-const PARTS_OVERHEAD_BYTES: usize = 7 + 36 + 7 + 9;
+/// `{"id":"` + 36 + `","ts":` + `,"props":` + `,`: what an event written from parts adds
+/// to its time, props and shared parts.
+const PARTS_OVERHEAD_BYTES: usize = 7 + 36 + 7 + 9 + 1;
 
 impl QueuedEvent {
     /// An event that is already JSON.
@@ -93,6 +93,7 @@ impl QueuedEvent {
                 out.push_str(part(*time));
                 out.push_str(",\"props\":");
                 out.push_str(part(*props));
+                out.push(',');
                 out.push_str(part(*shared));
             }
         }
@@ -383,6 +384,8 @@ mod tests {
 
     #[test]
     fn events_let_go_of_their_hand_over_when_evicted_or_given_their_own_json() {
+        // Where the shell's array would be: the shared parts' members (after the comma the
+        // event's JSON puts before them), then times and props.
         let text = Rc::new(String::from(",\"name\":\"a\"}\n1{}\n2{}\n3{}"));
         let mut q = EventQueue::new(2, 1 << 20);
         for (start, end) in [(13, 16), (17, 20), (21, 24)] {
@@ -390,7 +393,7 @@ mod tests {
                 &text,
                 (start, start + 1),
                 (start + 1, end),
-                (0, 12),
+                (1, 12),
                 [7; 16],
             ));
         }

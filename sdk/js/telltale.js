@@ -227,10 +227,11 @@ function loadEngine() {
 
 export class Telltale {
   #o; #core; #local = storage('localStorage'); #anon; #user; #timers = []; #retryTimer;
-  // What track() recorded waits here, as lines of text, until the task ends (a timer),
-  // then crosses into the wasm queue in one call, which writes each event's JSON and id
-  // (#drain). #shared: the name, type, anonymous id, user id, URL and time of the last
-  // event in this hand-over.
+  // What track() recorded waits here (each event's props, copied, and the time and the
+  // shared parts when they change) until the task ends (a timer), then crosses into the
+  // wasm queue as one JSON array in one call, which gives each event its id (#drain).
+  // #shared: the name, type, anonymous id, user id, URL and time of the last event in
+  // this hand-over.
   #pending = []; #shared = [];
   // Whether track() records anything, as the core answers when the anonymous id is set
   // (sampling is per id), and false after optOut() or shutdown(): track() makes no
@@ -344,13 +345,13 @@ export class Telltale {
   get optedOut() { return this.#core.optedOut; }
   /** Events evicted by the byte or count budget and not yet reported to the collector.
    * @type {number} */
-  get droppedCount() { this.#guard(() => this.#drain() && this.#send(true)); return this.#core.droppedCount; }
+  get droppedCount() { this.#handOver(); return this.#core.droppedCount; }
   /** The id that groups this browser's events while the user is unknown.
    * @type {string} */
   get anonymousId() { return this.#anon; }
   /** Events not yet delivered.
    * @type {number} */
-  get queueLength() { return this.#core.queueLength + this.#pending.length; }
+  get queueLength() { this.#handOver(); return this.#core.queueLength; }
 
   /** Sends everything queued now. Resolves to the events the collector acknowledged;
    * never rejects (failures go to `onError`, and the events stay queued).
@@ -401,14 +402,15 @@ export class Telltale {
     return tab;
   }
 
-  /** Records the event as lines of the hand-over: no network, storage or crossing into
-   * wasm on this path (but an id, with `beforeSend`). */
+  /** Records the event for the hand-over: no network, storage or crossing into wasm on
+   * this path (but an id, with `beforeSend`). */
   #enqueue(type, name, props) {
     if (!this.#collecting) return;
     if (typeof name !== 'string' || !name) return this.#report('an event needs a name');
     const beforeSend = this.#o.beforeSend;
-    // An object literal is checked and serialized as it is; anything else (and whatever
-    // beforeSend will see) is copied first, so the event is what it was when tracked.
+    // An object literal is checked, then copied as it is; anything else (and whatever
+    // beforeSend will see) is copied as it is checked: the event is what it was when
+    // tracked, whatever the page changes later.
     const flat = beforeSend || !isPlain(props) ? {} : props;
     const error = propsError(props, flat !== props && flat);
     if (error) return this.#report(error);
@@ -416,7 +418,7 @@ export class Telltale {
     // a page patched Date.now (to Infinity or 1e21): the core reads the time's digits.
     const ts = Math.min(Math.max(0, Math.floor(Date.now()) || 0), 8.64e15);
     const anon = this.#anon, user = this.#user, url = currentUrl();
-    let line;
+    const pending = this.#pending;
     if (beforeSend) {
       // One shape for every event: JSON leaves out a user id or URL that is undefined.
       const event = /** @type {any} */ ({ id: this.#core.nextId(ts), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });
@@ -428,44 +430,47 @@ export class Telltale {
         this.#report('beforeSend threw; the event is kept as it was');
       }
       // Serialized now: the hook may keep and change what it returned. What JSON cannot
-      // hold (a BigInt, a cycle) is reported and dropped here, not at the hand-over.
+      // hold (a BigInt, a cycle) is reported and dropped here, not at the hand-over. Read
+      // back, it serializes to the same text again at the hand-over, after -1.
       try {
-        line = '=' + JSON.stringify(typeof edited === 'object' ? edited : event);
+        const json = JSON.stringify(typeof edited === 'object' ? edited : event);
         // Only an object is an event (one whose toJSON gives a number is not).
-        if (line[1] !== '{') throw 0;
+        if (json[0] !== '{') throw 0;
+        pending.push(-1, JSON.parse(json));
       } catch {
         return this.#report('beforeSend gave an event JSON cannot hold as an object; it is dropped');
       }
     } else {
-      // Only the props (serialized now: the event is what it was when tracked), after the
-      // time when it differs from the last event's in this hand-over (a burst shares a few
-      // ms: most lines are the props alone, with nothing to concatenate). The other parts
-      // go over on a line of their own when they differ from the last event's, and the
-      // core writes the rest of the JSON and the id as it queues the event (pushLines,
-      // telltale_core::capture). Building each event's whole JSON here cost more than
-      // everything else in track().
-      line = JSON.stringify(flat);
+      // Only the props, after the time when it differs from the last event's in this
+      // hand-over (a burst shares a few ms) and after the other parts (the time then
+      // follows them) when they differ from the last event's. One JSON.stringify of them
+      // all at the hand-over costs a third less than one per call (a copy per call keeps
+      // the event what it was), and the core writes the rest of each event's JSON and its
+      // id as it queues it (pushEvents, telltale_core::capture).
       const shared = this.#shared;
-      if (shared[5] !== ts) line = (shared[5] = ts) + line;
       if (shared[0] !== name || shared[1] !== type || shared[2] !== anon || shared[3] !== user || shared[4] !== url) {
         this.#shared = [name, type, anon, user, url, ts];
-        line = ',' + JSON.stringify({ type, name, anonymous_id: anon, user_id: user, url }).slice(1) + '\n' + line;
-      }
+        pending.push(ts, [{ type, name, anonymous_id: anon, user_id: user, url }]);
+      } else if (shared[5] !== ts) pending.push(shared[5] = ts);
+      pending.push(flat === props ? { ...props } : flat);
     }
-    this.#pending.push(line);
     this.#save(); // hands the events over, and sends a full batch
     // More than the queue keeps goes over at once (the queue evicts by its budget).
-    if (this.#pending.length >= this.#o.maxQueue && this.#drain()) this.#send(true);
+    if (pending.length >= this.#o.maxQueue && this.#drain()) this.#send(true);
   }
 
   /** Hands the events gathered since the last call to the wasm queue, in one crossing.
    * True when a full batch waits. */
   #drain() {
-    const events = this.#pending;
+    const pending = this.#pending;
+    if (!pending.length) return false;
     this.#pending = [];
     this.#shared = []; // each hand-over starts with none
-    return events.length > 0 && this.#core.pushLines(events.join('\n'));
+    return this.#core.pushEvents(JSON.stringify(pending));
   }
+
+  /** Hands the events over now, for a figure read from the core. */
+  #handOver() { this.#guard(() => this.#drain() && this.#send(true)); }
 
   /** Sends one after another: a flush waits for the send in flight, then sends the rest. */
   #send(onlyFull) {

@@ -148,20 +148,19 @@ impl Core {
         self.closed = true;
     }
 
-    /// Queues the events `track()` recorded during a task, handed over in one crossing.
-    /// One item per line, all `JSON.stringify` text, which never holds a raw newline: an
-    /// event's time and props (`1767225600123{"q":"rust"}`), or its props alone at the
-    /// last time in this text (`{"q":"go"}`), which gets its id here and stays a place in
-    /// this text until `persist` gives it its own JSON
-    /// (`telltale_core::capture::queue_handed_over`); a line starting with a comma, the
-    /// parts the events after it share (type, name, anonymous id, user id, URL); or a
-    /// `beforeSend` result, whole, after `=`. The shell is the only caller, and hands over
-    /// what it gathered since the last call. Returns true when the queue holds a full
-    /// batch (a send under way just finds nothing more to start).
-    #[wasm_bindgen(js_name = pushLines)]
-    pub fn push_lines(&mut self, lines: String) -> bool {
+    /// Queues the events `track()` recorded during a task, handed over in one crossing as
+    /// one JSON array (`telltale_core::capture::queue_handed_over`): a time in ms for the
+    /// events after it (`1767225600123`), the parts they share as the one object of an
+    /// array (`[{"type":"track","name":"search",...}]`), each event's props
+    /// (`{"q":"rust"}`), which get their id here and stay a place in this text until
+    /// `persist` gives the event its own JSON, and `-1` before a `beforeSend` result,
+    /// whole. The shell is the only caller, and hands over what it gathered since the
+    /// last call. Returns true when the queue holds a full batch (a send under way just
+    /// finds nothing more to start).
+    #[wasm_bindgen(js_name = pushEvents)]
+    pub fn push_events(&mut self, events: String) -> bool {
         let outbox = &mut self.outbox;
-        queue_handed_over(Rc::new(lines), &mut self.ids, &mut self.rng, |event| {
+        queue_handed_over(Rc::new(events), &mut self.ids, &mut self.rng, |event| {
             outbox.push(event);
         });
         self.outbox.len() >= self.flush_at
@@ -314,15 +313,15 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_queued_one_event_each_and_a_full_batch_is_reported() {
+    fn whole_events_are_queued_one_each_and_a_full_batch_is_reported() {
         let mut core = Core::new(3, 10, 10_000, 1.0, 1, 2);
-        assert!(!core.push_lines("={\"a\":1}".into()));
+        assert!(!core.push_events("[-1,{\"a\":1}]".into()));
         assert!(
-            core.push_lines("={\"b\":2}\n={\"c\":3}".into()),
+            core.push_events("[-1,{\"b\":2},-1,{\"c\":3}]".into()),
             "the third event fills a batch of 3"
         );
         assert!(
-            core.push_lines("={\"d\":4}".into()),
+            core.push_events("[-1,{\"d\":4}]".into()),
             "still a full batch waiting"
         );
         let saved = core.persist(0.0).unwrap();
@@ -334,14 +333,14 @@ mod tests {
     }
 
     #[test]
-    fn lines_without_ids_get_them_and_shared_parts_follow_their_line() {
+    fn props_without_ids_get_them_and_shared_parts_hold_for_the_props_after_them() {
         let mut core = Core::new(20, 10, 10_000, 1.0, 1, 2);
-        // As the shell writes them: parts when they change, then each event's props, after
-        // its time when that changed (a beforeSend result whole, after `=`).
-        let handover = ",\"type\":\"track\",\"name\":\"x\",\"anonymous_id\":\"a-1\"}\n1767225600123{\"q\":1}\n\
-                        ={\"id\":\"whole\"}\n{}\n\
-                        ,\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a-1\",\"user_id\":\"u\"}\n1767225600124{}";
-        assert!(!core.push_lines(handover.into()));
+        // As the shell writes them: the time and the parts when they change, then each
+        // event's props (a beforeSend result whole, after -1).
+        let handover = "[1767225600123,[{\"type\":\"track\",\"name\":\"x\",\"anonymous_id\":\"a-1\"}],{\"q\":1},\
+                        -1,{\"id\":\"whole\"},{},1767225600124,\
+                        [{\"type\":\"identify\",\"name\":\"$identify\",\"anonymous_id\":\"a-1\",\"user_id\":\"u\"}],{}]";
+        assert!(!core.push_events(handover.into()));
         let saved = core.persist(0.0).unwrap();
         let events: Vec<&str> = saved.lines().skip(1).collect();
         assert_eq!(events.len(), 4, "{saved}");

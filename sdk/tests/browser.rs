@@ -16,8 +16,14 @@ fn now() -> f64 {
     js_sys::Date::now()
 }
 
+/// A whole event as the shell hands over a `beforeSend` result (after -1).
 fn event(i: usize) -> String {
-    format!(r#"={{"id":"{i}","type":"track","name":"e","ts":1,"anonymous_id":"a","props":{{}}}}"#)
+    format!(r#"-1,{{"id":"{i}","type":"track","name":"e","ts":1,"anonymous_id":"a","props":{{}}}}"#)
+}
+
+/// One hand-over: the shell's JSON array.
+fn hand_over(events: &[String]) -> String {
+    format!("[{}]", events.join(","))
 }
 
 #[wasm_bindgen_test]
@@ -34,8 +40,11 @@ fn ids_are_uuid_v7_and_increase_within_a_millisecond() {
 #[wasm_bindgen_test]
 fn the_outbox_batches_sends_one_at_a_time_and_keeps_a_retried_batch_whole() {
     let mut core = Core::new(3, 100, 100_000, 1.0, 1, 2);
-    let lines: Vec<String> = (0..5).map(event).collect();
-    assert!(core.push_lines(lines.join("\n")), "a full batch of 3 waits");
+    let events: Vec<String> = (0..5).map(event).collect();
+    assert!(
+        core.push_events(hand_over(&events)),
+        "a full batch of 3 waits"
+    );
     let t = now();
     let first = core.next_body(t, true).unwrap();
     assert_eq!(first.matches("\"name\":\"e\"").count(), 3);
@@ -60,7 +69,7 @@ fn the_outbox_batches_sends_one_at_a_time_and_keeps_a_retried_batch_whole() {
 fn the_persisted_queue_survives_the_real_local_storage() {
     let storage = web_sys::window().unwrap().local_storage().unwrap().unwrap();
     let mut core = Core::new(20, 100, 100_000, 1.0, 3, 4);
-    core.push_lines([event(1), event(2)].join("\n"));
+    core.push_events(hand_over(&[event(1), event(2)]));
     let t = now();
     storage
         .set_item("telltale:test:queue", &core.persist(t).unwrap())
@@ -81,7 +90,7 @@ fn the_persisted_queue_survives_the_real_local_storage() {
 #[wasm_bindgen_test]
 async fn a_retry_after_is_honoured_by_the_clock() {
     let mut core = Core::new(1, 10, 100_000, 1.0, 1, 2);
-    core.push_lines(event(1));
+    core.push_events(hand_over(&[event(1)]));
     let t = now();
     assert!(core.next_body(t, false).is_some());
     assert!(core.settle(429, 1_000.0, t, 0.0) == Settled::Retry);
