@@ -55,7 +55,7 @@ export function trackBursts({ endpoint, key }) {
 
 // A page's ordinary use, which the bursts above leave out: a few events per task (a click
 // handler, a route change), names alternating, so that each hand-over carries the shared
-// line and each event its time; timed with the work the SDK does for them at the end of
+// parts and each event its time; timed with the work the SDK does for them at the end of
 // the task, in its 0 ms timer (the hand-over into wasm, each event's own JSON and the
 // persisted copy written to localStorage), which a wrapper of setTimeout times as it runs
 // (not the event loop's own time between tasks). The queue is emptied at 20 events outside

@@ -11,7 +11,7 @@ pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
     out
 }
 
-/// Appends a UUIDv7 to `out`: the SDK writes ids straight into event lines (and blocks
+/// Appends a UUIDv7 to `out`: the SDK writes ids straight into events' JSON (and blocks
 /// into one string), with no allocation per id.
 pub fn push_uuid_v7(out: &mut String, now_ms: u64, random: [u8; 10]) {
     push_uuid(out, &uuid_v7_bytes(now_ms, random));

@@ -342,7 +342,16 @@ mod tests {
 
     #[test]
     fn split_on_gives_what_str_split_gives() {
-        for text in ["", "\n", "a", "a\nb", "\na\n\nb\n", "tq1 1 2 id", "é\nü\n", "a  b "] {
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\nb",
+            "\na\n\nb\n",
+            "tq1 1 2 id",
+            "é\nü\n",
+            "a  b ",
+        ] {
             for separator in [b'\n', b' '] {
                 let ours: Vec<&str> = split_on(text, separator).collect();
                 let std: Vec<&str> = text.split(char::from(separator)).collect();

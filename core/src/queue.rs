@@ -2,8 +2,8 @@
 //! size, byte budgets and requeueing after a failed send are tested on the host.
 //!
 //! Events are queued as JSON text, or as the parts their JSON is written from: the SDK
-//! serializes props once, at `track()` time, and a batch body is plain string
-//! concatenation with exact byte sizes.
+//! serializes a hand-over's props once, in one `JSON.stringify`, and a batch body is
+//! plain string concatenation with exact byte sizes.
 
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -384,8 +384,9 @@ mod tests {
 
     #[test]
     fn events_let_go_of_their_hand_over_when_evicted_or_given_their_own_json() {
-        // Where the shell's array would be: the shared parts' members (after the comma the
-        // event's JSON puts before them), then times and props.
+        // A text laid out for the ranges alone: the shared parts' members (after a comma
+        // here, which the range leaves out, as the event's JSON writes its own), then times
+        // and props.
         let text = Rc::new(String::from(",\"name\":\"a\"}\n1{}\n2{}\n3{}"));
         let mut q = EventQueue::new(2, 1 << 20);
         for (start, end) in [(13, 16), (17, 20), (21, 24)] {

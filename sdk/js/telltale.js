@@ -179,10 +179,10 @@ function propsError(props, copy) {
   return '';
 }
 
-/** Whether JSON.stringify(props) writes the props `propsError` checked: an object literal
- * (whose prototype has nothing enumerable) without a toJSON of its own, hidden or not.
- * Anything else (a class instance, a null-prototype object) is copied first. A getter, or a
- * Proxy's get trap, is read twice: once checked, once serialized. */
+/** Whether `{...props}` copies the props as JSON.stringify would read them: an object
+ * literal (whose prototype has nothing enumerable) without a toJSON of its own, hidden or
+ * not. Anything else (a class instance, a null-prototype object) is copied as it is
+ * checked. Either way a getter, or a Proxy's get trap, is read once, into the copy. */
 const isPlain = (props) => props != null && Object.getPrototypeOf(props) === Object.prototype && props.toJSON === undefined;
 
 /** Canonical JSON (keys sorted at every level): the flag cache is keyed by context. */
@@ -408,17 +408,21 @@ export class Telltale {
     if (!this.#collecting) return;
     if (typeof name !== 'string' || !name) return this.#report('an event needs a name');
     const beforeSend = this.#o.beforeSend;
-    // An object literal is checked, then copied as it is; anything else (and whatever
-    // beforeSend will see) is copied as it is checked: the event is what it was when
-    // tracked, whatever the page changes later.
-    const flat = beforeSend || !isPlain(props) ? {} : props;
-    const error = propsError(props, flat !== props && flat);
+    // An object literal is copied as it is, then the copy is checked; anything else (and
+    // whatever beforeSend will see) is copied as it is checked. Either way what was
+    // checked is what the hand-over serializes: the event is what it was when tracked,
+    // whatever the page changes later.
+    const plain = !beforeSend && isPlain(props);
+    const flat = plain ? { ...props } : {};
+    const error = plain ? propsError(flat) : propsError(props, flat);
     if (error) return this.#report(error);
     // A whole number of ms from 0 to the last date JS has, written as digits, even where
     // a page patched Date.now (to Infinity or 1e21): the core reads the time's digits.
     const ts = Math.min(Math.max(0, Math.floor(Date.now()) || 0), 8.64e15);
     const anon = this.#anon, user = this.#user, url = currentUrl();
-    const pending = this.#pending;
+    // #pending and #shared are read only after the page's code (a getter, Date.now,
+    // beforeSend, onError) has run: reading queueLength there hands them over and starts
+    // new ones.
     if (beforeSend) {
       // One shape for every event: JSON leaves out a user id or URL that is undefined.
       const event = /** @type {any} */ ({ id: this.#core.nextId(ts), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });
@@ -436,7 +440,7 @@ export class Telltale {
         const json = JSON.stringify(typeof edited === 'object' ? edited : event);
         // Only an object is an event (one whose toJSON gives a number is not).
         if (json[0] !== '{') throw 0;
-        pending.push(-1, JSON.parse(json));
+        this.#pending.push(-1, JSON.parse(json));
       } catch {
         return this.#report('beforeSend gave an event JSON cannot hold as an object; it is dropped');
       }
@@ -447,16 +451,17 @@ export class Telltale {
       // all at the hand-over costs a third less than one per call (a copy per call keeps
       // the event what it was), and the core writes the rest of each event's JSON and its
       // id as it queues it (pushEvents, telltale_core::capture).
-      const shared = this.#shared;
+      const shared = this.#shared, pending = this.#pending;
       if (shared[0] !== name || shared[1] !== type || shared[2] !== anon || shared[3] !== user || shared[4] !== url) {
         this.#shared = [name, type, anon, user, url, ts];
         pending.push(ts, [{ type, name, anonymous_id: anon, user_id: user, url }]);
       } else if (shared[5] !== ts) pending.push(shared[5] = ts);
-      pending.push(flat === props ? { ...props } : flat);
+      pending.push(flat);
     }
     this.#save(); // hands the events over, and sends a full batch
-    // More than the queue keeps goes over at once (the queue evicts by its budget).
-    if (pending.length >= this.#o.maxQueue && this.#drain()) this.#send(true);
+    // More than the queue keeps goes over at once (the queue evicts by its budget); the
+    // times and shared parts count too, so this may come a little early.
+    if (this.#pending.length >= this.#o.maxQueue && this.#drain()) this.#send(true);
   }
 
   /** Hands the events gathered since the last call to the wasm queue, in one crossing.
@@ -466,7 +471,12 @@ export class Telltale {
     if (!pending.length) return false;
     this.#pending = [];
     this.#shared = []; // each hand-over starts with none
-    return this.#core.pushEvents(JSON.stringify(pending));
+    // A page with an Array.prototype.toJSON (old Prototype.js) would make the array a
+    // string: then each element is serialized on its own (the shared parts are arrays).
+    const text = /** @type {any} */ (Array.prototype).toJSON === undefined
+      ? JSON.stringify(pending)
+      : `[${pending.map((e) => Array.isArray(e) ? `[${JSON.stringify(e[0])}]` : JSON.stringify(e)).join()}]`;
+    return this.#core.pushEvents(text);
   }
 
   /** Hands the events over now, for a figure read from the core. */

@@ -100,8 +100,8 @@ describe('SDK batching', () => {
       tt.track('fraction', {});
       Date.now = () => -5;
       tt.track('before_1970', {});
-      // In one hand-over a line carries its time only when it changed: repeated, forward,
-      // back, past what JS dates reach, and back again.
+      // In one hand-over a time goes in only when it changed: repeated, forward, back,
+      // past what JS dates reach, and back again.
       const base = realNow();
       for (const [i, t] of [base, base, base + 7, base + 7, base - 3, Infinity, 1e21, base].entries()) {
         Date.now = () => t;

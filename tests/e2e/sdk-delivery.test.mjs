@@ -430,6 +430,57 @@ describe('consent and privacy', () => {
     await context.close();
   });
 
+  test('page code run inside track() (getters, beforeSend, onError, Array.prototype.toJSON) loses no event and changes none', async () => {
+    const app = await appFor('reentry');
+    const context = await browser.newContext();
+    const { page } = await open(context);
+    const result = await page.evaluate(async (o) => {
+      const errors = [];
+      const lengths = [];
+      let tt;
+      // onError and beforeSend read queueLength and droppedCount, which hand the events over
+      // while track() is still recording one.
+      const hooked = new window.Telltale({ ...o, flagMode: 'off', onError: (e) => { errors.push(e.message); lengths.push(hooked.queueLength); },
+        beforeSend: (e) => { lengths.push(hooked.queueLength, hooked.droppedCount); if (e.name === 'throws') throw new Error('x'); e.props.seen = true; return e; } });
+      for (const name of ['h1', 'throws', 'h2', 'h3']) hooked.track(name, { k: name });
+      tt = new window.Telltale({ ...o, flagMode: 'off', onError: (e) => errors.push(e.message) });
+      let reads = 0;
+      const getters = {
+        // Read once, into the copy: a second read would give what JSON cannot hold.
+        get once() { reads += 1; return reads === 1 ? 'first' : 10n; },
+        // Page code mid-track(): a hand-over and an event of its own.
+        get nested() { lengths.push(tt.queueLength); tt.track('inner', { k: 'inner' }); return 'outer-prop'; },
+      };
+      tt.track('outer', getters);
+      tt.track('after', { k: 'after' });
+      // An old library's Array.prototype.toJSON would turn the hand-over into a string.
+      Array.prototype.toJSON = function () { return 'not an array'; };
+      try {
+        tt.track('with_array_tojson', { k: 'x' });
+        tt.track('with_array_tojson_2', { k: 'y' });
+        lengths.push(tt.queueLength);
+      } finally {
+        delete Array.prototype.toJSON;
+      }
+      const delivered = await hooked.flush() + await tt.flush();
+      return { errors, reads, delivered, dropped: hooked.droppedCount + tt.droppedCount };
+    }, { endpoint: collector.url, key: app.ingest_key, flushAt: 50, flushIntervalMs: 3_600_000 });
+    assert.equal(result.reads, 1, 'a getter is read once');
+    assert.deepEqual(result.errors, ['telltale: beforeSend threw; the event is kept as it was']);
+    assert.equal(result.dropped, 0);
+    assert.equal(result.delivered, 9, JSON.stringify(result));
+    await collector.waitForCount('reentry', 'with_array_tojson_2', 1);
+    const recent = await collector.admin('GET', '/v1/events/recent?app=reentry&limit=20');
+    const byName = Object.fromEntries(recent.json.events.map((e) => [e.name, e]));
+    assert.deepEqual(Object.keys(byName).sort(), ['after', 'h1', 'h2', 'h3', 'inner', 'outer', 'throws', 'with_array_tojson', 'with_array_tojson_2']);
+    assert.deepEqual(byName.outer.props, { once: 'first', nested: 'outer-prop' }, 'the outer event keeps its own name and props');
+    assert.deepEqual(byName.inner.props, { k: 'inner' });
+    assert.deepEqual(byName.h2.props, { k: 'h2', seen: true });
+    assert.deepEqual(byName.throws.props, { k: 'throws' });
+    assert.deepEqual(byName.with_array_tojson_2.props, { k: 'y' });
+    await context.close();
+  });
+
   test('an event JSON cannot hold is dropped with a report, and the events after it are delivered', async () => {
     const app = await appFor('unjson');
     const context = await browser.newContext();
