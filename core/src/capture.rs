@@ -40,7 +40,7 @@ pub fn queue_handed_over(
     let mut shared = None;
     let mut time = None;
     let mut whole_next = false;
-    let mut element = |start: usize, end: usize| {
+    let mut take_element = |start: usize, end: usize| {
         let whole = core::mem::take(&mut whole_next);
         let element = bytes.get(start..end).unwrap_or_default();
         match element {
@@ -102,7 +102,7 @@ pub fn queue_handed_over(
                 }
             }
             b',' | b']' | b'}' if depth == 1 => {
-                element(start, at - 1);
+                take_element(start, at - 1);
                 start = at;
                 if byte != b',' {
                     depth = 0;
