@@ -51,7 +51,7 @@ pub fn queue_handed_over(
             }
             [b'{', ..] => {
                 if let (Some(shared), Some((time_start, time_end, ts_ms))) = (shared, time) {
-                    let id = ids.next_bytes(ts_ms, rng.uuid_bytes());
+                    let id = ids.next_bytes(ts_ms, rng.next_u64());
                     queue(QueuedEvent::in_text(
                         &text,
                         (time_start, time_end),

@@ -62,24 +62,22 @@ pub struct MonotonicUuidV7 {
 }
 
 impl MonotonicUuidV7 {
-    /// The next id for `now_ms` (a clock that went backwards is treated as unchanged).
-    pub fn next(&mut self, now_ms: u64, random: [u8; 10]) -> String {
+    /// The next id for `now_ms` (a clock that went backwards is treated as unchanged),
+    /// with `random` as its random bits.
+    pub fn next(&mut self, now_ms: u64, random: u64) -> String {
         let mut out = String::with_capacity(36);
-        self.push_next(&mut out, now_ms, random);
+        push_uuid(&mut out, &self.next_bytes(now_ms, random));
         out
     }
 
-    /// Appends the next id for `now_ms` to `out`.
-    pub fn push_next(&mut self, out: &mut String, now_ms: u64, random: [u8; 10]) {
-        push_uuid(out, &self.next_bytes(now_ms, random));
-    }
-
-    /// The next id for `now_ms`, as its 16 bytes.
-    pub fn next_bytes(&mut self, now_ms: u64, mut random: [u8; 10]) -> [u8; 16] {
+    /// The next id for `now_ms`, as its 16 bytes: the low 62 bits of `random` are its
+    /// `rand_b`, and its top 11 seed the counter on a new millisecond. Two words put
+    /// together, with one random word: the SDK makes one for every event it queues.
+    pub fn next_bytes(&mut self, now_ms: u64, random: u64) -> [u8; 16] {
         if now_ms > self.last_ms {
             self.last_ms = now_ms;
-            // Seed below half the range so a burst has room to count up.
-            self.counter = u16::from_be_bytes([random[0], random[1]]) & 0x07ff;
+            // Seeded below half the range so a burst has room to count up.
+            self.counter = (random >> 53) as u16;
         } else if self.counter >= 0x0fff {
             // Counter exhausted: borrow the next millisecond.
             self.last_ms += 1;
@@ -87,10 +85,14 @@ impl MonotonicUuidV7 {
         } else {
             self.counter += 1;
         }
-        let [hi, lo] = self.counter.to_be_bytes();
-        random[0] = hi & 0x0f;
-        random[1] = lo;
-        uuid_v7_bytes(self.last_ms, random)
+        // 48 bits of ms, the version (7), the 12-bit counter; the variant (0b10), 62 random bits.
+        let high = ((self.last_ms & 0xffff_ffff_ffff) << 16) | 0x7000 | u64::from(self.counter);
+        let low = (random & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        let mut bytes = [0u8; 16];
+        let (first, second) = bytes.split_at_mut(8);
+        first.copy_from_slice(&high.to_be_bytes());
+        second.copy_from_slice(&low.to_be_bytes());
+        bytes
     }
 }
 
@@ -113,12 +115,6 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
-    }
-
-    /// The 10 random bytes a UUIDv7 needs.
-    pub fn uuid_bytes(&mut self) -> [u8; 10] {
-        let (a, b) = (self.next_u64().to_le_bytes(), self.next_u64().to_le_bytes());
-        [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1]]
     }
 }
 
@@ -158,7 +154,7 @@ mod tests {
         let mut ids = MonotonicUuidV7::default();
         let mut previous = String::new();
         for i in 0..10_000u32 {
-            let random = [(i % 251) as u8, (i % 13) as u8, 9, 9, 9, 9, 9, 9, 9, 9];
+            let random = (u64::from(i % 251) << 56) | (u64::from(i % 13) << 48) | 9;
             let id = ids.next(1_700_000_000_000 + u64::from(i / 5_000), random);
             assert!(is_uuid(&id));
             assert_eq!(&id[14..15], "7");
@@ -166,8 +162,24 @@ mod tests {
             previous = id;
         }
         // A clock step back keeps the order.
-        let later = ids.next(1_600_000_000_000, [0; 10]);
+        let later = ids.next(1_600_000_000_000, 0);
         assert!(later > previous);
+    }
+
+    #[test]
+    fn a_generated_id_is_a_v7_of_its_time_with_the_random_bits() {
+        let mut ids = MonotonicUuidV7::default();
+        let id = ids.next(0x0190_f3b2_7c4e, u64::MAX);
+        // The counter: the random word's top 11 bits (0x7ff).
+        assert_eq!(id, "0190f3b2-7c4e-77ff-bfff-ffffffffffff");
+        let id = ids.next(0x0190_f3b2_7c4e, 0);
+        assert_eq!(
+            id, "0190f3b2-7c4e-7800-8000-000000000000",
+            "the counter counts up"
+        );
+        // A time past 48 bits keeps its low 48 (the shell clamps to the last JS date).
+        let id = ids.next(8_640_000_000_000_000, 0);
+        assert!(is_uuid(&id) && id.starts_with("b208c2dc-0000-7"), "{id}");
     }
 
     #[test]
@@ -179,9 +191,10 @@ mod tests {
         );
         let mut seen = std::collections::HashSet::new();
         for seed in [1u64, 2] {
-            let mut rng = SplitMix64::new(seed);
-            for _ in 0..10_000 {
-                assert!(seen.insert(rng.uuid_bytes()));
+            let (mut rng, mut ids) = (SplitMix64::new(seed), MonotonicUuidV7::default());
+            for i in 0..10_000 {
+                // Bursts of one ms: ids differ in their counter and their random bits.
+                assert!(seen.insert(ids.next_bytes(1_767_225_600_000 + i / 100, rng.next_u64())));
             }
         }
     }

@@ -94,7 +94,7 @@ impl Outbox {
 
     /// Forgets everything (opt-out).
     pub fn clear(&mut self) {
-        self.queue.drain_all();
+        self.queue.clear();
         self.out = None;
     }
 

@@ -151,7 +151,10 @@ impl EventQueue {
     pub fn push(&mut self, event: QueuedEvent) -> usize {
         self.bytes += event.json_len();
         self.pending.push(event);
-        self.evict_over_budget();
+        // Checked here first: the SDK pushes every event it queues through this.
+        if self.len() > self.capacity || self.bytes > self.max_bytes {
+            self.evict_over_budget();
+        }
         self.len()
     }
 
@@ -255,6 +258,13 @@ impl EventQueue {
         self.evict_over_budget();
     }
 
+    /// Forgets everything, keeping the room it had for the next events.
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.head = 0;
+        self.bytes = 0;
+    }
+
     /// Removes and returns everything, oldest first.
     pub fn drain_all(&mut self) -> Vec<QueuedEvent> {
         self.compact();
@@ -347,6 +357,23 @@ mod tests {
         let by_bytes = q.take_batch(100, ENVELOPE_OVERHEAD_BYTES + 2 * 110);
         assert_eq!(by_bytes.len(), 2);
         assert_eq!(q.len(), 4);
+    }
+
+    #[test]
+    fn a_cleared_queue_holds_nothing_and_keeps_its_budgets_and_drop_count() {
+        let mut q = EventQueue::new(3, 1 << 20);
+        for i in 0..5 {
+            q.push(ev(i, 10));
+        }
+        assert_eq!(q.dropped(), 2);
+        q.clear();
+        assert_eq!((q.len(), q.bytes(), q.dropped()), (0, 0, 2));
+        for i in 10..14 {
+            q.push(ev(i, 10));
+        }
+        let kept: Vec<u64> = q.drain_all().iter().map(n).collect();
+        assert_eq!(kept, [11, 12, 13], "the count budget still evicts the oldest");
+        assert_eq!(q.dropped(), 3);
     }
 
     #[test]

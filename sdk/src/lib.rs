@@ -77,7 +77,7 @@ pub struct Core {
 
 /// The next UUIDv7 from this client's clock-ordered generator and seeded randomness.
 fn new_id(ids: &mut MonotonicUuidV7, rng: &mut SplitMix64, now_ms: f64) -> String {
-    ids.next(now_ms.max(0.0) as u64, rng.uuid_bytes())
+    ids.next(now_ms.max(0.0) as u64, rng.next_u64())
 }
 
 /// `n` as 8 lowercase hex digits.
