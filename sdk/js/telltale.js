@@ -157,33 +157,23 @@ const retryAfterMs = (value = '') => {
   return new Date(at).toUTCString() === value ? at - Date.now() : NaN;
 };
 
-/** Why `props` cannot be an event's props (a flat object of strings, finite numbers,
- * booleans and nulls), or '' when it can. With `copy`, the props (own, defined) go into
- * it as they are read. */
-function propsError(props, copy) {
-  if (props == null) return '';
-  if (typeof props !== 'object' || Array.isArray(props)) return 'props must be a plain object';
-  // for-in over own properties (what Object.entries lists), without its arrays per call.
-  for (const k in props) {
-    const v = props[k];
-    if (v === undefined || !Object.hasOwn(props, k)) continue;
-    const t = typeof v;
-    if (!(v === null || t === 'string' || t === 'boolean' || (t === 'number' && Number.isFinite(v)))) {
-      return `prop \`${k}\` must be a string, finite number, boolean or null`;
-    }
-    // A prop named __proto__ (JSON.parse makes one) would set the copy's prototype instead.
-    if (!copy) continue;
-    if (k === '__proto__') Object.defineProperty(copy, k, { value: v, enumerable: true, writable: true, configurable: true });
-    else copy[k] = v;
+/** Whether `v` can be a prop's value: a string, finite number, boolean or null (JSON
+ * leaves out one that is undefined). */
+const isPropValue = (v) => {
+  const t = typeof v;
+  return v === null || v === undefined || t === 'string' || t === 'boolean' || (t === 'number' && Number.isFinite(v));
+};
+
+/** Why `flat` (a copy of the props: own enumerable properties only) cannot be an event's
+ * props, or '' when it can. */
+function propsError(flat) {
+  // for-in, which lists no arrays per call; inherited keys (where a page added some to
+  // Object.prototype) are not the copy's.
+  for (const k in flat) {
+    if (!isPropValue(flat[k]) && Object.hasOwn(flat, k)) return `prop \`${k}\` must be a string, finite number, boolean or null`;
   }
   return '';
 }
-
-/** Whether `{...props}` copies the props as JSON.stringify would read them: an object
- * literal (whose prototype has nothing enumerable) without a toJSON of its own, hidden or
- * not. Anything else (a class instance, a null-prototype object) is copied as it is
- * checked. Either way a getter, or a Proxy's get trap, is read once, into the copy. */
-const isPlain = (props) => props != null && Object.getPrototypeOf(props) === Object.prototype && props.toJSON === undefined;
 
 /** Canonical JSON (keys sorted at every level): the flag cache is keyed by context. */
 const canonical = (v) => v && typeof v === 'object'
@@ -407,14 +397,13 @@ export class Telltale {
   #enqueue(type, name, props) {
     if (!this.#collecting) return;
     if (typeof name !== 'string' || !name) return this.#report('an event needs a name');
-    const beforeSend = this.#o.beforeSend;
-    // An object literal is copied as it is, then the copy is checked; anything else (and
-    // whatever beforeSend will see) is copied as it is checked. Either way what was
-    // checked is what the hand-over serializes: the event is what it was when tracked,
-    // whatever the page changes later.
-    const plain = !beforeSend && isPlain(props);
-    const flat = plain ? { ...props } : {};
-    const error = plain ? propsError(flat) : propsError(props, flat);
+    if (props != null && (typeof props !== 'object' || Array.isArray(props))) return this.#report('props must be a plain object');
+    // Copied, then the copy checked: what was checked is what the hand-over serializes
+    // (a getter, or a Proxy's get trap, is read once, into the copy), and the event is
+    // what it was when tracked, whatever the page changes later. A spread copies own
+    // enumerable properties as data (a prop named __proto__ stays a prop).
+    const flat = { ...props };
+    const error = propsError(flat);
     if (error) return this.#report(error);
     // A whole number of ms from 0 to the last date JS has, written as digits, even where
     // a page patched Date.now (to Infinity or 1e21): the core reads the time's digits.
@@ -423,6 +412,7 @@ export class Telltale {
     // #pending and #shared are read only after the page's code (a getter, Date.now,
     // beforeSend, onError) has run: reading queueLength there hands them over and starts
     // new ones.
+    const beforeSend = this.#o.beforeSend;
     if (beforeSend) {
       // One shape for every event: JSON leaves out a user id or URL that is undefined.
       const event = /** @type {any} */ ({ id: this.#core.nextId(ts), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });

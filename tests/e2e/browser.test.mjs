@@ -126,7 +126,7 @@ describe('SDK batching', () => {
     const { page, posts, errors, context } = await sdkPage();
     await page.evaluate(async ({ endpoint, key }) => {
       const tt = new window.Telltale({ endpoint, key, flushAt: 500, flushIntervalMs: 3_600_000 });
-      // An object literal is serialized as it is (no copy): changed after track(), the event is not.
+      // An object literal is copied: changed after track(), the event is not.
       const literal = { n: 1, s: 'a' };
       tt.track('literal', literal);
       literal.n = 2;
