@@ -4,17 +4,14 @@ use alloc::string::String;
 
 const HEX_DIGITS: &str = "0123456789abcdef";
 
+/// The last time a JS `Date` holds (ms since the epoch).
+const LAST_JS_DATE_MS: u64 = 8_640_000_000_000_000;
+
 /// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes.
 pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
     let mut out = String::with_capacity(36);
-    push_uuid_v7(&mut out, now_ms, random);
+    push_uuid(&mut out, &uuid_v7_bytes(now_ms, random));
     out
-}
-
-/// Appends a UUIDv7 to `out`: the SDK writes ids straight into events' JSON (and blocks
-/// into one string), with no allocation per id.
-pub fn push_uuid_v7(out: &mut String, now_ms: u64, random: [u8; 10]) {
-    push_uuid(out, &uuid_v7_bytes(now_ms, random));
 }
 
 /// A UUIDv7's 16 bytes.
@@ -71,9 +68,13 @@ impl MonotonicUuidV7 {
     }
 
     /// The next id for `now_ms`, as its 16 bytes: the low 62 bits of `random` are its
-    /// `rand_b`, and its top 11 seed the counter on a new millisecond. Two words put
-    /// together, with one random word: the SDK makes one for every event it queues.
+    /// `rand_b`, and its top 11 seed the counter on a new millisecond (bits 53 to 61 are in
+    /// both: the id still holds all 64 random bits). Two words put together, with one
+    /// random word: the SDK makes one for every event it queues.
     pub fn next_bytes(&mut self, now_ms: u64, random: u64) -> [u8; 16] {
+        // A time past the last JS date (a patched clock, digits the shell did not write) is
+        // that date: borrowing the next millisecond below can then never overflow.
+        let now_ms = now_ms.min(LAST_JS_DATE_MS);
         if now_ms > self.last_ms {
             self.last_ms = now_ms;
             // Seeded below half the range so a burst has room to count up.
@@ -177,9 +178,16 @@ mod tests {
             id, "0190f3b2-7c4e-7800-8000-000000000000",
             "the counter counts up"
         );
-        // A time past 48 bits keeps its low 48 (the shell clamps to the last JS date).
+        // A time past 48 bits keeps its low 48; one past the last JS date is that date, so
+        // that a burst there borrows milliseconds without overflowing (a patched clock).
         let id = ids.next(8_640_000_000_000_000, 0);
         assert!(is_uuid(&id) && id.starts_with("b208c2dc-0000-7"), "{id}");
+        let mut previous = ids.next(u64::MAX, 0);
+        for _ in 0..10_000 {
+            let id = ids.next(u64::MAX, 0);
+            assert!(id > previous, "{id} after {previous}");
+            previous = id;
+        }
     }
 
     #[test]

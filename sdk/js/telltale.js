@@ -411,9 +411,14 @@ export class Telltale {
     const anon = this.#anon, user = this.#user, url = currentUrl();
     // #pending and #shared are read only after the page's code (a getter, Date.now,
     // beforeSend, onError) has run: reading queueLength there hands them over and starts
-    // new ones.
+    // new ones, and optOut() there forgets them, this event too.
+    if (!this.#collecting) return;
     const beforeSend = this.#o.beforeSend;
     if (beforeSend) {
+      // The hook sees the props as JSON holds them: no key whose value is undefined (a
+      // redaction hook that reads every value as a string would throw on one, and the
+      // event would then go out unredacted).
+      for (const k in flat) if (flat[k] === undefined) delete flat[k];
       // One shape for every event: JSON leaves out a user id or URL that is undefined.
       const event = /** @type {any} */ ({ id: this.#core.nextId(ts), type, name, ts, anonymous_id: anon, props: flat, user_id: user, url });
       let edited = event;
@@ -423,6 +428,7 @@ export class Telltale {
       } catch {
         this.#report('beforeSend threw; the event is kept as it was');
       }
+      if (!this.#collecting) return; // the hook (or onError) opted out
       // Serialized now: the hook may keep and change what it returned. What JSON cannot
       // hold (a BigInt, a cycle) is reported and dropped here, not at the hand-over. Read
       // back, it serializes to the same text again at the hand-over, after -1.

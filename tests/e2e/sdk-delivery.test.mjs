@@ -430,7 +430,7 @@ describe('consent and privacy', () => {
     await context.close();
   });
 
-  test('page code run inside track() (getters, beforeSend, onError, Array.prototype.toJSON) loses no event and changes none', async () => {
+  test('page code run inside track() (getters, beforeSend, onError, optOut, Array.prototype.toJSON) loses no event and changes none', async () => {
     const app = await appFor('reentry');
     const context = await browser.newContext();
     const { page } = await open(context);
@@ -440,9 +440,18 @@ describe('consent and privacy', () => {
       // onError and beforeSend read queueLength and droppedCount, which hand the events over
       // while track() is still recording one.
       const hooked = new window.Telltale({ ...o, flagMode: 'off', onError: (e) => { errors.push(e.message); void hooked.queueLength; },
-        beforeSend: (e) => { void hooked.queueLength; void hooked.droppedCount; if (e.name === 'throws') throw new Error('x'); e.props.seen = true; return e; } });
-      for (const name of ['h1', 'throws', 'h2', 'h3']) hooked.track(name, { k: name });
+        beforeSend: (e) => {
+          void hooked.queueLength; void hooked.droppedCount;
+          // A prop whose value is undefined is not in the props the hook sees (JSON has none).
+          if (e.name === 'throws' || 'gone' in e.props) throw new Error('x');
+          e.props.seen = true;
+          return e;
+        } });
+      for (const name of ['h1', 'throws', 'h2', 'h3']) hooked.track(name, { k: name, gone: undefined });
       tt = new window.Telltale({ ...o, flagMode: 'off', onError: (e) => errors.push(e.message) });
+      // Opted out by a getter of its own props: the event is forgotten with the rest.
+      tt.track('opted_out_inside', { get k() { tt.optOut(); return 'x'; } });
+      tt.optIn();
       let reads = 0;
       const getters = {
         // Read once, into the copy: a second read would give what JSON cannot hold.
@@ -465,7 +474,7 @@ describe('consent and privacy', () => {
       return { errors, reads, delivered, dropped: hooked.droppedCount + tt.droppedCount };
     }, { endpoint: collector.url, key: app.ingest_key, flushAt: 50, flushIntervalMs: 3_600_000 });
     assert.equal(result.reads, 1, 'a getter is read once');
-    assert.deepEqual(result.errors, ['telltale: beforeSend threw; the event is kept as it was']);
+    assert.deepEqual(result.errors, ['telltale: beforeSend threw; the event is kept as it was'], 'only the hook that throws on purpose');
     assert.equal(result.dropped, 0);
     assert.equal(result.delivered, 9, JSON.stringify(result));
     await collector.waitForCount('reentry', 'with_array_tojson_2', 1);
