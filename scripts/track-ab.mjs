@@ -6,8 +6,11 @@
 // into wasm (reading droppedCount forces it inside the timed span), then emptied outside
 // it (optOut + optIn), as delivered batches empty a queue. The order rotates every round.
 // The figure per build is the median burst over every round of every page.
-// `BENCH_ONLY=track` times one build the same way (scripts/track-bursts.mjs), one engine
-// per page; use this script to compare builds.
+// `BENCH_ONLY=track` times one build with scripts/track-bursts.mjs, in fresh pages; use
+// this script to compare builds. With FRESH=1 it runs that same trackBursts instead, each
+// page a new browser context loading one build, the builds alternating page by page: the
+// figure the bench reports, a page's first (cold) burst included, compared build by build
+// (PAGES=8 by default there).
 // Usage: copy a build's www/sdk to a directory, change the SDK, `npm start` or
 // `npm test` rebuilds www/sdk, then
 //   node scripts/track-ab.mjs /tmp/sdk-before www/sdk        (PAGES=3 ROUNDS=12 by default)
@@ -17,10 +20,12 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { PATHS, ensureBrowsers } from './toolchain.mjs';
+import { trackBursts } from './track-bursts.mjs';
 
 const builds = process.argv.slice(2).map((dir) => resolve(dir));
 if (builds.length < 1) throw new Error('usage: node scripts/track-ab.mjs <sdk dir> [<sdk dir> ...]');
-const pages = Number(process.env.PAGES || 3);
+const fresh = Boolean(process.env.FRESH);
+const pages = Number(process.env.PAGES || (fresh ? 8 : 3));
 const rounds = Number(process.env.ROUNDS || 12);
 const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm' };
 
@@ -81,9 +86,24 @@ async function interleaved({ origin, count, rounds }) {
 ensureBrowsers();
 const { chromium } = await import('playwright-core');
 const browser = await chromium.launch({ executablePath: PATHS.chromium, args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'] });
-const figures = builds.map(() => ({ total: [], calls: [] }));
+const figures = builds.map(() => ({ total: [], calls: [], bursts: [] }));
 try {
-  for (let p = 0; p < pages; p++) {
+  for (let p = 0; fresh && p < pages; p++) {
+    for (let k = 0; k < builds.length; k++) {
+      const b = (k + p) % builds.length;
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await page.goto(`${origin}/`);
+      await page.evaluate(async ({ origin, b }) => {
+        const sdk = await import(`${origin}/${b}/telltale.js`);
+        await sdk.default();
+        window.Telltale = sdk.Telltale;
+      }, { origin, b });
+      figures[b].bursts.push(await page.evaluate(trackBursts, { endpoint: origin, key: `k${b}` }));
+      await context.close();
+    }
+  }
+  for (let p = 0; !fresh && p < pages; p++) {
     const page = await browser.newPage();
     await page.goto(`${origin}/`);
     const r = await page.evaluate(interleaved, { origin, count: builds.length, rounds });
@@ -96,7 +116,17 @@ try {
   server.close();
 }
 const quantile = (xs, q) => +[...xs].sort((x, y) => x - y)[Math.floor(xs.length * q)].toFixed(2);
+if (fresh) {
+  builds.forEach((dir, b) => {
+    const runs = figures[b].bursts;
+    const median = (key) => quantile(runs.map((r) => r[key]), 0.5);
+    console.log(`${dir}: µs per track(), medians over ${runs.length} fresh pages: amortised ${median('amortised_us_per_call')} `
+      + `(each page: ${runs.map((r) => r.amortised_us_per_call).join(', ')}), first burst ${median('first_burst_us_per_call')}, `
+      + `the 15 after it ${median('us_per_call')}, into a full queue ${median('full_queue_us_per_call')}`);
+  });
+}
 builds.forEach((dir, b) => {
+  if (fresh) return;
   const { total, calls } = figures[b];
   console.log(`${dir}: µs per track() with the hand-over: median ${quantile(total, 0.5)} (quartiles ${quantile(total, 0.25)}–${quantile(total, 0.75)}); `
     + `calls alone ${quantile(calls, 0.5)}; ${total.length} bursts`);
