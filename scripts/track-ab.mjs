@@ -86,24 +86,28 @@ async function interleaved({ origin, count, rounds }) {
 ensureBrowsers();
 const { chromium } = await import('playwright-core');
 const browser = await chromium.launch({ executablePath: PATHS.chromium, args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'] });
+/** Runs in the page: loads build `b` as `window.Telltale`, for trackBursts. */
+async function loadBuild({ origin, b }) {
+  const sdk = await import(`${origin}/${b}/telltale.js`);
+  await sdk.default();
+  window.Telltale = sdk.Telltale;
+}
+
 const figures = builds.map(() => ({ total: [], calls: [], bursts: [] }));
 try {
-  for (let p = 0; fresh && p < pages; p++) {
-    for (let k = 0; k < builds.length; k++) {
-      const b = (k + p) % builds.length;
-      const context = await browser.newContext();
-      const page = await context.newPage();
-      await page.goto(`${origin}/`);
-      await page.evaluate(async ({ origin, b }) => {
-        const sdk = await import(`${origin}/${b}/telltale.js`);
-        await sdk.default();
-        window.Telltale = sdk.Telltale;
-      }, { origin, b });
-      figures[b].bursts.push(await page.evaluate(trackBursts, { endpoint: origin, key: `k${b}` }));
-      await context.close();
+  for (let p = 0; p < pages; p++) {
+    if (fresh) {
+      for (let k = 0; k < builds.length; k++) {
+        const b = (k + p) % builds.length;
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        await page.goto(`${origin}/`);
+        await page.evaluate(loadBuild, { origin, b });
+        figures[b].bursts.push(await page.evaluate(trackBursts, { endpoint: origin, key: `k${b}` }));
+        await context.close();
+      }
+      continue;
     }
-  }
-  for (let p = 0; !fresh && p < pages; p++) {
     const page = await browser.newPage();
     await page.goto(`${origin}/`);
     const r = await page.evaluate(interleaved, { origin, count: builds.length, rounds });
@@ -116,17 +120,15 @@ try {
   server.close();
 }
 const quantile = (xs, q) => +[...xs].sort((x, y) => x - y)[Math.floor(xs.length * q)].toFixed(2);
-if (fresh) {
-  builds.forEach((dir, b) => {
+builds.forEach((dir, b) => {
+  if (fresh) {
     const runs = figures[b].bursts;
     const median = (key) => quantile(runs.map((r) => r[key]), 0.5);
     console.log(`${dir}: µs per track(), medians over ${runs.length} fresh pages: amortised ${median('amortised_us_per_call')} `
       + `(each page: ${runs.map((r) => r.amortised_us_per_call).join(', ')}), first burst ${median('first_burst_us_per_call')}, `
       + `the 15 after it ${median('us_per_call')}, into a full queue ${median('full_queue_us_per_call')}`);
-  });
-}
-builds.forEach((dir, b) => {
-  if (fresh) return;
+    return;
+  }
   const { total, calls } = figures[b];
   console.log(`${dir}: µs per track() with the hand-over: median ${quantile(total, 0.5)} (quartiles ${quantile(total, 0.25)}–${quantile(total, 0.75)}); `
     + `calls alone ${quantile(calls, 0.5)}; ${total.length} bursts`);

@@ -7,21 +7,27 @@ const HEX_DIGITS: &str = "0123456789abcdef";
 /// The last time a JS `Date` holds (ms since the epoch).
 const LAST_JS_DATE_MS: u64 = 8_640_000_000_000_000;
 
-/// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes.
+/// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes (the first two
+/// give `rand_a`, the other eight `rand_b`).
 pub fn uuid_v7(now_ms: u64, random: [u8; 10]) -> String {
+    let [a0, a1, b @ ..] = random;
     let mut out = String::with_capacity(36);
-    push_uuid(&mut out, &uuid_v7_bytes(now_ms, random));
+    push_uuid(
+        &mut out,
+        &v7_bytes(now_ms, u16::from_be_bytes([a0, a1]), u64::from_be_bytes(b)),
+    );
     out
 }
 
-/// A UUIDv7's 16 bytes.
-pub fn uuid_v7_bytes(now_ms: u64, random: [u8; 10]) -> [u8; 16] {
+/// A UUIDv7's 16 bytes, as two words: 48 bits of ms, the version (7), the low 12 bits of
+/// `rand_a`; the variant (0b10), the low 62 bits of `rand_b`.
+fn v7_bytes(now_ms: u64, rand_a: u16, rand_b: u64) -> [u8; 16] {
+    let high = ((now_ms & 0xffff_ffff_ffff) << 16) | 0x7000 | u64::from(rand_a & 0x0fff);
+    let low = (rand_b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     let mut bytes = [0u8; 16];
-    let ts = now_ms.to_be_bytes();
-    bytes[..6].copy_from_slice(&ts[2..8]);
-    bytes[6..].copy_from_slice(&random);
-    bytes[6] = 0x70 | (bytes[6] & 0x0f); // version 7
-    bytes[8] = 0x80 | (bytes[8] & 0x3f); // RFC 9562 variant
+    let (first, second) = bytes.split_at_mut(8);
+    first.copy_from_slice(&high.to_be_bytes());
+    second.copy_from_slice(&low.to_be_bytes());
     bytes
 }
 
@@ -86,14 +92,7 @@ impl MonotonicUuidV7 {
         } else {
             self.counter += 1;
         }
-        // 48 bits of ms, the version (7), the 12-bit counter; the variant (0b10), 62 random bits.
-        let high = ((self.last_ms & 0xffff_ffff_ffff) << 16) | 0x7000 | u64::from(self.counter);
-        let low = (random & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        let mut bytes = [0u8; 16];
-        let (first, second) = bytes.split_at_mut(8);
-        first.copy_from_slice(&high.to_be_bytes());
-        second.copy_from_slice(&low.to_be_bytes());
-        bytes
+        v7_bytes(self.last_ms, self.counter, random)
     }
 }
 
